@@ -1,0 +1,332 @@
+//! An in-process twin of the Gateway API conformance `echo-basic` backend.
+//!
+//! Every request is answered with a JSON description of what arrived (path, host, method,
+//! protocol, headers) plus the identity of the backend that answered, which is how a conformance
+//! case tells which `backendRef` a route sent it to and what the proxy did to the request on the
+//! way. HTTP/1.1 and h2c (prior knowledge) share one port, as the mesh may speak either to a pod.
+//!
+//! Like upstream, two request knobs exist because conformance cases depend on them:
+//! `X-Echo-Set-Header: Name:value,Other:value` copies those headers into the response (response
+//! header modifiers are checked this way), and a `delay` query parameter (`?delay=1s`) holds the
+//! response back (request timeouts are checked this way).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Who the echo backend claims to be; reported in every response so a test can tell which
+/// backend served it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EchoIdentity {
+    pub namespace: String,
+    pub service: String,
+    pub pod: String,
+}
+
+/// A running echo backend. Dropping it (or calling [`EchoServer::shutdown`]) stops accepting
+/// and closes every connection it was serving.
+#[derive(Debug)]
+pub struct EchoServer {
+    pub local_addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl EchoServer {
+    /// Stops the server; equivalent to dropping it, spelled out for readability at call sites.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        // The accept task owns the listener and a JoinSet of connection tasks; aborting it drops
+        // both, which closes the socket and aborts every connection.
+        self.task.abort();
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port, see [`EchoServer::local_addr`]) and serves echo
+/// responses on it until the returned server is dropped.
+pub async fn spawn_echo(addr: SocketAddr, id: EchoIdentity) -> std::io::Result<EchoServer> {
+    let listener = TcpListener::bind(addr).await?;
+    let local_addr = listener.local_addr()?;
+    let id = Arc::new(id);
+    let task = tokio::spawn(accept_loop(listener, id));
+    Ok(EchoServer { local_addr, task })
+}
+
+/// [`spawn_echo`] on a free loopback port.
+pub async fn spawn_echo_on_free_port(id: EchoIdentity) -> std::io::Result<EchoServer> {
+    spawn_echo(SocketAddr::from(([127, 0, 0, 1], 0)), id).await
+}
+
+async fn accept_loop(listener: TcpListener, id: Arc<EchoIdentity>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let id = id.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |req| echo(req, id.clone()));
+                        let builder = auto::Builder::new(TokioExecutor::new());
+                        if let Err(error) = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                        {
+                            tracing::debug!(%peer, %error, "echo connection ended with an error");
+                        }
+                    });
+                }
+                // Accept errors are per-connection (e.g. the peer reset before we accepted, or
+                // the fd limit was hit); the listener itself is still good, so keep serving.
+                Err(error) => tracing::debug!(%error, "echo accept failed"),
+            },
+            // Reap finished connections so the set does not grow with every request burst.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// The upstream echo-basic response body, field for field.
+#[derive(Debug, Serialize)]
+struct EchoResponse<'a> {
+    path: String,
+    host: String,
+    method: &'a str,
+    proto: &'static str,
+    headers: BTreeMap<String, Vec<String>>,
+    namespace: &'a str,
+    ingress: &'static str,
+    service: &'a str,
+    pod: &'a str,
+}
+
+async fn echo(
+    req: Request<Incoming>,
+    id: Arc<EchoIdentity>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, mut body) = req.into_parts();
+    // Drain the body so that a keep-alive connection stays usable and the client is not stuck
+    // on flow control; the content itself is not part of the echo.
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            break;
+        }
+    }
+
+    if let Some(delay) = query_param(parts.uri.query(), "delay") {
+        match parse_go_duration(delay) {
+            Some(d) => tokio::time::sleep(d).await,
+            None => {
+                let message =
+                    format!("invalid delay '{delay}'; use a Go duration like 1s or 500ms");
+                return Ok(json_response(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": message }).to_string(),
+                ));
+            }
+        }
+    }
+
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    // Go's server prefers the request-target's authority (h2 `:authority`, h1 absolute-form)
+    // and falls back to the Host header; mirror it so `host` means the same thing upstream.
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(HOST)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        })
+        .unwrap_or_default();
+
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        // Go moves Host out of the header map into `host`; do the same.
+        if name == HOST {
+            continue;
+        }
+        headers
+            .entry(canonical_header_name(name.as_str()))
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+
+    let body = EchoResponse {
+        path,
+        host,
+        method: parts.method.as_str(),
+        proto: proto_name(parts.version),
+        headers,
+        namespace: &id.namespace,
+        ingress: "",
+        service: &id.service,
+        pod: &id.pod,
+    };
+    // Serializing strings and string maps cannot fail; should it ever, answer with an empty
+    // object rather than take the connection down.
+    let json = serde_json::to_string(&body).unwrap_or_else(|_| "{}".to_owned());
+    let mut response = json_response(StatusCode::OK, json);
+    for value in parts.headers.get_all("x-echo-set-header") {
+        for (name, value) in parse_set_header(value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn proto_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Go's `textproto.CanonicalMIMEHeaderKey`: `x-forwarded-for` → `X-Forwarded-For`.
+fn canonical_header_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper {
+            c.to_ascii_uppercase()
+        } else {
+            c.to_ascii_lowercase()
+        });
+        upper = c == '-';
+    }
+    out
+}
+
+/// `Name:value,Other:value` → header pairs; malformed entries are skipped, as upstream does.
+fn parse_set_header(value: &HeaderValue) -> Vec<(HeaderName, HeaderValue)> {
+    let Ok(value) = value.to_str() else {
+        return Vec::new();
+    };
+    value
+        .split(',')
+        .filter_map(|entry| {
+            let (name, value) = entry.split_once(':')?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+            let value = HeaderValue::from_str(value.trim()).ok()?;
+            Some((name, value))
+        })
+        .collect()
+}
+
+fn query_param<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(k, v)| (k == key).then_some(v))
+}
+
+/// A subset of Go's `time.ParseDuration`: one or more `<decimal><unit>` terms, e.g. `1s`,
+/// `1.5s`, `1m30s`, `250ms`. Negative durations are rejected: there is nothing to wait for.
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text;
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(number * seconds_per_unit).ok()?;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_are_canonicalized_like_go() {
+        assert_eq!(canonical_header_name("x-forwarded-for"), "X-Forwarded-For");
+        assert_eq!(canonical_header_name("accept"), "Accept");
+        assert_eq!(canonical_header_name("x-b3-traceid"), "X-B3-Traceid");
+    }
+
+    #[test]
+    fn set_header_parses_pairs_and_skips_junk() {
+        let pairs = parse_set_header(&HeaderValue::from_static("X-A: 1,bogus,X-B:two words"));
+        let rendered: Vec<_> = pairs
+            .iter()
+            .map(|(n, v)| format!("{n}={}", v.to_str().unwrap_or("?")))
+            .collect();
+        assert_eq!(rendered, ["x-a=1", "x-b=two words"]);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration(""), None);
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration("-1s"), None);
+        assert_eq!(parse_go_duration("1fortnight"), None);
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param(Some("a=1&delay=2s"), "delay"), Some("2s"));
+        assert_eq!(query_param(Some("a=1"), "delay"), None);
+        assert_eq!(query_param(None, "delay"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! backendRefs: where a matched rule forwards, and the weighted choice between them.
+
+use gateway_api::experimental::httproutes::HttpRouteRulesBackendRefs;
+
+use crate::filter::compile_backend_filters;
+use crate::header_modifier::HeaderModifier;
+use crate::issue::{Issue, IssueReason};
+use crate::parent::ServiceKey;
+
+/// What the compiler asks the config layer (so this crate stays pure).
+pub trait BackendLookup {
+    /// Ok(()) when namespace/name is a known Service and `port` is one of its ports; Err(reason) otherwise,
+    /// e.g. "service travel-agency/flightz not found" or "service travel-agency/flights has no port 8080".
+    fn check_service(&self, service: &ServiceKey, port: u16) -> Result<(), String>;
+}
+
+#[derive(Debug, Clone)]
+pub struct WeightedBackend {
+    pub target: BackendTarget,
+    pub weight: u32,
+    pub request_header_modifier: Option<HeaderModifier>,
+    pub response_header_modifier: Option<HeaderModifier>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendTarget {
+    Service {
+        service: ServiceKey,
+        port: u16,
+    },
+    /// A backendRef that cannot be honoured. It keeps its share of the traffic, which the proxy
+    /// answers with 500, as the Gateway API spec requires, instead of shifting it elsewhere.
+    Invalid {
+        reason: String,
+    },
+}
+
+/// The largest weight Gateway API allows.
+const MAX_WEIGHT: i32 = 1_000_000;
+
+/// Compiles the backendRef at `field` (e.g. "spec.rules[0].backendRefs[1]") of a route in
+/// `route_namespace`. Any problem makes the target [`BackendTarget::Invalid`], never drops it.
+pub(crate) fn compile_backend_ref(
+    backend: &HttpRouteRulesBackendRefs,
+    field: &str,
+    route_namespace: &str,
+    lookup: &dyn BackendLookup,
+    issues: &mut Vec<Issue>,
+) -> WeightedBackend {
+    let weight = match backend.weight.unwrap_or(1) {
+        w @ 0..=MAX_WEIGHT => w,
+        w => {
+            // Clamped rather than dropped: the nearest weight the user could have meant keeps
+            // the other backends' shares close to what was written.
+            let clamped = w.clamp(0, MAX_WEIGHT);
+            issues.push(Issue::error(
+                IssueReason::Invalid,
+                format!("{field}.weight"),
+                format!("weight {w} is out of range 0-{MAX_WEIGHT}; using {clamped}"),
+            ));
+            clamped
+        }
+    };
+    let target = match resolve_target(backend, field, route_namespace, lookup) {
+        Ok((service, port)) => BackendTarget::Service { service, port },
+        Err(issue) => {
+            let reason = issue.message.clone();
+            issues.push(issue);
+            BackendTarget::Invalid { reason }
+        }
+    };
+    let filters = compile_backend_filters(
+        backend.filters.as_deref().unwrap_or_default(),
+        &format!("{field}.filters"),
+        issues,
+    );
+    WeightedBackend {
+        target,
+        weight: weight.unsigned_abs(),
+        request_header_modifier: filters.request_header_modifier,
+        response_header_modifier: filters.response_header_modifier,
+    }
+}
+
+fn resolve_target(
+    backend: &HttpRouteRulesBackendRefs,
+    field: &str,
+    route_namespace: &str,
+    lookup: &dyn BackendLookup,
+) -> Result<(ServiceKey, u16), Issue> {
+    let group = backend.group.as_deref().unwrap_or_default();
+    let kind = backend.kind.as_deref().unwrap_or("Service");
+    let core = group.is_empty() || group == "core";
+    if !core || kind != "Service" {
+        let (at, what) = if core {
+            ("kind", format!("kind {kind}"))
+        } else {
+            ("group", format!("group {group} kind {kind}"))
+        };
+        return Err(Issue::error(
+            IssueReason::InvalidKind,
+            format!("{field}.{at}"),
+            format!("backendRef {what} is not supported; forward to a core Service"),
+        ));
+    }
+    if backend.name.is_empty() {
+        return Err(Issue::error(
+            IssueReason::Invalid,
+            format!("{field}.name"),
+            "backendRef name is empty",
+        ));
+    }
+    let namespace = backend.namespace.as_deref().unwrap_or(route_namespace);
+    if namespace != route_namespace {
+        return Err(Issue::error(
+            IssueReason::RefNotPermitted,
+            format!("{field}.namespace"),
+            "cross-namespace backendRef needs a ReferenceGrant, which is not supported yet",
+        ));
+    }
+    let port = match backend.port {
+        None => {
+            return Err(Issue::error(
+                IssueReason::Invalid,
+                format!("{field}.port"),
+                "port is required when the backendRef is a Service",
+            ))
+        }
+        Some(port) => match u16::try_from(port) {
+            Ok(port) if port != 0 => port,
+            _ => {
+                return Err(Issue::error(
+                    IssueReason::Invalid,
+                    format!("{field}.port"),
+                    format!("port {port} is out of range 1-65535"),
+                ))
+            }
+        },
+    };
+    let service = ServiceKey {
+        namespace: namespace.to_owned(),
+        name: backend.name.clone(),
+    };
+    match lookup.check_service(&service, port) {
+        Ok(()) => Ok((service, port)),
+        Err(reason) => Err(Issue::error(
+            IssueReason::BackendNotFound,
+            field.to_owned(),
+            reason,
+        )),
+    }
+}
+
+/// Weighted choice among `backends`; see [`crate::Rule::pick_backend`].
+pub(crate) fn pick(backends: &[WeightedBackend], random: u32) -> Option<&WeightedBackend> {
+    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    // Multiply-shift scales `random` onto 0..total without the bias of `random % total`;
+    // u128 because the product of a u32 and the sum of many weights can exceed u64.
+    let point = (u128::from(random) * u128::from(total)) >> 32;
+    let mut point = u64::try_from(point).unwrap_or(u64::MAX);
+    for backend in backends {
+        let weight = u64::from(backend.weight);
+        if point < weight {
+            return Some(backend);
+        }
+        point -= weight;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! HTTPRoute → [`CompiledRoute`]: validate once at snapshot build, so matching never fails.
+
+use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteRules};
+
+use crate::backend::{compile_backend_ref, pick, BackendLookup, WeightedBackend};
+use crate::filter::compile_rule_filters;
+use crate::header_modifier::HeaderModifier;
+use crate::issue::{Issue, IssueReason};
+use crate::request_match::RequestMatch;
+
+/// Which route a decision came from, for logs, metrics and status.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RouteId {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl RouteId {
+    /// The id of `route`. A route without a namespace (a local YAML file that left it out) is
+    /// in "default", as kubectl would place it.
+    pub fn of(route: &HttpRoute) -> Self {
+        Self {
+            namespace: route
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
+            name: route.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for RouteId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledRoute {
+    pub id: RouteId,
+    /// metadata.creationTimestamp in nanoseconds since the Unix epoch; older routes win
+    /// precedence ties, and a route without one (not yet stored by an API server) sorts last.
+    pub created_at_nanos: Option<i128>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Position in spec.rules.
+    pub index: usize,
+    pub name: Option<String>,
+    /// ORed. Empty when every match the user wrote was invalid: the rule then never matches.
+    pub matches: Vec<RequestMatch>,
+    pub request_header_modifier: Option<HeaderModifier>,
+    pub response_header_modifier: Option<HeaderModifier>,
+    pub backends: Vec<WeightedBackend>,
+}
+
+impl Rule {
+    /// Weighted choice. `random` is any uniformly random u32 supplied by the caller (keeps this crate pure).
+    /// Backends with weight 0 are never picked; None when there are no backends or all weights are 0
+    /// (the proxy answers 500 then, per spec). Invalid backends take part in the weighting (their share gets 500).
+    pub fn pick_backend(&self, random: u32) -> Option<&WeightedBackend> {
+        pick(&self.backends, random)
+    }
+}
+
+/// Compiles one route. Never panics on any input. Issues with Severity::Error mean the user's
+/// intent cannot be honoured exactly; the returned CompiledRoute is still usable (invalid
+/// backends become BackendTarget::Invalid, which the proxy answers with 500 per the Gateway API
+/// spec, and invalid matches never match).
+///
+/// Attachment is a separate question, answered (with its own issues) by
+/// [`crate::parent_services`].
+pub fn compile_http_route(
+    route: &HttpRoute,
+    lookup: &dyn BackendLookup,
+) -> (CompiledRoute, Vec<Issue>) {
+    let mut issues = Vec::new();
+    let id = RouteId::of(route);
+    if id.name.is_empty() {
+        issues.push(Issue::error(
+            IssueReason::Invalid,
+            "metadata.name",
+            "route has no name",
+        ));
+    }
+    if route.spec.hostnames.as_ref().is_some_and(|h| !h.is_empty()) {
+        issues.push(Issue::warning(
+            IssueReason::Unsupported,
+            "spec.hostnames",
+            "hostnames are ignored for Service parentRefs (GAMMA)",
+        ));
+    }
+    if route.spec.use_default_gateways.is_some() {
+        issues.push(Issue::warning(
+            IssueReason::Unsupported,
+            "spec.useDefaultGateways",
+            "useDefaultGateways is ignored for Service parentRefs (GAMMA)",
+        ));
+    }
+    let rules = match route.spec.rules.as_deref() {
+        // The Gateway API default for a route without rules: one rule matching every request,
+        // with no backends, so matched requests get 500.
+        None | Some([]) => vec![Rule {
+            index: 0,
+            name: None,
+            matches: vec![RequestMatch::any()],
+            request_header_modifier: None,
+            response_header_modifier: None,
+            backends: Vec::new(),
+        }],
+        Some(rules) => rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| compile_rule(i, rule, &id.namespace, lookup, &mut issues))
+            .collect(),
+    };
+    let route = CompiledRoute {
+        id,
+        created_at_nanos: route
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_nanosecond()),
+        rules,
+    };
+    (route, issues)
+}
+
+fn compile_rule(
+    index: usize,
+    rule: &HttpRouteRules,
+    route_namespace: &str,
+    lookup: &dyn BackendLookup,
+    issues: &mut Vec<Issue>,
+) -> Rule {
+    let field = format!("spec.rules[{index}]");
+    let matches = match rule.matches.as_deref() {
+        None | Some([]) => vec![RequestMatch::any()],
+        Some(matches) => matches
+            .iter()
+            .enumerate()
+            .filter_map(|(m, spec)| {
+                RequestMatch::compile(spec, &format!("{field}.matches[{m}]"), issues)
+            })
+            .collect(),
+    };
+    let unsupported = [
+        ("timeouts", rule.timeouts.is_some()),
+        ("retry", rule.retry.is_some()),
+        ("sessionPersistence", rule.session_persistence.is_some()),
+    ];
+    for (key, present) in unsupported {
+        if present {
+            issues.push(Issue::error(
+                IssueReason::Unsupported,
+                format!("{field}.{key}"),
+                format!("{key} is not supported yet"),
+            ));
+        }
+    }
+    let filters = compile_rule_filters(
+        rule.filters.as_deref().unwrap_or_default(),
+        &format!("{field}.filters"),
+        issues,
+    );
+    let backends = rule
+        .backend_refs
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(j, backend)| {
+            compile_backend_ref(
+                backend,
+                &format!("{field}.backendRefs[{j}]"),
+                route_namespace,
+                lookup,
+                issues,
+            )
+        })
+        .collect();
+    Rule {
+        index,
+        name: rule.name.clone(),
+        matches,
+        request_header_modifier: filters.request_header_modifier,
+        response_header_modifier: filters.response_header_modifier,
+        backends,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,32 @@
+//! Gateway API HTTPRoute compilation and matching for the waypoint: routes in, validated
+//! [`RouteTable`]s and per-request decisions out, with no I/O.
+//!
+//! Flow: [`parent_services`] says which Services a route attaches to, [`compile_http_route`]
+//! turns it into a [`CompiledRoute`] (reporting [`Issue`]s instead of failing), and a
+//! [`RouteTable`] per parent orders every rule by Gateway API precedence so that
+//! [`RouteTable::find`] is a walk that stops at the first match.
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod compile;
+mod filter;
+mod header_modifier;
+mod issue;
+mod parent;
+mod request_match;
+mod table;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use backend::{BackendLookup, BackendTarget, WeightedBackend};
+pub use compile::{compile_http_route, CompiledRoute, RouteId, Rule};
+pub use header_modifier::HeaderModifier;
+pub use issue::{Issue, IssueReason, Severity};
+pub use parent::{parent_services, ParentService, ServiceKey};
+pub use request_match::{
+    HeaderMatch, HeaderValueMatch, PathMatch, QueryParamMatch, QueryValueMatch, RequestMatch,
+    RequestView,
+};
+pub use table::{RouteMatch, RouteTable};

@@ -1,0 +1,135 @@
+//! Which Services a route attaches to (GAMMA parentRefs).
+
+use gateway_api::experimental::httproutes::HttpRoute;
+
+use crate::compile::RouteId;
+use crate::issue::{Issue, IssueReason};
+
+/// A Kubernetes Service (or ServiceEntry host) that routes attach to or forward to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Where a route attaches: a Service (GAMMA), optionally one of its ports.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ParentService {
+    pub service: ServiceKey,
+    /// `None` attaches the route to every port of the Service.
+    pub port: Option<u16>,
+}
+
+/// The group Gateway API gives to parentRefs that leave `group` out.
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// The services an HTTPRoute attaches to: parentRefs with group ""/"core" and kind "Service";
+/// the namespace defaults to the route's.
+///
+/// Every other parentRef is reported and left out, so the route never attaches somewhere the
+/// user did not mean: kind Gateway is `Unsupported` (this proxy routes GAMMA-style only), other
+/// kinds are `Invalid`. A `sectionName` on a Service parent is `Unsupported` and that parent is
+/// left out too, because ignoring it would attach the route to more ports than the user asked for.
+pub fn parent_services(route: &HttpRoute) -> (Vec<ParentService>, Vec<Issue>) {
+    let mut parents = Vec::new();
+    let mut issues = Vec::new();
+    let refs = route.spec.parent_refs.as_deref().unwrap_or_default();
+    if refs.is_empty() {
+        issues.push(Issue::error(
+            IssueReason::Invalid,
+            "spec.parentRefs",
+            "route has no parentRefs; attach it to a Service (GAMMA)",
+        ));
+        return (parents, issues);
+    }
+    let route_namespace = RouteId::of(route).namespace;
+    for (i, parent) in refs.iter().enumerate() {
+        let field = format!("spec.parentRefs[{i}]");
+        // Gateway API defaults a parentRef to group gateway.networking.k8s.io, kind Gateway.
+        let group = parent.group.as_deref().unwrap_or(GATEWAY_GROUP);
+        let kind = parent.kind.as_deref().unwrap_or("Gateway");
+        let is_core = group.is_empty() || group == "core";
+        if kind == "Gateway" && group == GATEWAY_GROUP {
+            issues.push(Issue::error(
+                IssueReason::Unsupported,
+                format!("{field}.kind"),
+                "parentRef kind Gateway is not supported for waypoint routing; \
+                 attach the route to a Service (GAMMA)",
+            ));
+            continue;
+        }
+        if kind != "Service" {
+            issues.push(Issue::error(
+                IssueReason::Invalid,
+                format!("{field}.kind"),
+                format!(
+                    "parentRef kind {kind} (group {group:?}) is not supported; \
+                     attach the route to a Service (GAMMA)"
+                ),
+            ));
+            continue;
+        }
+        if !is_core {
+            issues.push(Issue::error(
+                IssueReason::Invalid,
+                format!("{field}.group"),
+                format!("parentRef group {group:?} is wrong for kind Service; use \"\" (core)"),
+            ));
+            continue;
+        }
+        if parent.name.is_empty() {
+            issues.push(Issue::error(
+                IssueReason::Invalid,
+                format!("{field}.name"),
+                "parentRef name is empty",
+            ));
+            continue;
+        }
+        if parent.section_name.is_some() {
+            issues.push(Issue::error(
+                IssueReason::Unsupported,
+                format!("{field}.sectionName"),
+                "sectionName is not supported for Service parentRefs; use port",
+            ));
+            continue;
+        }
+        let port = match parent.port {
+            None => None,
+            Some(port) => match u16::try_from(port) {
+                Ok(port) if port != 0 => Some(port),
+                _ => {
+                    issues.push(Issue::error(
+                        IssueReason::Invalid,
+                        format!("{field}.port"),
+                        format!("port {port} is out of range 1-65535"),
+                    ));
+                    continue;
+                }
+            },
+        };
+        let candidate = ParentService {
+            service: ServiceKey {
+                namespace: parent
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| route_namespace.clone()),
+                name: parent.name.clone(),
+            },
+            port,
+        };
+        // The same parent listed twice is still one attachment.
+        if !parents.contains(&candidate) {
+            parents.push(candidate);
+        }
+    }
+    (parents, issues)
+}
+
+#[cfg(test)]
+mod tests;

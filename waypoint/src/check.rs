@@ -1,0 +1,64 @@
+//! `waypoint check DIR`: validates a folder exactly as `run` would load it and prints one row
+//! per resource, then every problem with its file, document, object and field.
+
+use crate::live::{build_from_dir, ConfigError};
+use crate::snapshot::{GatewayRef, Report, State};
+use routing::Severity;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Checks `dir`; returns the printed report and whether it found no error.
+pub fn check(dir: &Path, gateway: Option<&GatewayRef>) -> Result<(String, bool), ConfigError> {
+    let (_, report) = build_from_dir(dir, gateway, 0)?;
+    Ok((render(&report), report.error_count() == 0))
+}
+
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let rows: Vec<[String; 3]> = report
+        .statuses
+        .iter()
+        .map(|s| {
+            let state = match &s.state {
+                State::Accepted => "Accepted".to_string(),
+                State::Ignored(why) => format!("Ignored: {why}"),
+                State::Error => format!(
+                    "Error ({})",
+                    s.issues
+                        .iter()
+                        .filter(|i| i.severity == Severity::Error)
+                        .count()
+                ),
+            };
+            [
+                format!("{}#{}", s.origin.file.display(), s.origin.document),
+                s.object.to_string(),
+                state,
+            ]
+        })
+        .collect();
+    let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(8);
+    let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(8);
+    let _ = writeln!(out, "{:w0$}  {:w1$}  STATUS", "FILE#DOC", "RESOURCE");
+    for r in &rows {
+        let _ = writeln!(out, "{:w0$}  {:w1$}  {}", r[0], r[1], r[2]);
+    }
+    let errors = report.error_lines();
+    let warnings = report.warning_lines();
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "\nwarnings:");
+        for w in &warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+    if errors.is_empty() {
+        let _ = writeln!(out, "\nOK: {} resources, no errors", rows.len());
+    } else {
+        let _ = writeln!(out, "\nerrors:");
+        for e in &errors {
+            let _ = writeln!(out, "  {e}");
+        }
+        let _ = writeln!(out, "\n{} error(s)", errors.len());
+    }
+    out
+}

@@ -1,0 +1,185 @@
+//! Reading a configuration folder: every `*.yaml`, `*.yml` and `*.json` file under it
+//! (recursively, in path order), each possibly holding several YAML documents.
+
+use super::resources::{parse_object, Resource};
+use super::{ObjectRef, Origin};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One object read from the folder.
+#[derive(Debug)]
+pub struct Document {
+    pub origin: Origin,
+    pub object: ObjectRef,
+    pub resource: Resource,
+    /// Fields present in the file that this version does not read: reported, never silently
+    /// dropped, so a user sees when a setting has no effect.
+    pub unknown_fields: Vec<String>,
+}
+
+/// A problem that kept a file, a document or an object from being read.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub document: Option<usize>,
+    pub object: Option<ObjectRef>,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(d) = self.document {
+            write!(f, " document {d}")?;
+        }
+        if let Some(o) = &self.object {
+            write!(f, ": {o}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field {field}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Everything read from one folder.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub documents: Vec<Document>,
+    pub errors: Vec<LoadError>,
+}
+
+/// Reads every configuration file under `dir`. I/O errors on the folder itself are returned;
+/// problems with a single file or document are collected in [`Loaded::errors`] so that one
+/// report can list all of them.
+pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files)?;
+    files.sort();
+    let mut loaded = Loaded::default();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => parse_file(&file, &text, &mut loaded),
+            Err(e) => loaded.errors.push(LoadError {
+                file: file.clone(),
+                document: None,
+                object: None,
+                field: None,
+                reason: format!("cannot read file: {e}"),
+            }),
+        }
+    }
+    Ok(loaded)
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Editors and `kubectl` leave hidden swap/backup files next to the real ones; reading
+        // them would load a half-written copy of an object twice.
+        if name.starts_with('.') || name.ends_with('~') {
+            continue;
+        }
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            collect_files(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Parses all documents of one file into `loaded`. JSON is a subset of YAML, so one parser
+/// serves both and keeps line numbers in syntax errors.
+pub(crate) fn parse_file(file: &Path, text: &str, loaded: &mut Loaded) {
+    for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let value = match serde_json::Value::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                loaded.errors.push(LoadError {
+                    file: file.to_path_buf(),
+                    document: Some(index),
+                    object: None,
+                    field: None,
+                    reason: format!("not valid YAML: {e}"),
+                });
+                // After a syntax error the parser cannot find the next document reliably.
+                return;
+            }
+        };
+        if value.is_null() {
+            continue; // an empty document, e.g. a trailing `---`
+        }
+        let origin = Origin {
+            file: file.to_path_buf(),
+            document: index,
+        };
+        match parse_object(value) {
+            Ok(parsed) => loaded.documents.push(Document {
+                origin,
+                object: parsed.object,
+                resource: parsed.resource,
+                unknown_fields: parsed.unknown_fields,
+            }),
+            Err(e) => loaded.errors.push(LoadError {
+                file: file.to_path_buf(),
+                document: Some(index),
+                object: e.object,
+                field: e.field,
+                reason: e.reason,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Loaded {
+        let mut loaded = Loaded::default();
+        parse_file(Path::new("f.yaml"), text, &mut loaded);
+        loaded
+    }
+
+    #[test]
+    fn multi_document_files_keep_document_indexes() {
+        let loaded = parse(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n",
+        );
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let idx: Vec<_> = loaded.documents.iter().map(|d| d.origin.document).collect();
+        assert_eq!(idx, vec![0, 2]);
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_document_and_line() {
+        let loaded = parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\nkind: [\n");
+        assert_eq!(loaded.documents.len(), 1);
+        let e = &loaded.errors[0];
+        assert_eq!(e.document, Some(1));
+        assert!(e.reason.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_name_the_field_path() {
+        let loaded = parse(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: n}\nspec:\n  ports:\n  - port: eighty\n",
+        );
+        let e = &loaded.errors[0];
+        assert_eq!(e.field.as_deref(), Some("spec.ports[0].port"), "{e}");
+        assert_eq!(
+            e.object.as_ref().map(|o| o.to_string()).as_deref(),
+            Some("Service n/s")
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! The Kubernetes and Istio kinds the waypoint reads, and the typed parse of one object.
+//!
+//! Kubernetes kinds use `k8s-openapi`, Gateway API kinds the `gateway-api` crate (experimental
+//! channel types, which keep every field the standard ones do plus `retry` and friends), and
+//! Istio kinds our own serde types below.
+
+use super::ObjectRef;
+use gateway_api::experimental::gateways::Gateway;
+use gateway_api::experimental::httproutes::HttpRoute;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A typed object from the configuration.
+#[derive(Debug)]
+pub enum Resource {
+    Namespace(Box<Namespace>),
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
+    Pod(Box<Pod>),
+    ServiceEntry(Box<ServiceEntry>),
+    Gateway(Box<Gateway>),
+    HttpRoute(Box<HttpRoute>),
+    /// A kind this version does not act on. Kept so that it is reported, never silently lost.
+    Unsupported {
+        api_version: String,
+    },
+}
+
+/// Istio `ServiceEntry` (networking.istio.io), the fields a waypoint acts on.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ServiceEntry {
+    pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    pub spec: ServiceEntrySpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEntrySpec {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<ServiceEntryPort>,
+    pub location: Option<String>,
+    pub resolution: Option<String>,
+    #[serde(default)]
+    pub endpoints: Vec<ServiceEntryEndpoint>,
+    #[serde(default)]
+    pub export_to: Vec<String>,
+    #[serde(default)]
+    pub subject_alt_names: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEntryPort {
+    pub number: u32,
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    pub target_port: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEntryEndpoint {
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub ports: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+    pub weight: Option<u32>,
+    pub network: Option<String>,
+    pub locality: Option<String>,
+}
+
+pub(super) struct Parsed {
+    pub object: ObjectRef,
+    pub resource: Resource,
+    pub unknown_fields: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct ParseError {
+    pub object: Option<ObjectRef>,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl ParseError {
+    fn at(object: Option<ObjectRef>, field: &str, reason: impl Into<String>) -> Self {
+        ParseError {
+            object,
+            field: Some(field.to_string()),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn str_at<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str()
+}
+
+/// Parses one document's value into a typed resource.
+pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, ParseError> {
+    if !value.is_object() {
+        return Err(ParseError {
+            object: None,
+            field: None,
+            reason: "a document must be a Kubernetes object (a mapping with apiVersion, kind and metadata)".into(),
+        });
+    }
+    let kind = str_at(&value, &["kind"])
+        .ok_or_else(|| ParseError::at(None, "kind", "missing: every object needs a kind"))?
+        .to_string();
+    let api_version = str_at(&value, &["apiVersion"])
+        .ok_or_else(|| {
+            ParseError::at(
+                None,
+                "apiVersion",
+                "missing: every object needs an apiVersion",
+            )
+        })?
+        .to_string();
+    let cluster_scoped = kind == "Namespace";
+    let name = str_at(&value, &["metadata", "name"])
+        .unwrap_or_default()
+        .to_string();
+    let namespace = if cluster_scoped {
+        String::new()
+    } else {
+        // Objects without a namespace land in `default`, as `kubectl apply` would put them.
+        str_at(&value, &["metadata", "namespace"])
+            .unwrap_or("default")
+            .to_string()
+    };
+    let object = ObjectRef {
+        kind: kind.clone(),
+        namespace,
+        name: name.clone(),
+    };
+    if name.is_empty() {
+        return Err(ParseError::at(
+            Some(object),
+            "metadata.name",
+            "missing: every object needs a name",
+        ));
+    }
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let version = api_version
+        .rsplit_once('/')
+        .map_or(api_version.as_str(), |(_, v)| v);
+    let supported_versions: &[&str] = match (group, kind.as_str()) {
+        ("", "Namespace" | "Service" | "Pod") => &["v1"],
+        ("discovery.k8s.io", "EndpointSlice") => &["v1"],
+        ("networking.istio.io", "ServiceEntry") => &["v1", "v1beta1", "v1alpha3"],
+        ("gateway.networking.k8s.io", "Gateway" | "HTTPRoute") => &["v1", "v1beta1"],
+        _ => {
+            return Ok(Parsed {
+                object,
+                resource: Resource::Unsupported { api_version },
+                unknown_fields: Vec::new(),
+            })
+        }
+    };
+    if !supported_versions.contains(&version) {
+        return Err(ParseError::at(
+            Some(object),
+            "apiVersion",
+            format!(
+                "{api_version} is not a version of {kind} this waypoint reads; use {}",
+                supported_versions
+                    .iter()
+                    .map(|v| if group.is_empty() {
+                        v.to_string()
+                    } else {
+                        format!("{group}/{v}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        ));
+    }
+    // apiVersion and kind were checked above; the typed structs either ignore them or insist on
+    // one exact version, so they are taken out before the typed parse.
+    if let Some(map) = value.as_object_mut() {
+        map.remove("apiVersion");
+        map.remove("kind");
+    }
+    let mut unknown_fields = Vec::new();
+    let resource = match kind.as_str() {
+        "Namespace" => Resource::Namespace(typed(value, &object, &mut unknown_fields)?),
+        "Service" => Resource::Service(typed(value, &object, &mut unknown_fields)?),
+        "Pod" => Resource::Pod(typed(value, &object, &mut unknown_fields)?),
+        "EndpointSlice" => Resource::EndpointSlice(typed(value, &object, &mut unknown_fields)?),
+        "ServiceEntry" => Resource::ServiceEntry(typed(value, &object, &mut unknown_fields)?),
+        "Gateway" => Resource::Gateway(typed(value, &object, &mut unknown_fields)?),
+        "HTTPRoute" => Resource::HttpRoute(typed(value, &object, &mut unknown_fields)?),
+        _ => Resource::Unsupported { api_version },
+    };
+    Ok(Parsed {
+        object,
+        resource,
+        unknown_fields,
+    })
+}
+
+/// Deserializes with the failing field's path in the error, collecting fields the type does not
+/// know (the status block is written by controllers and is not a user setting, so it is skipped).
+fn typed<T: DeserializeOwned>(
+    value: serde_json::Value,
+    object: &ObjectRef,
+    unknown: &mut Vec<String>,
+) -> Result<Box<T>, ParseError> {
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(value, &mut track);
+    let result: Result<T, _> = serde_ignored::deserialize(de, |path| {
+        let p = field_path(&path);
+        if !p.starts_with("status") {
+            unknown.push(p);
+        }
+    });
+    result.map(Box::new).map_err(|e| {
+        let path = track.path().to_string();
+        ParseError {
+            object: Some(object.clone()),
+            field: if path == "." || path.is_empty() {
+                None
+            } else {
+                Some(path)
+            },
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Renders an ignored field's path as `spec.ports[0].name`, the form every other error uses
+/// (serde_ignored's own rendering shows `?` for each optional layer).
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let p = field_path(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Parsed, ParseError> {
+        let v: serde_json::Value = serde_yaml_ng::from_str(yaml).expect("test yaml");
+        parse_object(v)
+    }
+
+    #[test]
+    fn unknown_kinds_are_kept_as_unsupported() {
+        let p = parse("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: n}\n")
+            .expect("parses");
+        assert!(matches!(p.resource, Resource::Unsupported { .. }));
+        assert_eq!(p.object.to_string(), "AuthorizationPolicy n/a");
+    }
+
+    #[test]
+    fn unknown_fields_are_reported() {
+        let p = parse("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  clusterIP: 10.0.0.1\n  colour: blue\n  ports: [{port: 80, nmae: http}]\n")
+            .expect("parses");
+        assert_eq!(
+            p.unknown_fields,
+            vec!["spec.colour".to_string(), "spec.ports[0].nmae".to_string()]
+        );
+        assert_eq!(p.object.namespace, "default");
+    }
+
+    #[test]
+    fn wrong_api_version_names_the_right_one() {
+        let e = parse(
+            "apiVersion: gateway.networking.k8s.io/v9\nkind: HTTPRoute\nmetadata: {name: r}\n",
+        )
+        .err()
+        .expect("fails");
+        assert_eq!(e.field.as_deref(), Some("apiVersion"));
+        assert!(
+            e.reason.contains("gateway.networking.k8s.io/v1"),
+            "{}",
+            e.reason
+        );
+    }
+
+    #[test]
+    fn missing_name_is_an_error() {
+        let e = parse("apiVersion: v1\nkind: Service\nmetadata: {}\n")
+            .err()
+            .expect("fails");
+        assert_eq!(e.field.as_deref(), Some("metadata.name"));
+    }
+
+    #[test]
+    fn service_entries_parse() {
+        let p = parse(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext, namespace: n}\nspec:\n  hosts: [api.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  endpoints: [{address: 127.0.0.5, ports: {http: 8080}}]\n",
+        )
+        .expect("parses");
+        let Resource::ServiceEntry(se) = p.resource else {
+            panic!("not a ServiceEntry")
+        };
+        assert_eq!(se.spec.endpoints[0].ports.get("http"), Some(&8080));
+    }
+}

@@ -1,0 +1,664 @@
+//! The Kiali Travel Demo services, served in-process on loopback addresses.
+//!
+//! Each backend plays one service of the demo (travels, flights, hotels, cars, insurances,
+//! discounts and the voyages/viaggi/vacaciones portals) closely enough that the JSON has the
+//! real service's shape, with deterministic made-up data: the demo is about what the waypoint
+//! does to the traffic, so the payloads only need to look right and stay stable between runs.
+//! Every response names the namespace, service, pod and version that produced it in
+//! `x-demo-*` headers, which is how the traffic generator shows traffic splits.
+//!
+//! The answer to a request is decided by the pure [`Behaviour::answer`]; the server around it
+//! only does I/O.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+const X_DEMO_SERVICE: HeaderName = HeaderName::from_static("x-demo-service");
+const X_DEMO_POD: HeaderName = HeaderName::from_static("x-demo-pod");
+const X_DEMO_VERSION: HeaderName = HeaderName::from_static("x-demo-version");
+
+/// One demo backend to start: where it listens and which pod of which service it plays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoBackendSpec {
+    pub addr: SocketAddr,
+    pub namespace: String,
+    /// One of the demo's services: `travels`, `flights`, `hotels`, `cars`, `insurances`,
+    /// `discounts`, `voyages`, `viaggi`, `vacaciones`.
+    pub service: String,
+    pub pod: String,
+    /// `v2` of a service adds a field to its answers so that a traffic split is visible in the
+    /// payload as well as in the `x-demo-version` header.
+    pub version: String,
+}
+
+/// The running backends. Dropping this (or calling [`DemoBackends::shutdown`]) stops them all.
+#[derive(Debug)]
+pub struct DemoBackends {
+    servers: Vec<RunningBackend>,
+}
+
+#[derive(Debug)]
+struct RunningBackend {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl DemoBackends {
+    /// The bound addresses, in spec order; with port 0 in a spec, this is where to find it.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|s| s.addr).collect()
+    }
+
+    /// Stops accepting and closes every connection; equivalent to dropping.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for DemoBackends {
+    fn drop(&mut self) {
+        // Each accept task owns its listener and its connections' JoinSet, so aborting it closes
+        // the port and every connection on it.
+        for server in &self.servers {
+            server.task.abort();
+        }
+    }
+}
+
+/// Binds every spec's address and serves HTTP/1.1 and h2c on it. Fails, stopping whatever was
+/// already started, if a service is not part of the demo or an address cannot be bound.
+pub async fn spawn_backends(specs: Vec<DemoBackendSpec>) -> anyhow::Result<DemoBackends> {
+    let mut backends = DemoBackends {
+        servers: Vec::with_capacity(specs.len()),
+    };
+    for spec in specs {
+        let behaviour = Arc::new(Behaviour::for_spec(&spec)?);
+        let listener = TcpListener::bind(spec.addr).await.with_context(|| {
+            format!(
+                "cannot bind demo backend {}/{} ({}) to {}; is the address in use, or (on macOS) \
+                 is it missing as a loopback alias (`sudo ifconfig lo0 alias {}`)?",
+                spec.namespace,
+                spec.service,
+                spec.pod,
+                spec.addr,
+                spec.addr.ip()
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(accept_loop(listener, behaviour));
+        backends.servers.push(RunningBackend { addr, task });
+    }
+    Ok(backends)
+}
+
+async fn accept_loop(listener: TcpListener, behaviour: Arc<Behaviour>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let behaviour = behaviour.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |req| serve(req, behaviour.clone()));
+                        let builder = auto::Builder::new(TokioExecutor::new());
+                        if let Err(error) = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                        {
+                            tracing::debug!(%peer, %error, "demo backend connection failed");
+                        }
+                    });
+                }
+                // A failed accept concerns one connection (peer reset, fd limit); the listener
+                // is still fine, so keep serving.
+                Err(error) => tracing::debug!(%error, "demo backend accept failed"),
+            },
+            // Reap finished connections so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve(
+    req: Request<Incoming>,
+    behaviour: Arc<Behaviour>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, mut body) = req.into_parts();
+    // Drain the body so the connection stays reusable; no demo endpoint reads one.
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            break;
+        }
+    }
+    let (status, json) = behaviour.answer(&parts.method, parts.uri.path());
+    let mut response = Response::new(Full::new(Bytes::from(json.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    headers.insert(X_DEMO_SERVICE, behaviour.service_header.clone());
+    headers.insert(X_DEMO_POD, behaviour.pod_header.clone());
+    headers.insert(X_DEMO_VERSION, behaviour.version_header.clone());
+    Ok(response)
+}
+
+/// Which demo service a backend plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Travels,
+    Flights,
+    Hotels,
+    Cars,
+    Insurances,
+    Discounts,
+    Portal(&'static Portal),
+    /// The travel-control dashboard, which in the real demo sets the portals' request mix.
+    Control,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Portal {
+    service: &'static str,
+    site: &'static str,
+    country: &'static str,
+    language: &'static str,
+}
+
+const PORTALS: [Portal; 3] = [
+    Portal {
+        service: "voyages",
+        site: "voyages.fr",
+        country: "France",
+        language: "fr",
+    },
+    Portal {
+        service: "viaggi",
+        site: "viaggi.it",
+        country: "Italy",
+        language: "it",
+    },
+    Portal {
+        service: "vacaciones",
+        site: "vacaciones.es",
+        country: "Spain",
+        language: "es",
+    },
+];
+
+impl Kind {
+    fn from_service(service: &str) -> Option<Self> {
+        Some(match service {
+            "travels" => Self::Travels,
+            "flights" => Self::Flights,
+            "hotels" => Self::Hotels,
+            "cars" => Self::Cars,
+            "insurances" => Self::Insurances,
+            "discounts" => Self::Discounts,
+            "control" => Self::Control,
+            other => Self::Portal(PORTALS.iter().find(|p| p.service == other)?),
+        })
+    }
+}
+
+/// Everything a backend needs to answer, prepared once so the request path only formats JSON.
+#[derive(Debug)]
+struct Behaviour {
+    kind: Kind,
+    v2: bool,
+    name: String,
+    service_header: HeaderValue,
+    pod_header: HeaderValue,
+    version_header: HeaderValue,
+}
+
+impl Behaviour {
+    fn for_spec(spec: &DemoBackendSpec) -> anyhow::Result<Self> {
+        let Some(kind) = Kind::from_service(&spec.service) else {
+            bail!(
+                "demo backend {}/{}: not a Travel Demo service; expected one of travels, \
+                 flights, hotels, cars, insurances, discounts, voyages, viaggi, vacaciones, control",
+                spec.namespace,
+                spec.service
+            );
+        };
+        let name = format!("{}/{}", spec.namespace, spec.service);
+        let header = |what: &str, value: &str| {
+            HeaderValue::from_str(value).with_context(|| {
+                format!("demo backend {name}: {what} {value:?} is not a valid header value")
+            })
+        };
+        Ok(Self {
+            kind,
+            v2: spec.version == "v2",
+            service_header: header("namespace/service", &name)?,
+            pod_header: header("pod", &spec.pod)?,
+            version_header: header("version", &spec.version)?,
+            name,
+        })
+    }
+
+    /// The status and JSON body for `method path`.
+    fn answer(&self, method: &Method, path: &str) -> (StatusCode, Value) {
+        if method != Method::GET && method != Method::HEAD {
+            return self.error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not supported by {}; use GET", self.name),
+            );
+        }
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let found = match (self.kind, segments.as_slice()) {
+            (Kind::Travels, ["travels"]) => Some(self.destinations()),
+            (Kind::Travels, ["travels", city]) => city_named(city).map(|c| self.quote(c)),
+            (Kind::Flights, ["flights", city]) => city_named(city).map(|c| self.flights(c)),
+            (Kind::Hotels, ["hotels", city]) => city_named(city).map(|c| self.hotels(c)),
+            (Kind::Cars, ["cars", city]) => city_named(city).map(|c| self.cars(c)),
+            (Kind::Insurances, ["insurances", city]) => {
+                city_named(city).map(|c| self.insurances(c))
+            }
+            (Kind::Discounts, ["discounts", user]) => Some(self.discount(user)),
+            (Kind::Portal(portal), []) => Some(self.portal_status(portal)),
+            (Kind::Control, []) => Some(self.control_status()),
+            _ => None,
+        };
+        match found {
+            Some(body) => (StatusCode::OK, body),
+            None => self.error(
+                StatusCode::NOT_FOUND,
+                format!("{} has nothing at {path}", self.name),
+            ),
+        }
+    }
+
+    fn error(&self, status: StatusCode, message: String) -> (StatusCode, Value) {
+        (status, json!({ "error": message, "code": status.as_u16() }))
+    }
+
+    fn destinations(&self) -> Value {
+        CITIES
+            .iter()
+            .map(|c| {
+                json!({
+                    "city": c.name,
+                    "country": c.country,
+                    "coordinates": { "lat": c.lat, "lng": c.lng },
+                })
+            })
+            .collect()
+    }
+
+    /// The travels service's quote: what the real one assembles by calling the other four
+    /// services, computed locally from the same deterministic tables.
+    fn quote(&self, city: &City) -> Value {
+        let mut quote = json!({
+            "city": city.name,
+            "country": city.country,
+            "flights": self.flights(city),
+            "hotels": self.hotels(city),
+            "cars": self.cars(city),
+            "insurances": self.insurances(city),
+            "status": "Valid",
+        });
+        if self.v2 {
+            quote["currency"] = json!(CURRENCY);
+        }
+        quote
+    }
+
+    fn flights(&self, city: &City) -> Value {
+        self.priced(city, "airline", &AIRLINES, 120, 480)
+    }
+
+    fn hotels(&self, city: &City) -> Value {
+        self.priced(city, "hotel", &HOTELS, 60, 340)
+    }
+
+    fn cars(&self, city: &City) -> Value {
+        self.priced(city, "carModel", &CAR_MODELS, 25, 140)
+    }
+
+    fn insurances(&self, city: &City) -> Value {
+        self.priced(city, "company", &INSURERS, 10, 70)
+    }
+
+    /// `[{<field>: name, price}]`, one per name, with a price in `base..base + spread` that
+    /// depends only on the city and the name.
+    fn priced(&self, city: &City, field: &str, names: &[&str], base: u64, spread: u64) -> Value {
+        names
+            .iter()
+            .map(|name| {
+                let cents = base * 100 + fnv1a(&[city.name, name]) % (spread * 100);
+                let mut item = json!({ field: name, "price": cents as f64 / 100.0 });
+                if self.v2 {
+                    item["currency"] = json!(CURRENCY);
+                }
+                item
+            })
+            .collect()
+    }
+
+    fn discount(&self, user: &str) -> Value {
+        // 0%, 5%, ..., 20%: a small, stable set so that a user's discount never changes.
+        let discount = (fnv1a(&[user]) % 5) as f64 * 0.05;
+        let mut body = json!({ "user": user, "discount": discount });
+        if self.v2 {
+            body["campaign"] = json!("spring-sale");
+        }
+        body
+    }
+
+    fn control_status(&self) -> Value {
+        let portals: Vec<Value> = PORTALS
+            .iter()
+            .map(|p| json!({ "portal": p.site, "requestsPerSecond": 10 }))
+            .collect();
+        json!({ "dashboard": "travel-control", "portals": portals, "status": "ok" })
+    }
+
+    fn portal_status(&self, portal: &Portal) -> Value {
+        let mut body = json!({
+            "portal": portal.site,
+            "country": portal.country,
+            "language": portal.language,
+            "status": "ok",
+        });
+        if self.v2 {
+            body["theme"] = json!("dark");
+        }
+        body
+    }
+}
+
+const CURRENCY: &str = "EUR";
+const AIRLINES: [&str; 4] = [
+    "Red Airlines",
+    "Blue Airlines",
+    "Green Airlines",
+    "White Airlines",
+];
+const HOTELS: [&str; 4] = [
+    "Grand Hotel",
+    "Little Hotel",
+    "Central Suites",
+    "Budget Inn",
+];
+const CAR_MODELS: [&str; 4] = ["Sport Car", "Economy Car", "Family Car", "Electric Car"];
+const INSURERS: [&str; 3] = ["Yellow Insurances", "Blue Insurances", "Green Insurances"];
+
+#[derive(Debug)]
+struct City {
+    name: &'static str,
+    country: &'static str,
+    lat: f64,
+    lng: f64,
+}
+
+const CITIES: [City; 10] = [
+    City {
+        name: "Amsterdam",
+        country: "Netherlands",
+        lat: 52.37,
+        lng: 4.90,
+    },
+    City {
+        name: "Athens",
+        country: "Greece",
+        lat: 37.98,
+        lng: 23.73,
+    },
+    City {
+        name: "Berlin",
+        country: "Germany",
+        lat: 52.52,
+        lng: 13.40,
+    },
+    City {
+        name: "Dublin",
+        country: "Ireland",
+        lat: 53.35,
+        lng: -6.26,
+    },
+    City {
+        name: "Lisbon",
+        country: "Portugal",
+        lat: 38.72,
+        lng: -9.14,
+    },
+    City {
+        name: "London",
+        country: "United Kingdom",
+        lat: 51.51,
+        lng: -0.13,
+    },
+    City {
+        name: "Madrid",
+        country: "Spain",
+        lat: 40.42,
+        lng: -3.70,
+    },
+    City {
+        name: "Paris",
+        country: "France",
+        lat: 48.86,
+        lng: 2.35,
+    },
+    City {
+        name: "Rome",
+        country: "Italy",
+        lat: 41.90,
+        lng: 12.50,
+    },
+    City {
+        name: "Stockholm",
+        country: "Sweden",
+        lat: 59.33,
+        lng: 18.07,
+    },
+];
+
+/// Case-insensitive, so that `/travels/paris` and `/travels/Paris` both work from a shell.
+fn city_named(name: &str) -> Option<&'static City> {
+    CITIES.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+}
+
+/// FNV-1a over the parts (with a separator), chosen over `DefaultHasher` because its output is
+/// fixed forever, which keeps the demo data identical across Rust versions.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Result;
+    use tokio::net::TcpStream;
+
+    fn spec(service: &str, version: &str) -> DemoBackendSpec {
+        DemoBackendSpec {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            namespace: "travel-agency".into(),
+            service: service.into(),
+            pod: format!("{service}-{version}-0"),
+            version: version.into(),
+        }
+    }
+
+    fn behaviour(service: &str, version: &str) -> Behaviour {
+        Behaviour::for_spec(&spec(service, version)).expect("valid spec")
+    }
+
+    fn get(service: &str, version: &str, path: &str) -> (StatusCode, Value) {
+        behaviour(service, version).answer(&Method::GET, path)
+    }
+
+    #[test]
+    fn every_service_answers_its_own_path_with_its_shape() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("travels", "/travels", "/0/city"),
+            ("travels", "/travels/Paris", "/hotels/0/hotel"),
+            ("travels", "/travels/paris", "/insurances/2/company"),
+            ("flights", "/flights/Rome", "/0/airline"),
+            ("hotels", "/hotels/Rome", "/3/hotel"),
+            ("cars", "/cars/Rome", "/1/carModel"),
+            ("insurances", "/insurances/Rome", "/2/company"),
+            ("discounts", "/discounts/alice", "/discount"),
+            ("voyages", "/", "/portal"),
+            ("viaggi", "/", "/language"),
+            ("vacaciones", "/", "/country"),
+        ];
+        for (service, path, pointer) in cases {
+            let (status, body) = get(service, "v1", path);
+            assert_eq!(status, StatusCode::OK, "{service} {path}");
+            assert!(body.pointer(pointer).is_some(), "{service} {path}: {body}");
+        }
+    }
+
+    #[test]
+    fn unknown_paths_cities_and_methods_are_json_errors() {
+        let cases: &[(&str, Method, &str, StatusCode)] = &[
+            ("travels", Method::GET, "/nowhere", StatusCode::NOT_FOUND),
+            (
+                "travels",
+                Method::GET,
+                "/travels/Atlantis",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "flights",
+                Method::GET,
+                "/hotels/Rome",
+                StatusCode::NOT_FOUND,
+            ),
+            ("flights", Method::GET, "/flights", StatusCode::NOT_FOUND),
+            ("voyages", Method::GET, "/travels", StatusCode::NOT_FOUND),
+            (
+                "cars",
+                Method::POST,
+                "/cars/Rome",
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+        ];
+        for (service, method, path, expected) in cases {
+            let (status, body) = behaviour(service, "v1").answer(method, path);
+            assert_eq!(status, *expected, "{service} {method} {path}");
+            assert_eq!(body["code"], expected.as_u16());
+            assert!(body["error"].is_string());
+        }
+    }
+
+    #[test]
+    fn data_is_deterministic_and_v2_adds_fields() {
+        assert_eq!(
+            get("flights", "v1", "/flights/Rome"),
+            get("flights", "v1", "/flights/Rome")
+        );
+        assert_ne!(
+            get("flights", "v1", "/flights/Rome"),
+            get("flights", "v1", "/flights/Paris")
+        );
+
+        let (_, v1) = get("travels", "v1", "/travels/Rome");
+        let (_, v2) = get("travels", "v2", "/travels/Rome");
+        assert!(v1.get("currency").is_none());
+        assert_eq!(v2["currency"], "EUR");
+        assert_eq!(
+            get("discounts", "v2", "/discounts/bob").1["campaign"],
+            "spring-sale"
+        );
+        assert_eq!(get("voyages", "v2", "/").1["theme"], "dark");
+    }
+
+    #[test]
+    fn unknown_service_is_rejected_with_its_name() {
+        let error = Behaviour::for_spec(&spec("weather", "v1")).expect_err("not a demo service");
+        assert!(
+            error.to_string().contains("travel-agency/weather"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bind_failure_names_address_and_service() -> Result<()> {
+        let taken = TcpListener::bind("127.0.0.1:0").await?;
+        let mut busy = spec("hotels", "v1");
+        busy.addr = taken.local_addr()?;
+        let error = spawn_backends(vec![spec("cars", "v1"), busy])
+            .await
+            .expect_err("address is taken");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&taken.local_addr()?.to_string()),
+            "{message}"
+        );
+        assert!(message.contains("travel-agency/hotels"), "{message}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn serves_http1_and_h2c_with_identity_headers() -> Result<()> {
+        let backends = spawn_backends(vec![spec("travels", "v2"), spec("flights", "v1")]).await?;
+        let addrs = backends.addrs();
+        assert_eq!(addrs.len(), 2);
+
+        let stream = TcpStream::connect(addrs[0]).await?;
+        let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = Request::get("/travels/Lisbon")
+            .header("host", "travels.travel-agency")
+            .body(Full::new(Bytes::new()))?;
+        let response = h1.send_request(req).await?;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["x-demo-service"],
+            "travel-agency/travels"
+        );
+        assert_eq!(response.headers()["x-demo-pod"], "travels-v2-0");
+        assert_eq!(response.headers()["x-demo-version"], "v2");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: Value =
+            serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+        assert_eq!(body["city"], "Lisbon");
+        assert_eq!(body["currency"], "EUR");
+
+        let stream = TcpStream::connect(addrs[1]).await?;
+        let (mut h2, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await?;
+        tokio::spawn(conn);
+        for (path, status) in [
+            ("/flights/Athens", StatusCode::OK),
+            ("/nope", StatusCode::NOT_FOUND),
+        ] {
+            let req = Request::get(format!("http://flights.travel-agency{path}"))
+                .body(Full::new(Bytes::new()))?;
+            let response = h2.send_request(req).await?;
+            assert_eq!(response.status(), status, "{path}");
+            assert_eq!(response.headers()["x-demo-version"], "v1");
+        }
+
+        backends.shutdown();
+        Ok(())
+    }
+}

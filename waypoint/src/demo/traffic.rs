@@ -1,0 +1,789 @@
+//! The demo's traffic generator: plays the travel portals and travel-control clients against
+//! the waypoint and prints what comes back.
+//!
+//! Requests are HTTP/1.1 GETs over a fixed set of keep-alive connections, paced at a total rate
+//! and spread over the flows by weight with a smooth weighted round-robin, so that a 9:1 split
+//! is visible within a second. Every second a table of the last second (rate, latency, version
+//! split from `x-demo-version`) is written next to cumulative status counts; at the end a
+//! cumulative table is written and returned as a [`Report`].
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use telemetry::LatencyHistogram;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
+
+/// Longest a request may take before it counts as a transport error. Generous, because a demo
+/// may inject delays, but bounded so that a stuck connection cannot silence a worker for good.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One kind of client traffic: requests for `host`, cycling through `paths`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    /// Destination shown in the summary, e.g. `travels.travel-agency`. Flows may share a label;
+    /// their traffic is then summed in one row.
+    pub label: String,
+    /// Host header to send; this is what the waypoint routes on.
+    pub host: String,
+    /// Request paths, used in turn. An empty list means `/`.
+    pub paths: Vec<String>,
+    /// Share of the total rate, relative to the other flows; 0 disables the flow.
+    pub weight: u32,
+}
+
+/// What to send, where, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficPlan {
+    /// The waypoint's plain HTTP listener (or, in tests, a backend directly).
+    pub target: SocketAddr,
+    pub flows: Vec<Flow>,
+    /// Total requests per second over all flows.
+    pub rate_per_sec: u32,
+    /// Keep-alive connections to spread the requests over.
+    pub connections: usize,
+    pub duration: Duration,
+}
+
+/// Responses by status class, plus requests that got no response at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub success: u64,
+    pub redirect: u64,
+    pub client_error: u64,
+    pub server_error: u64,
+    /// Connect failures, broken connections and timeouts.
+    pub transport_error: u64,
+}
+
+impl StatusCounts {
+    pub fn total(&self) -> u64 {
+        self.success + self.redirect + self.client_error + self.server_error + self.transport_error
+    }
+
+    /// What the demo counts as failed: 5xx and transport errors. A 4xx is the backend's
+    /// considered answer (e.g. an unknown city), not a mesh failure.
+    pub fn errors(&self) -> u64 {
+        self.server_error + self.transport_error
+    }
+
+    fn record(&mut self, outcome: &Outcome) {
+        let counter = match outcome {
+            Outcome::Status(status) if status.is_success() => &mut self.success,
+            Outcome::Status(status) if status.is_redirection() => &mut self.redirect,
+            Outcome::Status(status) if status.is_client_error() => &mut self.client_error,
+            Outcome::Status(_) => &mut self.server_error,
+            Outcome::Transport(_) => &mut self.transport_error,
+        };
+        *counter += 1;
+    }
+}
+
+/// Everything observed for one summary label.
+#[derive(Debug, Clone)]
+pub struct LabelReport {
+    pub label: String,
+    pub statuses: StatusCounts,
+    /// Responses per `x-demo-version` value; responses without the header are not counted.
+    pub versions: BTreeMap<String, u64>,
+    /// Time from sending the request to the end of the response body.
+    pub latency: LatencyHistogram,
+    /// The most recent transport error, so that an `err` count comes with a reason.
+    pub last_error: Option<String>,
+}
+
+impl LabelReport {
+    fn new(label: String) -> Self {
+        Self {
+            label,
+            statuses: StatusCounts::default(),
+            versions: BTreeMap::new(),
+            latency: LatencyHistogram::new(),
+            last_error: None,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.statuses.total()
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.statuses.errors()
+    }
+
+    pub fn p50(&self) -> Duration {
+        self.latency.quantile(0.50)
+    }
+
+    pub fn p99(&self) -> Duration {
+        self.latency.quantile(0.99)
+    }
+
+    /// `v1 90% v2 10%`, or `-` when no response carried a version.
+    pub fn version_split(&self) -> String {
+        let seen: u64 = self.versions.values().sum();
+        if seen == 0 {
+            return "-".to_owned();
+        }
+        self.versions
+            .iter()
+            .map(|(version, n)| format!("{version} {}%", (n * 100 + seen / 2) / seen))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn record(&mut self, sample: &Sample) {
+        self.statuses.record(&sample.outcome);
+        self.latency.record(sample.latency);
+        if let Some(version) = &sample.version {
+            *self.versions.entry(version.clone()).or_default() += 1;
+        }
+        if let Outcome::Transport(error) = &sample.outcome {
+            self.last_error = Some(error.clone());
+        }
+    }
+
+    fn reset(&mut self) {
+        self.statuses = StatusCounts::default();
+        self.versions.clear();
+        self.latency.reset();
+        self.last_error = None;
+    }
+}
+
+/// The cumulative result of a [`run`].
+#[derive(Debug, Clone)]
+pub struct Report {
+    labels: Vec<LabelReport>,
+    elapsed: Duration,
+}
+
+impl Report {
+    pub fn total(&self) -> u64 {
+        self.labels.iter().map(LabelReport::total).sum()
+    }
+
+    /// 5xx responses plus transport errors, over all labels.
+    pub fn errors(&self) -> u64 {
+        self.labels.iter().map(LabelReport::errors).sum()
+    }
+
+    /// One entry per distinct flow label, in the order the labels first appear in the plan.
+    pub fn per_label(&self) -> &[LabelReport] {
+        &self.labels
+    }
+
+    /// How long traffic actually ran (shorter than planned if stopped).
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}
+
+/// Sends the plan's traffic until its duration elapses or `stop` turns true, writing a summary
+/// table to `out` every second and a cumulative one at the end.
+///
+/// Fails on an unusable plan (no weighted flow, zero rate or connections, a host that is not a
+/// valid header) or when `out` cannot be written; failed requests are counted, not returned.
+pub async fn run(
+    plan: TrafficPlan,
+    mut stop: watch::Receiver<bool>,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Report> {
+    let compiled = CompiledPlan::new(&plan)?;
+    let mut cumulative: Vec<LabelReport> = compiled
+        .labels
+        .iter()
+        .cloned()
+        .map(LabelReport::new)
+        .collect();
+    let mut window = cumulative.clone();
+
+    // Fewer workers than connections when the rate is tiny: an idle connection would only
+    // skew the pacing, since each worker sends at rate / workers.
+    let workers = plan.connections.min(plan.rate_per_sec as usize);
+    let period = Duration::from_secs_f64(workers as f64 / f64::from(plan.rate_per_sec));
+    let start = Instant::now();
+    let deadline = start + plan.duration;
+
+    let shared = Arc::new(compiled);
+    let (finish_tx, finish) = watch::channel(false);
+    let (samples_tx, mut samples) = mpsc::unbounded_channel();
+    let mut tasks = JoinSet::new();
+    for i in 0..workers {
+        // Stagger the workers across one period so the total rate is smooth, not bursts of
+        // `workers` requests at once.
+        let first = start + period.mul_f64(i as f64 / workers as f64);
+        tasks.spawn(worker(
+            shared.clone(),
+            first,
+            period,
+            samples_tx.clone(),
+            finish.clone(),
+        ));
+    }
+    drop(samples_tx);
+
+    let mut summary = interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    summary.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut window_start = start;
+    let mut stop_open = true;
+    let until_deadline = sleep_until(deadline);
+    tokio::pin!(until_deadline);
+    if *stop.borrow_and_update() {
+        tasks.abort_all();
+    } else {
+        loop {
+            tokio::select! {
+                () = &mut until_deadline => break,
+                changed = stop.changed(), if stop_open => match changed {
+                    Ok(()) if *stop.borrow_and_update() => break,
+                    Ok(()) => {}
+                    // Nobody can stop us any more; run for the planned duration.
+                    Err(_) => stop_open = false,
+                },
+                now = summary.tick() => {
+                    let seconds = now.duration_since(window_start).as_secs_f64();
+                    let heading = format!("t={:.0}s", now.duration_since(start).as_secs_f64());
+                    let rows = window.iter().zip(&cumulative).map(|(last, all)| Row {
+                        label: &last.label,
+                        rate: last.total() as f64 / seconds,
+                        statuses: &all.statuses,
+                        latency: last,
+                        versions: last.version_split(),
+                    });
+                    write_table(out, &heading, rows)?;
+                    window.iter_mut().for_each(LabelReport::reset);
+                    window_start = now;
+                }
+                Some(sample) = samples.recv() => {
+                    cumulative[sample.label].record(&sample);
+                    window[sample.label].record(&sample);
+                }
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    // Let each worker finish the request it has in flight: cutting it off would show up at the
+    // waypoint as a client that hung up mid-request.
+    let _ = finish_tx.send(true);
+    let _ = timeout(REQUEST_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+    // Responses that completed before the workers stopped still count.
+    while let Ok(sample) = samples.try_recv() {
+        cumulative[sample.label].record(&sample);
+    }
+
+    let report = Report {
+        labels: cumulative,
+        elapsed,
+    };
+    write_final(out, &report)?;
+    Ok(report)
+}
+
+/// The plan, checked and turned into what workers need per request.
+struct CompiledPlan {
+    target: SocketAddr,
+    /// Distinct labels, in order of first appearance.
+    labels: Vec<String>,
+    flows: Vec<CompiledFlow>,
+    picker: Mutex<Picker>,
+}
+
+struct CompiledFlow {
+    label: usize,
+    host: HeaderValue,
+    paths: Vec<String>,
+}
+
+impl CompiledPlan {
+    fn new(plan: &TrafficPlan) -> anyhow::Result<Self> {
+        if plan.rate_per_sec == 0 {
+            bail!("traffic rate is 0 requests per second; nothing would be sent");
+        }
+        if plan.connections == 0 {
+            bail!("traffic needs at least one connection");
+        }
+        if plan.flows.iter().all(|f| f.weight == 0) {
+            bail!("no traffic flow has a weight above 0; nothing would be sent");
+        }
+        let mut labels: Vec<String> = Vec::new();
+        let mut flows = Vec::with_capacity(plan.flows.len());
+        for flow in &plan.flows {
+            let label = match labels.iter().position(|l| *l == flow.label) {
+                Some(i) => i,
+                None => {
+                    labels.push(flow.label.clone());
+                    labels.len() - 1
+                }
+            };
+            let host = HeaderValue::from_str(&flow.host).with_context(|| {
+                format!(
+                    "flow {:?}: host {:?} is not a valid Host header",
+                    flow.label, flow.host
+                )
+            })?;
+            let paths = if flow.paths.is_empty() {
+                vec!["/".to_owned()]
+            } else {
+                flow.paths.clone()
+            };
+            flows.push(CompiledFlow { label, host, paths });
+        }
+        let weights = plan.flows.iter().map(|f| f.weight).collect();
+        Ok(Self {
+            target: plan.target,
+            labels,
+            flows,
+            picker: Mutex::new(Picker::new(weights)),
+        })
+    }
+
+    /// The next request to send: (flow index, path).
+    fn next_request(&self) -> (usize, &str) {
+        // The lock only guards a few integer updates, never an await; a poisoned lock still
+        // holds valid counters, so keep using it.
+        let (flow, turn) = self
+            .picker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next();
+        let paths = &self.flows[flow].paths;
+        (flow, &paths[turn % paths.len()])
+    }
+}
+
+/// Smooth weighted round-robin (as in nginx): with weights 3:1 the order is a a b a, never
+/// a a a b, so even a short window shows the configured split.
+#[derive(Debug)]
+struct Picker {
+    weights: Vec<i64>,
+    current: Vec<i64>,
+    total: i64,
+    /// How many times each flow was picked, to cycle through its paths.
+    turns: Vec<usize>,
+}
+
+impl Picker {
+    fn new(weights: Vec<u32>) -> Self {
+        let weights: Vec<i64> = weights.into_iter().map(i64::from).collect();
+        Self {
+            total: weights.iter().sum(),
+            current: vec![0; weights.len()],
+            turns: vec![0; weights.len()],
+            weights,
+        }
+    }
+
+    /// (flow index, how many times that flow was picked before). At least one weight must be
+    /// positive, which [`CompiledPlan::new`] checks.
+    fn next(&mut self) -> (usize, usize) {
+        let mut best = 0;
+        for i in 0..self.weights.len() {
+            self.current[i] += self.weights[i];
+            if self.current[i] > self.current[best] {
+                best = i;
+            }
+        }
+        self.current[best] -= self.total;
+        let turn = self.turns[best];
+        self.turns[best] += 1;
+        (best, turn)
+    }
+}
+
+/// One finished request, as a worker reports it.
+#[derive(Debug)]
+struct Sample {
+    label: usize,
+    outcome: Outcome,
+    latency: Duration,
+    version: Option<String>,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Status(StatusCode),
+    Transport(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP exchange failed: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("{0:?} is not a valid request path")]
+    InvalidPath(String),
+    #[error("no complete response within {REQUEST_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// One keep-alive connection sending at a fixed pace until `finish` turns true (or the
+/// collector is gone).
+async fn worker(
+    plan: Arc<CompiledPlan>,
+    first: Instant,
+    period: Duration,
+    samples: mpsc::UnboundedSender<Sample>,
+    mut finish: watch::Receiver<bool>,
+) {
+    let mut ticker = interval_at(first, period);
+    // If a slow response makes us miss ticks, skip them instead of bursting to catch up: the
+    // point is a steady offered rate, and a burst would distort the latency we measure.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut connection: Option<SendRequest<Empty<Bytes>>> = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = finish.wait_for(|f| *f) => return,
+        }
+        let (flow_index, path) = plan.next_request();
+        let flow = &plan.flows[flow_index];
+        let began = Instant::now();
+        let result = timeout(
+            REQUEST_TIMEOUT,
+            exchange(&mut connection, plan.target, &flow.host, path),
+        )
+        .await
+        .unwrap_or(Err(ExchangeError::Timeout));
+        let latency = began.elapsed();
+        let (outcome, version) = match result {
+            Ok((status, version)) => (Outcome::Status(status), version),
+            Err(error) => {
+                tracing::debug!(%error, path, "demo traffic request failed");
+                // The connection may be mid-response; never reuse it.
+                connection = None;
+                (Outcome::Transport(error.to_string()), None)
+            }
+        };
+        let sample = Sample {
+            label: flow.label,
+            outcome,
+            latency,
+            version,
+        };
+        if samples.send(sample).is_err() {
+            return;
+        }
+    }
+}
+
+/// GETs `path` on the worker's connection, (re)connecting as needed, and reads the whole body.
+async fn exchange(
+    connection: &mut Option<SendRequest<Empty<Bytes>>>,
+    target: SocketAddr,
+    host: &HeaderValue,
+    path: &str,
+) -> Result<(StatusCode, Option<String>), ExchangeError> {
+    let reused = matches!(connection, Some(sender) if !sender.is_closed());
+    let mut sender = match connection.take() {
+        Some(sender) if reused => sender,
+        _ => connect(target).await?,
+    };
+    if let Err(error) = sender.ready().await {
+        // A kept-alive connection the server closed between two requests is normal keep-alive
+        // behaviour, not a failure to report; a fresh connection failing is.
+        if !reused {
+            return Err(error.into());
+        }
+        sender = connect(target).await?;
+        sender.ready().await?;
+    }
+    let request = Request::get(path)
+        .header(HOST, host)
+        .body(Empty::new())
+        .map_err(|_| ExchangeError::InvalidPath(path.to_owned()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let version = response
+        .headers()
+        .get("x-demo-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    response.into_body().collect().await?;
+    *connection = Some(sender);
+    Ok((status, version))
+}
+
+async fn connect(target: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, ExchangeError> {
+    let stream = TcpStream::connect(target)
+        .await
+        .map_err(|source| ExchangeError::Connect { target, source })?;
+    // Small requests on a kept-alive connection: Nagle would add tens of ms to each.
+    stream
+        .set_nodelay(true)
+        .map_err(|source| ExchangeError::Connect { target, source })?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.await {
+            tracing::debug!(%error, "demo traffic connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// One line of a summary table.
+struct Row<'a> {
+    label: &'a str,
+    rate: f64,
+    statuses: &'a StatusCounts,
+    latency: &'a LabelReport,
+    versions: String,
+}
+
+fn write_table<'a>(
+    out: &mut (dyn Write + Send),
+    heading: &str,
+    rows: impl Iterator<Item = Row<'a>> + Clone,
+) -> std::io::Result<()> {
+    let width = rows
+        .clone()
+        .map(|r| r.label.len())
+        .max()
+        .unwrap_or(0)
+        .max("destination".len());
+    writeln!(out, "{heading}")?;
+    writeln!(
+        out,
+        "  {:<width$}  {:>7}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>8} {:>8}  versions",
+        "destination", "req/s", "2xx", "3xx", "4xx", "5xx", "err", "p50 ms", "p99 ms"
+    )?;
+    for row in rows {
+        let s = row.statuses;
+        writeln!(
+            out,
+            "  {:<width$}  {:>7.1}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>8.2} {:>8.2}  {}",
+            row.label,
+            row.rate,
+            s.success,
+            s.redirect,
+            s.client_error,
+            s.server_error,
+            s.transport_error,
+            millis(row.latency.p50()),
+            millis(row.latency.p99()),
+            row.versions,
+        )?;
+    }
+    out.flush()
+}
+
+fn write_final(out: &mut (dyn Write + Send), report: &Report) -> anyhow::Result<()> {
+    let seconds = report.elapsed.as_secs_f64().max(f64::EPSILON);
+    let heading = format!(
+        "total after {seconds:.1}s: {} requests, {} errors",
+        report.total(),
+        report.errors()
+    );
+    let rows = report.labels.iter().map(|label| Row {
+        label: &label.label,
+        rate: label.total() as f64 / seconds,
+        statuses: &label.statuses,
+        latency: label,
+        versions: label.version_split(),
+    });
+    write_table(out, &heading, rows).context("cannot write the traffic summary")?;
+    for label in &report.labels {
+        if let Some(error) = &label.last_error {
+            writeln!(out, "  last error for {}: {error}", label.label)?;
+        }
+    }
+    Ok(())
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::backends::{spawn_backends, DemoBackendSpec};
+    use anyhow::Result;
+
+    fn flow(label: &str, paths: &[&str], weight: u32) -> Flow {
+        Flow {
+            label: label.into(),
+            host: label.into(),
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            weight,
+        }
+    }
+
+    #[test]
+    fn picker_follows_weights_smoothly_and_skips_zero() {
+        let mut picker = Picker::new(vec![3, 0, 1]);
+        let picks: Vec<usize> = (0..8).map(|_| picker.next().0).collect();
+        assert_eq!(picks, [0, 0, 2, 0, 0, 0, 2, 0]);
+    }
+
+    #[test]
+    fn paths_cycle_per_flow() -> Result<()> {
+        let plan = TrafficPlan {
+            target: SocketAddr::from(([127, 0, 0, 1], 1)),
+            flows: vec![flow("a", &["/1", "/2"], 1), flow("b", &[], 1)],
+            rate_per_sec: 1,
+            connections: 1,
+            duration: Duration::from_secs(1),
+        };
+        let compiled = CompiledPlan::new(&plan)?;
+        let sent: Vec<(usize, String)> = (0..6)
+            .map(|_| {
+                let (flow, path) = compiled.next_request();
+                (flow, path.to_owned())
+            })
+            .collect();
+        let expected = [
+            (0, "/1"),
+            (1, "/"),
+            (0, "/2"),
+            (1, "/"),
+            (0, "/1"),
+            (1, "/"),
+        ];
+        assert_eq!(sent, expected.map(|(f, p)| (f, p.to_owned())));
+        Ok(())
+    }
+
+    #[test]
+    fn unusable_plans_are_rejected() {
+        let base = TrafficPlan {
+            target: SocketAddr::from(([127, 0, 0, 1], 1)),
+            flows: vec![flow("a", &["/"], 1)],
+            rate_per_sec: 10,
+            connections: 1,
+            duration: Duration::from_secs(1),
+        };
+        let broken = [
+            TrafficPlan {
+                rate_per_sec: 0,
+                ..base.clone()
+            },
+            TrafficPlan {
+                connections: 0,
+                ..base.clone()
+            },
+            TrafficPlan {
+                flows: vec![flow("a", &["/"], 0)],
+                ..base.clone()
+            },
+            TrafficPlan {
+                flows: vec![],
+                ..base.clone()
+            },
+            TrafficPlan {
+                flows: vec![flow("bad\nhost", &["/"], 1)],
+                ..base.clone()
+            },
+        ];
+        for plan in broken {
+            assert!(CompiledPlan::new(&plan).is_err(), "{plan:?}");
+        }
+        assert!(CompiledPlan::new(&base).is_ok());
+    }
+
+    #[test]
+    fn version_split_rounds_to_percent() {
+        let mut report = LabelReport::new("x".into());
+        assert_eq!(report.version_split(), "-");
+        report.versions.insert("v1".into(), 9);
+        report.versions.insert("v2".into(), 1);
+        assert_eq!(report.version_split(), "v1 90% v2 10%");
+    }
+
+    #[tokio::test]
+    async fn drives_a_backend_and_summarises_it() -> Result<()> {
+        let backends = spawn_backends(vec![DemoBackendSpec {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            namespace: "travel-agency".into(),
+            service: "travels".into(),
+            pod: "travels-v1-0".into(),
+            version: "v1".into(),
+        }])
+        .await?;
+        let plan = TrafficPlan {
+            target: backends.addrs()[0],
+            flows: vec![
+                flow("travels.travel-agency", &["/travels", "/travels/Rome"], 3),
+                flow("missing.travel-agency", &["/no/such/path"], 1),
+            ],
+            rate_per_sec: 100,
+            connections: 4,
+            duration: Duration::from_millis(1500),
+        };
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut out = Vec::new();
+        let report = run(plan, stop, &mut out).await?;
+        let text = String::from_utf8(out)?;
+
+        assert!(
+            report.total() > 50,
+            "only {} requests\n{text}",
+            report.total()
+        );
+        assert_eq!(report.errors(), 0, "{text}");
+        let [travels, missing] = report.per_label() else {
+            panic!("expected two labels: {:?}", report.per_label());
+        };
+        assert_eq!(travels.statuses.success, travels.total());
+        assert_eq!(travels.versions.get("v1"), Some(&travels.total()));
+        assert_eq!(missing.statuses.client_error, missing.total());
+        assert!(travels.total() > 2 * missing.total(), "{text}");
+        assert!(travels.p99() > Duration::ZERO);
+        assert!(text.contains("t=1s"), "{text}");
+        assert!(text.contains("travels.travel-agency"), "{text}");
+        assert!(text.contains("v1 100%"), "{text}");
+        assert!(text.contains("total after"), "{text}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn stop_ends_early_and_transport_errors_are_counted() -> Result<()> {
+        // Bind then drop a listener to get a port where nothing listens.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await?
+            .local_addr()?;
+        let plan = TrafficPlan {
+            target: closed,
+            flows: vec![flow("nowhere", &["/"], 1)],
+            rate_per_sec: 50,
+            connections: 2,
+            duration: Duration::from_secs(30),
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = stop_tx.send(true);
+        });
+        let mut out = Vec::new();
+        let report = run(plan, stop, &mut out).await?;
+        assert!(report.elapsed() < Duration::from_secs(5));
+        assert!(report.total() > 0);
+        assert_eq!(report.errors(), report.total());
+        let text = String::from_utf8(out)?;
+        assert!(
+            text.contains("last error for nowhere: cannot connect"),
+            "{text}"
+        );
+        Ok(())
+    }
+}

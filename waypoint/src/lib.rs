@@ -1,0 +1,15 @@
+//! waypoint: an L7 proxy for Istio ambient mesh. This crate owns the process — config
+//! sources, snapshot assembly, listeners and the pingora proxy that applies the decisions of
+//! the `routing`, `resilience`, `authz` and `telemetry` crates.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod check;
+pub mod config;
+pub mod demo;
+pub mod listener;
+pub mod live;
+pub mod proxy;
+pub mod snapshot;
+pub mod watch;

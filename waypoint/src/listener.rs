@@ -1,0 +1,76 @@
+//! Accept loops that hand connections to the shared pingora `HttpProxy`, and their drain.
+//!
+//! We run our own accept loop instead of pingora's `Server` so that the same proxy can serve
+//! plain TCP connections here and HBONE CONNECT streams later, inside one tokio runtime that
+//! tests and the demo can also use.
+
+use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::protocols::l4::stream::Stream as TcpStream;
+use pingora_core::protocols::Stream;
+use pingora_proxy::HttpProxy;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::proxy::WaypointProxy;
+
+pub type Proxy = HttpProxy<WaypointProxy>;
+
+/// Serves HTTP/1.1 and h2c (prior knowledge) connections from `listener` until `shutdown`
+/// turns true. Connections are spawned on `tracker` so the drain can wait for them.
+pub async fn serve_http(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    mut shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stopped(&mut shutdown) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Running out of file descriptors is the usual cause; back off instead of
+                // spinning, and keep serving the connections we have.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, "set_nodelay: {e}");
+        }
+        let proxy = proxy.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let mut next: Option<Stream> = Some(Box::new(TcpStream::from(tcp)));
+            // pingora returns the stream after each HTTP/1.1 keep-alive request.
+            while let Some(stream) = next.take() {
+                next = proxy.process_new(stream, &shutdown).await;
+            }
+        });
+    }
+}
+
+/// Stops the listeners and waits up to `deadline` for in-flight requests to finish. Idle
+/// keep-alive connections are woken so they close now instead of at their next request.
+pub async fn drain(
+    proxy: &Proxy,
+    shutdown: &watch::Sender<bool>,
+    tracker: &TaskTracker,
+    deadline: Duration,
+) -> bool {
+    let _ = shutdown.send(true);
+    proxy.http_cleanup().await;
+    tracker.close();
+    tokio::time::timeout(deadline, tracker.wait()).await.is_ok()
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,168 @@
+//! The configuration in force: the current snapshot, published with `ArcSwap`, and the record
+//! of the last reload. A reload that finds any error keeps the last good snapshot.
+
+use crate::config::load_dir;
+use crate::snapshot::{BuildOptions, GatewayRef, Report, Snapshot};
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config folder {}: {source}", dir.display())]
+    Folder {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config folder {} has {} error(s):\n  {}", dir.display(), lines.len(), lines.join("\n  "))]
+    Invalid { dir: PathBuf, lines: Vec<String> },
+}
+
+/// Reads `dir` and builds a snapshot with its report. The snapshot is `None` when no Gateway
+/// could be selected.
+pub fn build_from_dir(
+    dir: &Path,
+    gateway: Option<&GatewayRef>,
+    version: u64,
+) -> Result<(Option<Snapshot>, Report), ConfigError> {
+    let loaded = load_dir(dir).map_err(|source| ConfigError::Folder {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let opts = BuildOptions {
+        version,
+        gateway: gateway.cloned(),
+    };
+    Ok(Snapshot::build(&loaded.documents, loaded.errors, &opts))
+}
+
+/// What the last reload attempt did, for `/config_dump` and tests.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReloadRecord {
+    pub attempts: u64,
+    pub rejected: u64,
+    /// Errors of the last attempt; empty when it was applied.
+    pub last_errors: Vec<String>,
+}
+
+pub struct LiveConfig {
+    dir: PathBuf,
+    gateway: Option<GatewayRef>,
+    snapshot: ArcSwap<Snapshot>,
+    /// The report of the snapshot in force.
+    report: ArcSwap<Report>,
+    record: ArcSwap<ReloadRecord>,
+    next_version: AtomicU64,
+}
+
+/// Whether a reload replaced the snapshot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Applied { version: u64 },
+    Rejected { errors: usize },
+}
+
+impl LiveConfig {
+    /// Loads the folder for the first time; any error is fatal here, since there is no earlier
+    /// configuration to fall back on.
+    pub fn load(dir: &Path, gateway: Option<GatewayRef>) -> Result<Arc<Self>, ConfigError> {
+        let (snapshot, report) = build_from_dir(dir, gateway.as_ref(), 1)?;
+        let snapshot = match snapshot {
+            Some(s) if report.error_count() == 0 => s,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    dir: dir.to_path_buf(),
+                    lines: report.error_lines(),
+                })
+            }
+        };
+        log_report(&report);
+        Ok(Arc::new(LiveConfig {
+            dir: dir.to_path_buf(),
+            gateway,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            report: ArcSwap::from_pointee(report),
+            record: ArcSwap::from_pointee(ReloadRecord::default()),
+            next_version: AtomicU64::new(2),
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The snapshot a new request should use for its whole life.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn report(&self) -> Arc<Report> {
+        self.report.load_full()
+    }
+
+    pub fn reload_record(&self) -> Arc<ReloadRecord> {
+        self.record.load_full()
+    }
+
+    /// Re-reads the folder; publishes the new snapshot only if it has no error.
+    pub fn reload(&self) -> ReloadOutcome {
+        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let built = build_from_dir(&self.dir, self.gateway.as_ref(), version);
+        let mut record = (*self.record.load_full()).clone();
+        record.attempts += 1;
+        let outcome = match built {
+            Ok((Some(snapshot), report)) if report.error_count() == 0 => {
+                log_report(&report);
+                tracing::info!(
+                    version,
+                    services = snapshot.services.len(),
+                    "configuration reloaded"
+                );
+                self.snapshot.store(Arc::new(snapshot));
+                self.report.store(Arc::new(report));
+                record.last_errors.clear();
+                ReloadOutcome::Applied { version }
+            }
+            Ok((_, report)) => {
+                let lines = report.error_lines();
+                for line in &lines {
+                    tracing::error!("config rejected: {line}");
+                }
+                tracing::error!(
+                    errors = lines.len(),
+                    kept_version = self.snapshot.load().version,
+                    "configuration change rejected; keeping the last good configuration"
+                );
+                record.rejected += 1;
+                record.last_errors = lines;
+                ReloadOutcome::Rejected {
+                    errors: record.last_errors.len(),
+                }
+            }
+            Err(e) => {
+                tracing::error!("config rejected: {e}; keeping the last good configuration");
+                record.rejected += 1;
+                record.last_errors = vec![e.to_string()];
+                ReloadOutcome::Rejected { errors: 1 }
+            }
+        };
+        self.record.store(Arc::new(record));
+        outcome
+    }
+}
+
+/// Warnings and not-yet-supported kinds go to the log on every applied load, so a user sees
+/// what the waypoint will not act on.
+fn log_report(report: &Report) {
+    for s in report.unsupported() {
+        if let crate::snapshot::State::Ignored(why) = &s.state {
+            tracing::warn!("{}: {}: {why}", s.origin, s.object);
+        }
+    }
+    for w in report.warning_lines() {
+        tracing::warn!("{w}");
+    }
+}

@@ -1,0 +1,334 @@
+//! The pingora `ProxyHttp` that ties the decisions together: find the destination service,
+//! match its routes, pick a backend and an endpoint, then forward.
+//!
+//! Every listener (the plain HTTP one now, HBONE CONNECT streams next) feeds the same
+//! `HttpProxy<WaypointProxy>`, so a request is handled identically whichever way it came in.
+//! Each phase reads the one snapshot loaded in `request_filter`, so a config swap mid-request
+//! never mixes two versions.
+
+use crate::live::LiveConfig;
+use crate::snapshot::{NotFound, Snapshot};
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{ProxyHttp, Session};
+use routing::{BackendTarget, HeaderModifier, RequestView, ServiceKey};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a TCP connect to an endpoint may take before the request fails over to an error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct WaypointProxy {
+    live: Arc<LiveConfig>,
+}
+
+impl WaypointProxy {
+    pub fn new(live: Arc<LiveConfig>) -> Self {
+        WaypointProxy { live }
+    }
+}
+
+/// Why the waypoint answered a request itself instead of forwarding it. The flag names follow
+/// Envoy's response flags, which Istio's access logs and metrics report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalReply {
+    /// NR: no service or route for the request.
+    NoRoute,
+    /// UH: the backend has no endpoint to send to.
+    NoHealthyUpstream,
+    /// A rule whose backend cannot be used (unknown service, no backends): 500 per Gateway API.
+    InvalidBackend,
+}
+
+impl LocalReply {
+    pub fn status(self) -> u16 {
+        match self {
+            LocalReply::NoRoute => 404,
+            LocalReply::NoHealthyUpstream => 503,
+            LocalReply::InvalidBackend => 500,
+        }
+    }
+
+    pub fn flag(self) -> &'static str {
+        match self {
+            LocalReply::NoRoute => "NR",
+            LocalReply::NoHealthyUpstream => "UH",
+            LocalReply::InvalidBackend => "NR",
+        }
+    }
+}
+
+/// Per-request state shared by the phases.
+pub struct RequestCtx {
+    start: Instant,
+    snapshot_version: u64,
+    /// The service the client addressed.
+    destination: Option<ServiceKey>,
+    /// The service the chosen backend belongs to (differs from `destination` for splits).
+    backend: Option<ServiceKey>,
+    route: Option<String>,
+    upstream: Option<SocketAddr>,
+    request_modifiers: Vec<HeaderModifier>,
+    response_modifiers: Vec<HeaderModifier>,
+    local_reply: Option<LocalReply>,
+}
+
+impl RequestCtx {
+    fn new() -> Self {
+        RequestCtx {
+            start: Instant::now(),
+            snapshot_version: 0,
+            destination: None,
+            backend: None,
+            route: None,
+            upstream: None,
+            request_modifiers: Vec::new(),
+            response_modifiers: Vec::new(),
+            local_reply: None,
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for WaypointProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snapshot = self.live.snapshot();
+        ctx.snapshot_version = snapshot.version;
+        match decide(&snapshot, session.req_header(), rand::random::<u32>(), ctx) {
+            Ok(()) => Ok(false),
+            Err((reply, reason)) => {
+                ctx.local_reply = Some(reply);
+                send_local_reply(session, reply, &reason).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let addr = ctx.upstream.ok_or_else(|| {
+            Error::explain(
+                ErrorType::InternalError,
+                "no endpoint chosen for the request",
+            )
+        })?;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // An h2 client sends :authority and no Host; an HTTP/1.1 endpoint needs Host.
+        if upstream.headers.get(http::header::HOST).is_none() {
+            if let Some(authority) = session.req_header().uri.authority() {
+                let host = authority.as_str().to_string();
+                upstream.insert_header(http::header::HOST, host)?;
+            }
+        }
+        for m in &ctx.request_modifiers {
+            apply_to_request(m, upstream)?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        for m in &ctx.response_modifiers {
+            apply_to_response(m, response)?;
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let req = session.req_header();
+        tracing::debug!(
+            target: "access",
+            method = %req.method,
+            path = %req.uri.path(),
+            status,
+            destination = ctx.destination.as_ref().map(|k| format!("{}/{}", k.namespace, k.name)),
+            backend = ctx.backend.as_ref().map(|k| format!("{}/{}", k.namespace, k.name)),
+            route = ctx.route.as_deref(),
+            upstream = ?ctx.upstream,
+            flag = ctx.local_reply.map(LocalReply::flag),
+            config_version = ctx.snapshot_version,
+            duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
+            error = e.map(|e| e.to_string()),
+        );
+    }
+}
+
+/// The request's authority as a mesh client sent it: `Host` for HTTP/1.1, `:authority` for h2.
+fn request_authority(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// The routing decision for one request: fills `ctx` with the endpoint and filters, or says
+/// which local reply to send and why. Pure apart from the round-robin counter, so it is tested
+/// without sockets.
+fn decide(
+    snapshot: &Snapshot,
+    req: &RequestHeader,
+    random: u32,
+    ctx: &mut RequestCtx,
+) -> std::result::Result<(), (LocalReply, String)> {
+    let authority = request_authority(req).ok_or_else(|| {
+        (
+            LocalReply::NoRoute,
+            "the request names no host (Host header or :authority)".to_string(),
+        )
+    })?;
+    let (service, port) = snapshot
+        .resolve_authority(authority)
+        .map_err(|NotFound(why)| (LocalReply::NoRoute, why))?;
+    ctx.destination = Some(service.key.clone());
+    let (backend_key, backend_port) = match &port.routes {
+        None => (service.key.clone(), port.port),
+        Some(table) => {
+            let view = RequestView {
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                query: req.uri.query(),
+                headers: &req.headers,
+            };
+            let m = table.find(&view).ok_or_else(|| {
+                (
+                    LocalReply::NoRoute,
+                    format!(
+                        "no rule of the routes of service {}/{} port {} matches {} {}",
+                        service.key.namespace,
+                        service.key.name,
+                        port.port,
+                        req.method,
+                        req.uri.path()
+                    ),
+                )
+            })?;
+            ctx.route = Some(m.route.id.to_string());
+            let backend = m.rule.pick_backend(random).ok_or_else(|| {
+                (
+                    LocalReply::InvalidBackend,
+                    format!(
+                        "the matched rule of route {} has no backend with a non-zero weight",
+                        m.route.id
+                    ),
+                )
+            })?;
+            ctx.request_modifiers
+                .extend(m.rule.request_header_modifier.iter().cloned());
+            ctx.request_modifiers
+                .extend(backend.request_header_modifier.iter().cloned());
+            ctx.response_modifiers
+                .extend(m.rule.response_header_modifier.iter().cloned());
+            ctx.response_modifiers
+                .extend(backend.response_header_modifier.iter().cloned());
+            match &backend.target {
+                BackendTarget::Service { service, port } => (service.clone(), *port),
+                BackendTarget::Invalid { reason } => {
+                    return Err((
+                        LocalReply::InvalidBackend,
+                        format!("route {} has an invalid backend: {reason}", m.route.id),
+                    ))
+                }
+            }
+        }
+    };
+    let backend = snapshot
+        .service(&backend_key)
+        .and_then(|s| s.port(backend_port))
+        .ok_or_else(|| {
+            (
+                LocalReply::InvalidBackend,
+                format!(
+                    "backend {}/{} port {backend_port} does not exist",
+                    backend_key.namespace, backend_key.name
+                ),
+            )
+        })?;
+    let idx = backend
+        .balancer
+        .pick(backend.endpoints.len())
+        .ok_or_else(|| {
+            (
+                LocalReply::NoHealthyUpstream,
+                format!(
+                    "no healthy upstream: service {}/{} port {backend_port} has no ready endpoints",
+                    backend_key.namespace, backend_key.name
+                ),
+            )
+        })?;
+    ctx.upstream = Some(backend.endpoints[idx].addr);
+    ctx.backend = Some(backend_key);
+    Ok(())
+}
+
+async fn send_local_reply(session: &mut Session, reply: LocalReply, reason: &str) -> Result<()> {
+    let body = Bytes::from(format!("{reason}\n"));
+    let mut resp = ResponseHeader::build(reply.status(), Some(3))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header("x-waypoint-reason", reply.flag())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// Applies a Gateway API header modifier through pingora's header API, which keeps the
+/// original header-name casing for HTTP/1.1 in step with the map.
+fn apply_to_request(m: &HeaderModifier, h: &mut RequestHeader) -> Result<()> {
+    for (name, value) in &m.set {
+        h.insert_header(name.clone(), value.clone())?;
+    }
+    for (name, value) in &m.add {
+        h.append_header(name.clone(), value.clone())?;
+    }
+    for name in &m.remove {
+        h.remove_header(name);
+    }
+    Ok(())
+}
+
+fn apply_to_response(m: &HeaderModifier, h: &mut ResponseHeader) -> Result<()> {
+    for (name, value) in &m.set {
+        h.insert_header(name.clone(), value.clone())?;
+    }
+    for (name, value) in &m.add {
+        h.append_header(name.clone(), value.clone())?;
+    }
+    for name in &m.remove {
+        h.remove_header(name);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

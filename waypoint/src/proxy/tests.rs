@@ -1,0 +1,197 @@
+use super::*;
+use crate::config::Loaded;
+use crate::snapshot::BuildOptions;
+
+const BASE: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/use-waypoint: waypoint}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: shop}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [127.0.0.2]}, {addresses: [127.0.0.3]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v2, namespace: shop}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: v2-1, namespace: shop, labels: {kubernetes.io/service-name: v2}}
+addressType: IPv4
+ports: [{name: http, port: 9090}]
+endpoints: [{addresses: [127.0.0.4]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: shop}
+spec:
+  ports: [{name: http, port: 80}]
+"#;
+
+fn snapshot(extra: &str) -> Snapshot {
+    let mut loaded = Loaded::default();
+    let text = if extra.is_empty() {
+        BASE.to_string()
+    } else {
+        format!("{BASE}---\n{extra}")
+    };
+    crate::config::files_for_tests::parse(std::path::Path::new("t.yaml"), &text, &mut loaded);
+    let opts = BuildOptions {
+        version: 1,
+        gateway: None,
+    };
+    let (s, _report) = Snapshot::build(&loaded.documents, loaded.errors, &opts);
+    s.expect("snapshot")
+}
+
+fn request(host: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+    let mut req = RequestHeader::build("GET", path.as_bytes(), None).expect("request");
+    req.insert_header("host", host).expect("host");
+    for (k, v) in headers {
+        req.append_header(k.to_string(), *v).expect("header");
+    }
+    req
+}
+
+fn ctx() -> RequestCtx {
+    RequestCtx::new()
+}
+
+#[test]
+fn a_service_without_routes_round_robins_its_endpoints() {
+    let s = snapshot("");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let mut c = ctx();
+        decide(&s, &request("web.shop", "/", &[]), 0, &mut c).expect("routes");
+        seen.push(c.upstream.expect("endpoint").to_string());
+        assert_eq!(c.backend.as_ref().map(|k| k.name.as_str()), Some("web"));
+        assert!(c.route.is_none());
+    }
+    assert_eq!(
+        seen,
+        vec![
+            "127.0.0.2:8080",
+            "127.0.0.3:8080",
+            "127.0.0.2:8080",
+            "127.0.0.3:8080"
+        ]
+    );
+}
+
+#[test]
+fn routes_pick_backends_and_collect_header_modifiers() {
+    let s = snapshot(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v2}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-rule, value: "yes"}]}
+    backendRefs:
+    - name: v2
+      port: 80
+      filters:
+      - type: ResponseHeaderModifier
+        responseHeaderModifier: {add: [{name: x-backend, value: v2}]}
+  - matches: [{path: {type: Exact, value: /none}}]
+    backendRefs: [{name: web, port: 80, weight: 0}]
+  - matches: [{path: {type: Exact, value: /empty}}]
+    backendRefs: [{name: empty, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: web, port: 80}]
+"#,
+    );
+    let mut c = ctx();
+    decide(&s, &request("web", "/v2/x?q=1", &[]), 7, &mut c).expect("routes");
+    assert_eq!(
+        c.upstream.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.4:9090")
+    );
+    assert_eq!(c.route.as_deref(), Some("shop/web"));
+    assert_eq!(c.request_modifiers.len(), 1);
+    assert_eq!(c.response_modifiers.len(), 1);
+
+    let mut c = ctx();
+    let (reply, why) = decide(&s, &request("web", "/none", &[]), 0, &mut c).expect_err("no weight");
+    assert_eq!(reply, LocalReply::InvalidBackend);
+    assert!(why.contains("non-zero weight"), "{why}");
+
+    let mut c = ctx();
+    let (reply, why) =
+        decide(&s, &request("web", "/empty", &[]), 0, &mut c).expect_err("no endpoints");
+    assert_eq!((reply.status(), reply.flag()), (503, "UH"));
+    assert!(why.contains("shop/empty"), "{why}");
+}
+
+#[test]
+fn misses_are_404_with_a_reason() {
+    let s = snapshot(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: only-api, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /api}}], backendRefs: [{name: web, port: 80}]}]
+"#,
+    );
+    let cases = [
+        (
+            request("web", "/other", &[]),
+            "no rule of the routes of service shop/web port 80 matches GET /other",
+        ),
+        (
+            request("nope.shop", "/", &[]),
+            "no service is known as 'nope.shop'",
+        ),
+        (request("web:8080", "/api", &[]), "has no port 8080"),
+    ];
+    for (req, want) in cases {
+        let mut c = ctx();
+        let (reply, why) = decide(&s, &req, 0, &mut c).expect_err("miss");
+        assert_eq!((reply.status(), reply.flag()), (404, "NR"));
+        assert!(why.contains(want), "{why}");
+    }
+    let mut no_host = RequestHeader::build("GET", b"/", None).expect("request");
+    no_host.remove_header("host");
+    let (reply, _) = decide(&s, &no_host, 0, &mut ctx()).expect_err("no host");
+    assert_eq!(reply, LocalReply::NoRoute);
+}
+
+#[test]
+fn invalid_backends_answer_500_with_the_reason() {
+    let s = snapshot(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules: [{backendRefs: [{name: ghost, port: 80}]}]
+"#,
+    );
+    let (reply, why) = decide(&s, &request("web", "/", &[]), 0, &mut ctx()).expect_err("invalid");
+    assert_eq!(reply.status(), 500);
+    assert!(why.contains("ghost"), "{why}");
+}

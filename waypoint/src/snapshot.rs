@@ -1,0 +1,1134 @@
+//! One immutable view of the configuration — the services this waypoint serves, their
+//! endpoints and compiled routes — built from a folder's objects and swapped in atomically.
+//!
+//! Building never fails half-way: every object gets a [`ResourceStatus`], and the caller
+//! decides from [`Report::error_count`] whether the new snapshot may replace the old one.
+
+use crate::config::{Document, LoadError, ObjectRef, Origin, Resource, ServiceEntry};
+use gateway_api::experimental::gateways::Gateway;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use resilience::RoundRobin;
+use routing::{BackendLookup, CompiledRoute, Issue, RouteTable, ServiceKey, Severity};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// The gateway class of Istio waypoints.
+pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+/// Label on a Service, ServiceEntry, Pod or Namespace naming the waypoint that serves it.
+pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
+/// Label naming the waypoint's namespace when it differs from the object's.
+pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
+/// Kubernetes' DNS suffix for services; Istio's default trust domain cluster.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// `namespace/name` of a Gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct GatewayRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for GatewayRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl std::str::FromStr for GatewayRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(GatewayRef {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            _ => Err(format!("'{s}' is not NAMESPACE/NAME")),
+        }
+    }
+}
+
+/// How one object fared when the snapshot was built.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResourceStatus {
+    pub origin: Origin,
+    pub object: ObjectRef,
+    pub state: State,
+    pub issues: Vec<StatusIssue>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum State {
+    Accepted,
+    /// Read but not acted on; the reason says why (a kind not supported yet, another waypoint's).
+    Ignored(String),
+    Error,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusIssue {
+    pub severity: Severity,
+    pub field: String,
+    pub message: String,
+}
+
+impl From<Issue> for StatusIssue {
+    fn from(i: Issue) -> Self {
+        StatusIssue {
+            severity: i.severity,
+            field: i.field,
+            message: i.message,
+        }
+    }
+}
+
+/// Everything `check`, the startup log and `/config_dump` say about one build.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub file_errors: Vec<LoadError>,
+    pub statuses: Vec<ResourceStatus>,
+    /// Problems of the whole folder, not of one object (no Gateway to serve, say).
+    pub global_errors: Vec<String>,
+}
+
+impl Report {
+    pub fn error_count(&self) -> usize {
+        self.file_errors.len()
+            + self.global_errors.len()
+            + self
+                .statuses
+                .iter()
+                .filter(|s| s.state == State::Error)
+                .count()
+    }
+
+    /// One line per error, each naming file, document, object, field and reason.
+    pub fn error_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.global_errors.clone();
+        lines.extend(self.file_errors.iter().map(|e| e.to_string()));
+        for s in &self.statuses {
+            for i in s.issues.iter().filter(|i| i.severity == Severity::Error) {
+                lines.push(format!(
+                    "{} document {}: {}: field {}: {}",
+                    s.origin.file.display(),
+                    s.origin.document,
+                    s.object,
+                    i.field,
+                    one_line(&i.message)
+                ));
+            }
+        }
+        lines
+    }
+
+    pub fn warning_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for s in &self.statuses {
+            for i in s.issues.iter().filter(|i| i.severity == Severity::Warning) {
+                lines.push(format!(
+                    "{} document {}: {}: field {}: {}",
+                    s.origin.file.display(),
+                    s.origin.document,
+                    s.object,
+                    i.field,
+                    one_line(&i.message)
+                ));
+            }
+        }
+        lines
+    }
+
+    /// Kinds read but not acted on yet, for the startup log.
+    pub fn unsupported(&self) -> Vec<&ResourceStatus> {
+        self.statuses
+            .iter()
+            .filter(|s| matches!(&s.state, State::Ignored(r) if r.starts_with("kind")))
+            .collect()
+    }
+}
+
+/// A destination endpoint.
+#[derive(Clone, Debug, Serialize)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// The pod behind it, when known (EndpointSlice targetRef or Pod selection).
+    pub pod: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServicePort {
+    pub port: u16,
+    pub name: String,
+    pub app_protocol: Option<String>,
+    pub endpoints: Vec<Endpoint>,
+    /// Routes attached to this port, in precedence order; `None` when no route attaches and
+    /// traffic goes to the service's own endpoints.
+    #[serde(skip)]
+    pub routes: Option<RouteTable>,
+    pub route_names: Vec<String>,
+    #[serde(skip)]
+    pub balancer: RoundRobin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum ServiceSource {
+    Service,
+    ServiceEntry,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceInfo {
+    pub key: ServiceKey,
+    pub source: ServiceSource,
+    pub hostnames: Vec<String>,
+    pub vips: Vec<IpAddr>,
+    pub ports: Vec<ServicePort>,
+    /// Why this waypoint does or does not serve the service.
+    pub binding: Binding,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Binding {
+    Bound,
+    NotBound(String),
+}
+
+impl ServiceInfo {
+    pub fn port(&self, port: u16) -> Option<&ServicePort> {
+        self.ports.iter().find(|p| p.port == port)
+    }
+}
+
+/// Why a request's destination could not be found; the message is sent to the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotFound(pub String);
+
+/// The immutable configuration one request sees from start to end.
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    pub version: u64,
+    pub gateway: GatewayRef,
+    pub services: Vec<ServiceInfo>,
+    #[serde(skip)]
+    by_key: HashMap<ServiceKey, usize>,
+    #[serde(skip)]
+    by_host: HashMap<String, Vec<usize>>,
+    #[serde(skip)]
+    by_vip: HashMap<IpAddr, usize>,
+}
+
+/// What the snapshot is built from besides the objects.
+pub struct BuildOptions {
+    pub version: u64,
+    /// `--gateway NS/NAME`; `None` picks the only `istio-waypoint` Gateway.
+    pub gateway: Option<GatewayRef>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot and the report of every object. The snapshot is `None` only when
+    /// there is no Gateway to serve; otherwise it holds everything that could be compiled, and
+    /// the caller consults the report before publishing it.
+    pub fn build(
+        documents: &[Document],
+        file_errors: Vec<LoadError>,
+        opts: &BuildOptions,
+    ) -> (Option<Snapshot>, Report) {
+        let mut builder = Builder::new(documents);
+        let snapshot = builder.run(opts);
+        let mut report = Report {
+            file_errors,
+            statuses: builder.statuses,
+            global_errors: builder.global_errors,
+        };
+        report.statuses.sort_by(|a, b| {
+            (&a.origin.file, a.origin.document).cmp(&(&b.origin.file, b.origin.document))
+        });
+        (snapshot, report)
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceInfo> {
+        self.by_key.get(key).map(|&i| &self.services[i])
+    }
+
+    /// Finds the destination a mesh client means by `authority` (a Host header or `:authority`):
+    /// `name`, `name.ns`, `name.ns.svc`, `name.ns.svc.cluster.local`, a ServiceEntry host, or a
+    /// service VIP, each with an optional `:port` (default 80).
+    pub fn resolve_authority(
+        &self,
+        authority: &str,
+    ) -> Result<(&ServiceInfo, &ServicePort), NotFound> {
+        let (host, port) = split_authority(authority)
+            .ok_or_else(|| NotFound(format!("malformed host '{authority}'")))?;
+        let service = if let Ok(ip) = host.parse::<IpAddr>() {
+            self.by_vip
+                .get(&ip)
+                .map(|&i| &self.services[i])
+                .ok_or_else(|| NotFound(format!("no service has the address {ip}")))?
+        } else {
+            let host = host.trim_end_matches('.').to_ascii_lowercase();
+            let candidates = self
+                .by_host
+                .get(&host)
+                .ok_or_else(|| NotFound(format!("no service is known as '{host}'")))?;
+            self.pick_candidate(&host, candidates)?
+        };
+        if let Binding::NotBound(why) = &service.binding {
+            return Err(NotFound(format!(
+                "service {} is not served by waypoint {}: {why}",
+                key_str(&service.key),
+                self.gateway
+            )));
+        }
+        let sp = service.port(port).ok_or_else(|| {
+            NotFound(format!(
+                "service {} has no port {port} (ports: {})",
+                key_str(&service.key),
+                service
+                    .ports
+                    .iter()
+                    .map(|p| p.port.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        Ok((service, sp))
+    }
+
+    /// A short name may exist in several namespaces: like a client in the waypoint's own
+    /// namespace, prefer that one; otherwise it must be unique.
+    fn pick_candidate(&self, host: &str, candidates: &[usize]) -> Result<&ServiceInfo, NotFound> {
+        if let [one] = candidates {
+            return Ok(&self.services[*one]);
+        }
+        if let Some(&i) = candidates
+            .iter()
+            .find(|&&i| self.services[i].key.namespace == self.gateway.namespace)
+        {
+            return Ok(&self.services[i]);
+        }
+        Err(NotFound(format!(
+            "'{host}' is ambiguous: it names {}; use name.namespace",
+            candidates
+                .iter()
+                .map(|&i| key_str(&self.services[i].key))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+}
+
+fn key_str(k: &ServiceKey) -> String {
+    format!("{}/{}", k.namespace, k.name)
+}
+
+/// Splits `host[:port]` / `[v6]:port`; the port defaults to 80 as for a plain-HTTP client.
+pub fn split_authority(authority: &str) -> Option<(&str, u16)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => 80,
+            None => return None,
+        };
+        return Some((host, port));
+    }
+    match authority.rsplit_once(':') {
+        // More than one colon without brackets is a bare IPv6 address.
+        Some((host, _)) if host.contains(':') => Some((authority, 80)),
+        Some((host, port)) => Some((host, port.parse().ok()?)),
+        None if authority.is_empty() => None,
+        None => Some((authority, 80)),
+    }
+}
+
+/// The objects of one build, indexed, and the statuses being collected.
+struct Builder<'a> {
+    docs: &'a [Document],
+    statuses: Vec<ResourceStatus>,
+    global_errors: Vec<String>,
+    namespaces: HashMap<&'a str, &'a BTreeMap<String, String>>,
+}
+
+const EMPTY_LABELS: &BTreeMap<String, String> = &BTreeMap::new();
+
+impl<'a> Builder<'a> {
+    fn new(docs: &'a [Document]) -> Self {
+        Builder {
+            docs,
+            statuses: Vec::new(),
+            global_errors: Vec::new(),
+            namespaces: HashMap::new(),
+        }
+    }
+
+    fn status(&mut self, doc: &Document, state: State, issues: Vec<StatusIssue>) {
+        let state = if issues.iter().any(|i| i.severity == Severity::Error) {
+            State::Error
+        } else {
+            state
+        };
+        let mut issues = issues;
+        issues.extend(doc.unknown_fields.iter().map(|f| StatusIssue {
+            severity: Severity::Warning,
+            field: f.clone(),
+            message: "unknown field, ignored".into(),
+        }));
+        self.statuses.push(ResourceStatus {
+            origin: doc.origin.clone(),
+            object: doc.object.clone(),
+            state,
+            issues,
+        });
+    }
+
+    fn run(&mut self, opts: &BuildOptions) -> Option<Snapshot> {
+        let docs = self.docs;
+        // Duplicates: the later object would silently replace the earlier one.
+        let mut seen: HashMap<&ObjectRef, &Origin> = HashMap::new();
+        let mut unique: Vec<&'a Document> = Vec::new();
+        for d in docs {
+            if let Some(first) = seen.get(&d.object) {
+                let msg = format!(
+                    "{} is also defined in {first}; remove one of them",
+                    d.object
+                );
+                self.status(d, State::Error, vec![issue_err("metadata.name", msg)]);
+            } else {
+                seen.insert(&d.object, &d.origin);
+                unique.push(d);
+            }
+        }
+        for d in &unique {
+            if let Resource::Namespace(ns) = &d.resource {
+                self.namespaces.insert(
+                    d.object.name.as_str(),
+                    ns.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS),
+                );
+            }
+        }
+        let gateway = self.select_gateway(&unique, opts.gateway.as_ref());
+        let Some((gateway, allowed)) = gateway else {
+            // Still give every object a status so `check` can show them.
+            for d in &unique {
+                self.status(
+                    d,
+                    State::Ignored("no waypoint Gateway selected".into()),
+                    Vec::new(),
+                );
+            }
+            return None;
+        };
+
+        let pods: Vec<(&Document, &Pod)> = unique
+            .iter()
+            .filter_map(|d| match &d.resource {
+                Resource::Pod(p) => Some((*d, &**p)),
+                _ => None,
+            })
+            .collect();
+        let slices: Vec<(&Document, &EndpointSlice)> = unique
+            .iter()
+            .filter_map(|d| match &d.resource {
+                Resource::EndpointSlice(s) => Some((*d, &**s)),
+                _ => None,
+            })
+            .collect();
+
+        let mut services = Vec::new();
+        for d in &unique {
+            match &d.resource {
+                Resource::Service(svc) => {
+                    let (info, issues) =
+                        self.service_info(d, svc, &slices, &pods, &gateway, &allowed);
+                    self.status(d, State::Accepted, issues);
+                    services.push(info);
+                }
+                Resource::ServiceEntry(se) => {
+                    let (info, issues) = self.service_entry_info(d, se, &gateway, &allowed);
+                    self.status(d, State::Accepted, issues);
+                    services.push(info);
+                }
+                Resource::Namespace(_) | Resource::Pod(_) => {
+                    self.status(d, State::Accepted, Vec::new());
+                }
+                Resource::EndpointSlice(s) => {
+                    let issues = match s
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    {
+                        Some(_) => Vec::new(),
+                        None => vec![StatusIssue {
+                            severity: Severity::Warning,
+                            field: format!("metadata.labels[{SERVICE_NAME_LABEL}]"),
+                            message: "missing: this slice belongs to no Service and is not used"
+                                .into(),
+                        }],
+                    };
+                    self.status(d, State::Accepted, issues);
+                }
+                Resource::Gateway(_) | Resource::HttpRoute(_) => {}
+                Resource::Unsupported { api_version } => {
+                    let reason = format!(
+                        "kind {} ({api_version}) is not yet supported",
+                        d.object.kind
+                    );
+                    self.status(d, State::Ignored(reason), Vec::new());
+                }
+            }
+        }
+
+        let mut by_key = HashMap::new();
+        for (i, s) in services.iter().enumerate() {
+            by_key.insert(s.key.clone(), i);
+        }
+        self.attach_routes(&unique, &mut services, &by_key);
+
+        let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_vip = HashMap::new();
+        for (i, s) in services.iter().enumerate() {
+            for h in &s.hostnames {
+                by_host.entry(h.clone()).or_default().push(i);
+            }
+            if s.source == ServiceSource::Service {
+                by_host.entry(s.key.name.clone()).or_default().push(i);
+            }
+            for vip in &s.vips {
+                by_vip.insert(*vip, i);
+            }
+        }
+        Some(Snapshot {
+            version: opts.version,
+            gateway,
+            services,
+            by_key,
+            by_host,
+            by_vip,
+        })
+    }
+
+    /// Picks the Gateway this waypoint serves and reports every Gateway's status.
+    fn select_gateway(
+        &mut self,
+        docs: &[&'a Document],
+        wanted: Option<&GatewayRef>,
+    ) -> Option<(GatewayRef, AllowedNamespaces)> {
+        let gateways: Vec<(&Document, &Gateway)> = docs
+            .iter()
+            .filter_map(|d| match &d.resource {
+                Resource::Gateway(g) => Some((*d, &**g)),
+                _ => None,
+            })
+            .collect();
+        let waypoints: Vec<&(&Document, &Gateway)> = gateways
+            .iter()
+            .filter(|(_, g)| g.spec.gateway_class_name == WAYPOINT_CLASS)
+            .collect();
+        let chosen: Option<&Document> = match wanted {
+            Some(w) => {
+                let found = waypoints
+                    .iter()
+                    .find(|(d, _)| d.object.namespace == w.namespace && d.object.name == w.name);
+                if found.is_none() {
+                    self.global_errors.push(format!(
+                        "--gateway {w}: no Gateway of class {WAYPOINT_CLASS} with that namespace/name in the folder (found: {})",
+                        list_or_none(waypoints.iter().map(|(d, _)| format!("{}/{}", d.object.namespace, d.object.name)))
+                    ));
+                }
+                found.map(|(d, _)| *d)
+            }
+            None => match waypoints.as_slice() {
+                [(d, _)] => Some(*d),
+                [] => {
+                    self.global_errors.push(format!(
+                        "no Gateway of class {WAYPOINT_CLASS} in the folder: add one (listener mesh, port 15008, protocol HBONE)"
+                    ));
+                    None
+                }
+                many => {
+                    self.global_errors.push(format!(
+                        "{} Gateways of class {WAYPOINT_CLASS} ({}): pick one with --gateway NAMESPACE/NAME",
+                        many.len(),
+                        many.iter()
+                            .map(|(d, _)| format!("{}/{}", d.object.namespace, d.object.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    None
+                }
+            },
+        };
+        let mut result = None;
+        for (d, g) in &gateways {
+            if g.spec.gateway_class_name != WAYPOINT_CLASS {
+                let why = format!(
+                    "gatewayClassName {} is not {WAYPOINT_CLASS}",
+                    g.spec.gateway_class_name
+                );
+                self.status(d, State::Ignored(why), Vec::new());
+                continue;
+            }
+            let is_chosen = chosen.is_some_and(|c| std::ptr::eq(c, *d));
+            if !is_chosen {
+                self.status(
+                    d,
+                    State::Ignored("another waypoint's Gateway".into()),
+                    Vec::new(),
+                );
+                continue;
+            }
+            let (allowed, issues) = check_waypoint_gateway(g);
+            self.status(d, State::Accepted, issues);
+            result = Some((
+                GatewayRef {
+                    namespace: d.object.namespace.clone(),
+                    name: d.object.name.clone(),
+                },
+                allowed,
+            ));
+        }
+        result
+    }
+
+    /// Istio's binding: the object's own `istio.io/use-waypoint` label wins over its
+    /// namespace's; the value `none` opts out; the waypoint's namespace defaults to the object's.
+    fn binding(
+        &self,
+        labels: &BTreeMap<String, String>,
+        namespace: &str,
+        gateway: &GatewayRef,
+        allowed: &AllowedNamespaces,
+    ) -> Binding {
+        let ns_labels = self
+            .namespaces
+            .get(namespace)
+            .copied()
+            .unwrap_or(EMPTY_LABELS);
+        let (source, src_labels) = if labels.contains_key(USE_WAYPOINT) {
+            ("the object's", labels)
+        } else if ns_labels.contains_key(USE_WAYPOINT) {
+            ("its namespace's", ns_labels)
+        } else {
+            return Binding::NotBound(format!(
+                "no {USE_WAYPOINT} label on it or its namespace (set {USE_WAYPOINT}={} to use this waypoint)",
+                gateway.name
+            ));
+        };
+        let name = src_labels
+            .get(USE_WAYPOINT)
+            .map(String::as_str)
+            .unwrap_or_default();
+        if name == "none" {
+            return Binding::NotBound(format!("{source} label {USE_WAYPOINT}=none opts it out"));
+        }
+        let wp_ns = src_labels
+            .get(USE_WAYPOINT_NAMESPACE)
+            .map(String::as_str)
+            .unwrap_or(namespace);
+        if name != gateway.name || wp_ns != gateway.namespace {
+            return Binding::NotBound(format!("{source} labels name waypoint {wp_ns}/{name}"));
+        }
+        if !allowed.allows(namespace, ns_labels, &gateway.namespace) {
+            return Binding::NotBound(format!(
+                "namespace {namespace} is not allowed by the Gateway's listener allowedRoutes"
+            ));
+        }
+        Binding::Bound
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn service_info(
+        &self,
+        doc: &Document,
+        svc: &Service,
+        slices: &[(&Document, &EndpointSlice)],
+        pods: &[(&Document, &Pod)],
+        gateway: &GatewayRef,
+        allowed: &AllowedNamespaces,
+    ) -> (ServiceInfo, Vec<StatusIssue>) {
+        let ns = doc.object.namespace.as_str();
+        let name = doc.object.name.as_str();
+        let mut issues = Vec::new();
+        let spec = svc.spec.clone().unwrap_or_default();
+        let mut vips = Vec::new();
+        let ips = spec.cluster_ips.clone().unwrap_or_default();
+        for (i, ip) in spec.cluster_ip.iter().chain(ips.iter()).enumerate() {
+            if ip.is_empty() || ip == "None" {
+                continue;
+            }
+            match ip.parse::<IpAddr>() {
+                Ok(a) if !vips.contains(&a) => vips.push(a),
+                Ok(_) => {}
+                Err(_) => issues.push(issue_err(
+                    if i == 0 {
+                        "spec.clusterIP".to_string()
+                    } else {
+                        format!("spec.clusterIPs[{}]", i - 1)
+                    },
+                    format!("'{ip}' is not an IP address"),
+                )),
+            }
+        }
+        let own_slices: Vec<&EndpointSlice> = slices
+            .iter()
+            .filter(|(d, s)| {
+                d.object.namespace == ns
+                    && s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                        .map(String::as_str)
+                        == Some(name)
+            })
+            .map(|(_, s)| *s)
+            .collect();
+        let selected_pods: Vec<&Pod> = match &spec.selector {
+            Some(sel) if !sel.is_empty() && own_slices.is_empty() => pods
+                .iter()
+                .filter(|(d, p)| {
+                    d.object.namespace == ns && {
+                        let labels = p.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS);
+                        sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+                    }
+                })
+                .map(|(_, p)| *p)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut ports = Vec::new();
+        for (i, p) in spec.ports.clone().unwrap_or_default().iter().enumerate() {
+            let Ok(port) = u16::try_from(p.port) else {
+                issues.push(issue_err(
+                    format!("spec.ports[{i}].port"),
+                    format!("{} is not a port number", p.port),
+                ));
+                continue;
+            };
+            let port_name = p.name.clone().unwrap_or_default();
+            let endpoints = if !own_slices.is_empty() {
+                slice_endpoints(&own_slices, &port_name)
+            } else {
+                pod_endpoints(&selected_pods, p.target_port.as_ref(), port)
+            };
+            ports.push(ServicePort {
+                port,
+                name: port_name,
+                app_protocol: p.app_protocol.clone(),
+                endpoints,
+                routes: None,
+                route_names: Vec::new(),
+                balancer: RoundRobin::new(),
+            });
+        }
+        let labels = svc.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS);
+        let binding = self.binding(labels, ns, gateway, allowed);
+        let info = ServiceInfo {
+            key: ServiceKey {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            },
+            source: ServiceSource::Service,
+            hostnames: vec![
+                format!("{name}.{ns}.svc.{CLUSTER_DOMAIN}"),
+                format!("{name}.{ns}.svc"),
+                format!("{name}.{ns}"),
+            ],
+            vips,
+            ports,
+            binding,
+        };
+        (info, issues)
+    }
+
+    fn service_entry_info(
+        &self,
+        doc: &Document,
+        se: &ServiceEntry,
+        gateway: &GatewayRef,
+        allowed: &AllowedNamespaces,
+    ) -> (ServiceInfo, Vec<StatusIssue>) {
+        let ns = doc.object.namespace.as_str();
+        let mut issues = Vec::new();
+        let spec = &se.spec;
+        if spec.hosts.is_empty() {
+            issues.push(issue_err("spec.hosts", "at least one host is required"));
+        }
+        let mut vips = Vec::new();
+        for (i, a) in spec.addresses.iter().enumerate() {
+            match a.parse::<IpAddr>() {
+                Ok(ip) => vips.push(ip),
+                Err(_) => issues.push(StatusIssue {
+                    severity: Severity::Warning,
+                    field: format!("spec.addresses[{i}]"),
+                    message: format!("'{a}' is not a single IP address; CIDR ranges are not supported yet and are ignored"),
+                }),
+            }
+        }
+        let resolution = spec.resolution.as_deref().unwrap_or("NONE");
+        if resolution != "STATIC" && !spec.endpoints.is_empty() {
+            issues.push(StatusIssue {
+                severity: Severity::Warning,
+                field: "spec.resolution".into(),
+                message: format!("resolution {resolution} with endpoints: endpoints are used as static addresses"),
+            });
+        }
+        let mut ports = Vec::new();
+        for (i, p) in spec.ports.iter().enumerate() {
+            let Ok(port) = u16::try_from(p.number) else {
+                issues.push(issue_err(
+                    format!("spec.ports[{i}].number"),
+                    format!("{} is not a port number", p.number),
+                ));
+                continue;
+            };
+            let mut endpoints = Vec::new();
+            for (j, e) in spec.endpoints.iter().enumerate() {
+                let Ok(ip) = e.address.parse::<IpAddr>() else {
+                    issues.push(issue_err(
+                        format!("spec.endpoints[{j}].address"),
+                        format!(
+                            "'{}' is not an IP address; DNS endpoints are not supported yet",
+                            e.address
+                        ),
+                    ));
+                    continue;
+                };
+                let target = e
+                    .ports
+                    .get(&p.name)
+                    .copied()
+                    .or(p.target_port)
+                    .unwrap_or(p.number);
+                match u16::try_from(target) {
+                    Ok(t) => endpoints.push(Endpoint {
+                        addr: SocketAddr::new(ip, t),
+                        pod: None,
+                    }),
+                    Err(_) => issues.push(issue_err(
+                        format!("spec.endpoints[{j}].ports"),
+                        format!("{target} is not a port number"),
+                    )),
+                }
+            }
+            ports.push(ServicePort {
+                port,
+                name: p.name.clone(),
+                app_protocol: p.protocol.clone(),
+                endpoints,
+                routes: None,
+                route_names: Vec::new(),
+                balancer: RoundRobin::new(),
+            });
+        }
+        let labels = se.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS);
+        let binding = self.binding(labels, ns, gateway, allowed);
+        let info = ServiceInfo {
+            key: ServiceKey {
+                namespace: ns.to_string(),
+                name: doc.object.name.clone(),
+            },
+            source: ServiceSource::ServiceEntry,
+            hostnames: spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            vips,
+            ports,
+            binding,
+        };
+        (info, issues)
+    }
+
+    /// Compiles every HTTPRoute and hangs it on the ports of the bound services it names.
+    fn attach_routes(
+        &mut self,
+        docs: &[&'a Document],
+        services: &mut [ServiceInfo],
+        by_key: &HashMap<ServiceKey, usize>,
+    ) {
+        let mut attached: HashMap<(usize, u16), Vec<Arc<CompiledRoute>>> = HashMap::new();
+        for d in docs {
+            let Resource::HttpRoute(route) = &d.resource else {
+                continue;
+            };
+            let (parents, mut issues) = routing::parent_services(route);
+            let lookup = Lookup { services, by_key };
+            let (compiled, compile_issues) = routing::compile_http_route(route, &lookup);
+            issues.extend(compile_issues);
+            let compiled = Arc::new(compiled);
+            let mut issues: Vec<StatusIssue> = issues.into_iter().map(StatusIssue::from).collect();
+            let mut served = 0;
+            let mut not_ours = Vec::new();
+            for (i, parent) in parents.iter().enumerate() {
+                let field = format!("spec.parentRefs[{i}]");
+                let Some(&idx) = by_key.get(&parent.service) else {
+                    issues.push(issue_err(
+                        field,
+                        format!("parent Service {} not found", key_str(&parent.service)),
+                    ));
+                    continue;
+                };
+                let svc = &services[idx];
+                let ports: Vec<u16> = match parent.port {
+                    Some(p) if svc.port(p).is_none() => {
+                        issues.push(issue_err(
+                            format!("{field}.port"),
+                            format!("service {} has no port {p}", key_str(&svc.key)),
+                        ));
+                        continue;
+                    }
+                    Some(p) => vec![p],
+                    None => svc.ports.iter().map(|p| p.port).collect(),
+                };
+                if let Binding::NotBound(why) = &svc.binding {
+                    not_ours.push(format!("{}: {why}", key_str(&svc.key)));
+                    continue;
+                }
+                served += 1;
+                for p in ports {
+                    attached.entry((idx, p)).or_default().push(compiled.clone());
+                }
+            }
+            let route_error = issues.iter().any(|i| i.severity == Severity::Error);
+            let state = if served == 0 && !route_error && !parents.is_empty() {
+                State::Ignored(format!(
+                    "no parent is served by this waypoint ({})",
+                    not_ours.join("; ")
+                ))
+            } else {
+                State::Accepted
+            };
+            self.status(d, state, issues);
+        }
+        for ((idx, port), routes) in attached {
+            if let Some(sp) = services[idx].ports.iter_mut().find(|p| p.port == port) {
+                sp.route_names = routes.iter().map(|r| r.id.to_string()).collect();
+                sp.route_names.sort();
+                sp.routes = Some(RouteTable::new(routes));
+            }
+        }
+    }
+}
+
+/// The Kubernetes label tying an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+struct Lookup<'s> {
+    services: &'s [ServiceInfo],
+    by_key: &'s HashMap<ServiceKey, usize>,
+}
+
+impl BackendLookup for Lookup<'_> {
+    fn check_service(&self, service: &ServiceKey, port: u16) -> Result<(), String> {
+        let Some(&i) = self.by_key.get(service) else {
+            return Err(format!("service {} not found", key_str(service)));
+        };
+        let s = &self.services[i];
+        if s.source != ServiceSource::Service {
+            return Err(format!(
+                "{} is a ServiceEntry; backendRefs of kind ServiceEntry are not supported yet",
+                key_str(service)
+            ));
+        }
+        if s.port(port).is_none() {
+            return Err(format!("service {} has no port {port}", key_str(service)));
+        }
+        Ok(())
+    }
+}
+
+/// Ready addresses of the slices' port named like the service port (Kubernetes pairs them by
+/// name; an unnamed port matches the unnamed slice port).
+fn slice_endpoints(slices: &[&EndpointSlice], port_name: &str) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for s in slices {
+        let Some(sp) = s
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+        else {
+            continue;
+        };
+        let Some(port) = sp.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        for e in s.endpoints.iter().flatten() {
+            // Kubernetes: a nil `ready` means ready.
+            if e.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            let pod = e
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .and_then(|r| r.name.clone());
+            for a in &e.addresses {
+                if let Ok(ip) = a.parse::<IpAddr>() {
+                    out.push(Endpoint {
+                        addr: SocketAddr::new(ip, port),
+                        pod: pod.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Endpoints of the pods a selector picks, when no EndpointSlice is given (as the endpoint
+/// controller would make them): pod IP and the target port, by number or container port name.
+fn pod_endpoints(pods: &[&Pod], target: Option<&IntOrString>, service_port: u16) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for p in pods {
+        let Some(ip) = p
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+        else {
+            continue;
+        };
+        let port = match target {
+            None => Some(service_port),
+            Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
+            Some(IntOrString::String(name)) => p.spec.as_ref().and_then(|s| {
+                s.containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                    .and_then(|cp| u16::try_from(cp.container_port).ok())
+            }),
+        };
+        if let Some(port) = port {
+            out.push(Endpoint {
+                addr: SocketAddr::new(ip, port),
+                pod: p.metadata.name.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Which namespaces' services the waypoint's `mesh` listener admits (`allowedRoutes`).
+#[derive(Clone, Debug)]
+enum AllowedNamespaces {
+    Same,
+    All,
+    Selector(LabelSelector),
+}
+
+impl AllowedNamespaces {
+    fn allows(&self, ns: &str, ns_labels: &BTreeMap<String, String>, gateway_ns: &str) -> bool {
+        match self {
+            AllowedNamespaces::Same => ns == gateway_ns,
+            AllowedNamespaces::All => true,
+            AllowedNamespaces::Selector(sel) => selector_matches(sel, ns_labels),
+        }
+    }
+}
+
+fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+            "Exists" => labels.contains_key(&e.key),
+            "DoesNotExist" => !labels.contains_key(&e.key),
+            // Unknown operators match nothing: admitting traffic on a rule we cannot read
+            // would widen who the waypoint serves.
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+/// Checks the Gateway is shaped as Istio's waypoint expects and reads its `allowedRoutes`.
+fn check_waypoint_gateway(g: &Gateway) -> (AllowedNamespaces, Vec<StatusIssue>) {
+    let mut issues = Vec::new();
+    let listener = g
+        .spec
+        .listeners
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.protocol == "HBONE" && l.port == 15008);
+    let Some((i, l)) = listener else {
+        issues.push(issue_err(
+            "spec.listeners",
+            "a waypoint Gateway needs a listener with protocol HBONE on port 15008 (conventionally named mesh)",
+        ));
+        return (AllowedNamespaces::Same, issues);
+    };
+    let allowed = match l.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()) {
+        None => AllowedNamespaces::Same,
+        Some(n) => match n.from.as_ref().map(|f| format!("{f:?}")).as_deref() {
+            None | Some("Same") => AllowedNamespaces::Same,
+            Some("All") => AllowedNamespaces::All,
+            Some("Selector") => match &n.selector {
+                Some(sel) => AllowedNamespaces::Selector(LabelSelector {
+                    match_labels: sel.match_labels.clone(),
+                    match_expressions: sel.match_expressions.as_ref().map(|v| {
+                        v.iter()
+                            .map(|e| k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                                key: e.key.clone(),
+                                operator: e.operator.clone(),
+                                values: e.values.clone(),
+                            })
+                            .collect()
+                    }),
+                }),
+                None => {
+                    issues.push(issue_err(
+                        format!("spec.listeners[{i}].allowedRoutes.namespaces.selector"),
+                        "from: Selector needs a selector",
+                    ));
+                    AllowedNamespaces::Same
+                }
+            },
+            Some(other) => {
+                issues.push(issue_err(
+                    format!("spec.listeners[{i}].allowedRoutes.namespaces.from"),
+                    format!("{other} is not All, Same or Selector"),
+                ));
+                AllowedNamespaces::Same
+            }
+        },
+    };
+    (allowed, issues)
+}
+
+fn issue_err(field: impl Into<String>, message: impl Into<String>) -> StatusIssue {
+    StatusIssue {
+        severity: Severity::Error,
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Some messages (a regex parser's, say) span lines; a log line must not.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn list_or_none(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+//! `waypoint check` on broken folders: a non-zero exit and every problem named with its file
+//! and field.
+
+mod support;
+
+use std::process::Command;
+use support::{mesh_config, write};
+
+fn check(dir: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+        .arg("check")
+        .arg(dir)
+        .output()
+        .expect("run waypoint check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_travel_example_is_valid() {
+    let (code, text) = check(&support::examples_travel());
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("HTTPRoute travel-agency/travels-canary"),
+        "{text}"
+    );
+    assert!(text.contains("OK:"), "{text}");
+}
+
+#[test]
+fn a_broken_route_names_each_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = "127.0.0.1:9".parse().expect("addr");
+    write(dir.path(), "mesh.yaml", &mesh_config(&[("a", addr)]));
+    write(
+        dir.path(),
+        "broken-route.yaml",
+        r#"# three problems in one route
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - matches:
+    - path: {type: RegularExpression, value: "/api/(v1"}
+    backendRefs:
+    - name: web-missing
+      port: 80
+  - backendRefs:
+    - group: example.com
+      kind: Bucket
+      name: photos
+"#,
+    );
+    let (code, text) = check(dir.path());
+    assert_ne!(code, 0, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let problem = |field: &str, words: &str| {
+        assert!(
+            lines.iter().any(|l| l.contains("broken-route.yaml")
+                && l.contains("HTTPRoute shop/broken")
+                && l.contains(field)
+                && l.contains(words)),
+            "no line names {field} ({words}):\n{text}"
+        );
+    };
+    problem("spec.rules[0].matches[0].path.value", "regular expression");
+    problem("spec.rules[0].backendRefs[0]", "web-missing");
+    problem("spec.rules[1].backendRefs[0]", "Bucket");
+    assert!(
+        text.contains("Service shop/web"),
+        "per-resource table lists the others:\n{text}"
+    );
+}
+
+#[test]
+fn syntax_and_type_errors_name_file_document_and_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "mesh.yaml", &mesh_config(&[]));
+    write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: ok, namespace: shop}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: typo, namespace: shop}\nspec:\n  ports:\n  - port: eighty\n",
+    );
+    write(dir.path(), "unknown.yaml", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: shop}\n");
+    let (code, text) = check(dir.path());
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("bad.yaml document 1")
+            && l.contains("Service shop/typo")
+            && l.contains("spec.ports[0].port")),
+        "{text}"
+    );
+    assert!(
+        text.contains("AuthorizationPolicy shop/deny") && text.contains("not yet supported"),
+        "{text}"
+    );
+}

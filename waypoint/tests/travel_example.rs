@@ -1,0 +1,174 @@
+//! The shipped `examples/travel` folder, served by a real in-process waypoint in front of real
+//! echo backends listening on the example's pod addresses.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use support::{examples_travel, local_options, HttpClient};
+
+/// Starts an echo backend on every travel-agency pod address of the example.
+async fn agency_backends() -> Vec<conformance::EchoServer> {
+    let pods = [
+        ("travels-v1-0", "travels", "127.0.40.1"),
+        ("travels-v2-0", "travels", "127.0.40.2"),
+        ("flights-v1-0", "flights", "127.0.40.3"),
+        ("flights-v2-0", "flights", "127.0.40.4"),
+        ("hotels-v1-0", "hotels", "127.0.40.5"),
+        ("cars-v1-0", "cars", "127.0.40.6"),
+        ("insurances-v1-0", "insurances", "127.0.40.7"),
+        ("discounts-v1-0", "discounts", "127.0.40.8"),
+    ];
+    let mut out = Vec::new();
+    for (pod, service, ip) in pods {
+        let addr: SocketAddr = format!("{ip}:8000").parse().expect("addr");
+        let id = conformance::EchoIdentity {
+            namespace: "travel-agency".into(),
+            service: service.into(),
+            pod: pod.into(),
+        };
+        out.push(
+            conformance::spawn_echo(addr, id)
+                .await
+                .unwrap_or_else(|e| panic!("echo backend {pod} on {addr}: {e}")),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn travel_example_routes_splits_and_reports_misses() {
+    let _backends = agency_backends().await;
+    let wp = waypoint::app::start(local_options(&examples_travel()))
+        .await
+        .expect("waypoint starts");
+    let addr = wp.http_addr.expect("http listener");
+    let client = HttpClient::new();
+
+    // The acceptance request: Host names the service as a mesh client would.
+    let r = client
+        .get(addr, "travels.travel-agency", "/travels", &[])
+        .await
+        .expect("request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.echo()["path"], "/travels");
+    assert_eq!(r.echo()["host"], "travels.travel-agency");
+
+    // The canary split: 80/20 within ±5 points over 1000 requests.
+    let mut by_pod: HashMap<String, u32> = HashMap::new();
+    for _ in 0..1000 {
+        let r = client
+            .get(addr, "travels.travel-agency", "/travels", &[])
+            .await
+            .expect("request");
+        assert_eq!(r.status, 200, "{}", r.body);
+        *by_pod.entry(r.pod()).or_default() += 1;
+    }
+    let v1 = by_pod.get("travels-v1-0").copied().unwrap_or(0);
+    let v2 = by_pod.get("travels-v2-0").copied().unwrap_or(0);
+    println!("travels split over 1000 requests: v1={v1} v2={v2}");
+    assert_eq!(v1 + v2, 1000, "{by_pod:?}");
+    assert!(
+        (750..=850).contains(&v1),
+        "v1 got {v1} of 1000, want 800 ± 50"
+    );
+
+    // Header match outranks the plain prefix, and its RequestHeaderModifier is applied.
+    let r = client
+        .get(
+            addr,
+            "flights.travel-agency.svc.cluster.local",
+            "/flights/paris",
+            &[("x-travel-class", "business")],
+        )
+        .await
+        .expect("request");
+    assert_eq!(r.pod(), "flights-v2-0");
+    assert_eq!(
+        r.echo()["headers"]["X-Route"][0],
+        "flights-business",
+        "{}",
+        r.body
+    );
+    let r = client
+        .get(addr, "flights.travel-agency", "/flights/paris", &[])
+        .await
+        .expect("request");
+    assert_eq!(r.pod(), "flights-v1-0");
+    assert!(r.echo()["headers"].get("X-Route").is_none(), "{}", r.body);
+
+    // A path no rule of the service's routes matches.
+    let r = client
+        .get(addr, "flights.travel-agency", "/hotels", &[])
+        .await
+        .expect("request");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no rule"), "{}", r.body);
+
+    // Endpoints from a hand-written EndpointSlice; a service without routes goes to itself.
+    let r = client
+        .get(addr, "discounts.travel-agency:80", "/discounts/u1", &[])
+        .await
+        .expect("request");
+    assert_eq!(
+        (r.status, r.pod()),
+        (200, "discounts-v1-0".to_string()),
+        "{}",
+        r.body
+    );
+    // By VIP:port, as an ambient client's original destination.
+    let r = client
+        .get(addr, "10.96.40.13:80", "/hotels/rome", &[])
+        .await
+        .expect("request");
+    assert_eq!(r.pod(), "hotels-v1-0", "{}", r.body);
+    // Short name: resolved in the waypoint's namespace.
+    let r = client
+        .get(addr, "cars", "/cars/rome", &[])
+        .await
+        .expect("request");
+    assert_eq!(r.pod(), "cars-v1-0", "{}", r.body);
+    // h2c prior knowledge, authority in :authority.
+    let r = client
+        .get_h2(addr, "insurances.travel-agency", "/insurances/rome")
+        .await
+        .expect("h2 request");
+    assert_eq!(
+        (r.status, r.pod()),
+        (200, "insurances-v1-0".to_string()),
+        "{}",
+        r.body
+    );
+
+    // Misses: one-line reasons.
+    let r = client
+        .get(addr, "nosuch.travel-agency", "/", &[])
+        .await
+        .expect("request");
+    assert_eq!(r.status, 404);
+    assert!(
+        r.body
+            .contains("no service is known as 'nosuch.travel-agency'"),
+        "{}",
+        r.body
+    );
+    let r = client
+        .get(addr, "voyages.travel-portal", "/", &[])
+        .await
+        .expect("request");
+    assert_eq!(r.status, 404);
+    assert!(
+        r.body
+            .contains("not served by waypoint travel-agency/waypoint"),
+        "{}",
+        r.body
+    );
+    let r = client
+        .get(addr, "travels.travel-agency:8080", "/", &[])
+        .await
+        .expect("request");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("has no port 8080"), "{}", r.body);
+
+    wp.shutdown().await;
+}
