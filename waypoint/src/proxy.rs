@@ -11,8 +11,9 @@ use crate::snapshot::{NotFound, Snapshot};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::FailToProxy;
 use pingora_proxy::{ProxyHttp, Session};
 use routing::{BackendTarget, HeaderModifier, RequestView, ServiceKey};
 use std::net::SocketAddr;
@@ -75,6 +76,8 @@ pub struct RequestCtx {
     request_modifiers: Vec<HeaderModifier>,
     response_modifiers: Vec<HeaderModifier>,
     local_reply: Option<LocalReply>,
+    /// Envoy-style response flag of a failed upstream exchange (UF, UC, UT).
+    upstream_flag: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -89,6 +92,7 @@ impl RequestCtx {
             request_modifiers: Vec::new(),
             response_modifiers: Vec::new(),
             local_reply: None,
+            upstream_flag: None,
         }
     }
 }
@@ -161,6 +165,37 @@ impl ProxyHttp for WaypointProxy {
         Ok(())
     }
 
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let failure = classify_failure(e);
+        ctx.upstream_flag = failure.flag;
+        // Once the response header went out, the only honest signal left is closing the stream.
+        if failure.status > 0 && session.response_written().is_none() {
+            let body = Bytes::from(format!("{}\n", failure.body));
+            let written = async {
+                let mut resp = ResponseHeader::build(failure.status, Some(3))?;
+                resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+                resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+                if let Some(flag) = failure.flag {
+                    resp.insert_header("x-waypoint-reason", flag)?;
+                }
+                session.write_response_header(Box::new(resp), false).await?;
+                session.write_response_body(Some(body), true).await
+            };
+            if let Err(err) = written.await {
+                tracing::debug!("cannot send the error response downstream: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: failure.status,
+            can_reuse_downstream: false,
+        }
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session
             .response_written()
@@ -176,7 +211,7 @@ impl ProxyHttp for WaypointProxy {
             backend = ctx.backend.as_ref().map(|k| format!("{}/{}", k.namespace, k.name)),
             route = ctx.route.as_deref(),
             upstream = ?ctx.upstream,
-            flag = ctx.local_reply.map(LocalReply::flag),
+            flag = ctx.local_reply.map(LocalReply::flag).or(ctx.upstream_flag),
             config_version = ctx.snapshot_version,
             duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
             error = e.map(|e| e.to_string()),
@@ -289,6 +324,46 @@ fn decide(
     ctx.upstream = Some(backend.endpoints[idx].addr);
     ctx.backend = Some(backend_key);
     Ok(())
+}
+
+/// How a failed exchange is reported to the client: the status and flag Envoy (and so Istio's
+/// waypoint) uses for the same failure.
+#[derive(Debug, PartialEq, Eq)]
+struct Failure {
+    /// 0 when the client is gone and nothing can be sent.
+    status: u16,
+    flag: Option<&'static str>,
+    body: &'static str,
+}
+
+fn classify_failure(e: &Error) -> Failure {
+    use ErrorType::*;
+    let failure = |status, flag, body| Failure { status, flag, body };
+    if let HTTPStatus(code) = e.etype() {
+        return failure(*code, None, "request failed");
+    }
+    match e.esource() {
+        ErrorSource::Upstream => match e.etype() {
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
+            | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert
+            | HandshakeError => failure(
+                503,
+                Some("UF"),
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            ),
+            ReadTimedout | WriteTimedout => failure(504, Some("UT"), "upstream request timeout"),
+            _ => failure(
+                503,
+                Some("UC"),
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            ),
+        },
+        ErrorSource::Downstream => match e.etype() {
+            WriteError | ReadError | ConnectionClosed => failure(0, Some("DC"), ""),
+            _ => failure(400, None, "bad request"),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => failure(500, None, "internal error in the waypoint"),
+    }
 }
 
 async fn send_local_reply(session: &mut Session, reply: LocalReply, reason: &str) -> Result<()> {

@@ -195,3 +195,44 @@ spec:
     assert_eq!(reply.status(), 500);
     assert!(why.contains("ghost"), "{why}");
 }
+
+#[test]
+fn upstream_failures_map_to_envoy_statuses_and_flags() {
+    let up = |t: ErrorType| classify_failure(&Error::new_up(t));
+    assert_eq!(
+        (
+            up(ErrorType::ConnectRefused).status,
+            up(ErrorType::ConnectRefused).flag
+        ),
+        (503, Some("UF"))
+    );
+    assert_eq!(
+        (
+            up(ErrorType::ConnectTimedout).status,
+            up(ErrorType::ConnectTimedout).flag
+        ),
+        (503, Some("UF"))
+    );
+    assert_eq!(
+        (
+            up(ErrorType::ReadTimedout).status,
+            up(ErrorType::ReadTimedout).flag
+        ),
+        (504, Some("UT"))
+    );
+    assert_eq!(
+        (
+            up(ErrorType::ConnectionClosed).status,
+            up(ErrorType::ConnectionClosed).flag
+        ),
+        (503, Some("UC"))
+    );
+    assert_eq!(
+        classify_failure(&Error::new_down(ErrorType::ConnectionClosed)).status,
+        0
+    );
+    assert_eq!(
+        classify_failure(&Error::new(ErrorType::HTTPStatus(429))).status,
+        429
+    );
+}
