@@ -143,44 +143,35 @@ macro_rules! modifier_view {
     };
 }
 
-impl<'a> From<&'a HttpRouteRulesFilters> for FilterView<'a> {
-    fn from(f: &'a HttpRouteRulesFilters) -> Self {
-        use HttpRouteRulesFiltersType as T;
-        let kind = match f.r#type {
-            T::RequestHeaderModifier => FilterKind::RequestHeaderModifier,
-            T::ResponseHeaderModifier => FilterKind::ResponseHeaderModifier,
-            T::RequestMirror => FilterKind::Unsupported("RequestMirror"),
-            T::RequestRedirect => FilterKind::Unsupported("RequestRedirect"),
-            T::UrlRewrite => FilterKind::Unsupported("URLRewrite"),
-            T::ExtensionRef => FilterKind::Unsupported("ExtensionRef"),
-            T::Cors => FilterKind::Unsupported("CORS"),
-            T::ExternalAuth => FilterKind::Unsupported("ExternalAuth"),
-        };
-        Self {
-            kind,
-            request_header_modifier: modifier_view!(f.request_header_modifier),
-            response_header_modifier: modifier_view!(f.response_header_modifier),
+/// Rule filters and backendRef filters are separate generated types with the same shape; one
+/// conversion serves both.
+macro_rules! filter_view_from {
+    ($filter:ty, $kind:ty) => {
+        impl<'a> From<&'a $filter> for FilterView<'a> {
+            fn from(f: &'a $filter) -> Self {
+                type T = $kind;
+                let kind = match f.r#type {
+                    T::RequestHeaderModifier => FilterKind::RequestHeaderModifier,
+                    T::ResponseHeaderModifier => FilterKind::ResponseHeaderModifier,
+                    T::RequestMirror => FilterKind::Unsupported("RequestMirror"),
+                    T::RequestRedirect => FilterKind::Unsupported("RequestRedirect"),
+                    T::UrlRewrite => FilterKind::Unsupported("URLRewrite"),
+                    T::ExtensionRef => FilterKind::Unsupported("ExtensionRef"),
+                    T::Cors => FilterKind::Unsupported("CORS"),
+                    T::ExternalAuth => FilterKind::Unsupported("ExternalAuth"),
+                };
+                Self {
+                    kind,
+                    request_header_modifier: modifier_view!(f.request_header_modifier),
+                    response_header_modifier: modifier_view!(f.response_header_modifier),
+                }
+            }
         }
-    }
+    };
 }
 
-impl<'a> From<&'a HttpRouteRulesBackendRefsFilters> for FilterView<'a> {
-    fn from(f: &'a HttpRouteRulesBackendRefsFilters) -> Self {
-        use HttpRouteRulesBackendRefsFiltersType as T;
-        let kind = match f.r#type {
-            T::RequestHeaderModifier => FilterKind::RequestHeaderModifier,
-            T::ResponseHeaderModifier => FilterKind::ResponseHeaderModifier,
-            T::RequestMirror => FilterKind::Unsupported("RequestMirror"),
-            T::RequestRedirect => FilterKind::Unsupported("RequestRedirect"),
-            T::UrlRewrite => FilterKind::Unsupported("URLRewrite"),
-            T::ExtensionRef => FilterKind::Unsupported("ExtensionRef"),
-            T::Cors => FilterKind::Unsupported("CORS"),
-            T::ExternalAuth => FilterKind::Unsupported("ExternalAuth"),
-        };
-        Self {
-            kind,
-            request_header_modifier: modifier_view!(f.request_header_modifier),
-            response_header_modifier: modifier_view!(f.response_header_modifier),
-        }
-    }
-}
+filter_view_from!(HttpRouteRulesFilters, HttpRouteRulesFiltersType);
+filter_view_from!(
+    HttpRouteRulesBackendRefsFilters,
+    HttpRouteRulesBackendRefsFiltersType
+);

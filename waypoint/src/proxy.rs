@@ -148,7 +148,7 @@ impl ProxyHttp for WaypointProxy {
             }
         }
         for m in &ctx.request_modifiers {
-            apply_to_request(m, upstream)?;
+            apply_modifier(m, upstream)?;
         }
         Ok(())
     }
@@ -160,7 +160,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         for m in &ctx.response_modifiers {
-            apply_to_response(m, response)?;
+            apply_modifier(m, response)?;
         }
         Ok(())
     }
@@ -379,31 +379,44 @@ async fn send_local_reply(session: &mut Session, reply: LocalReply, reason: &str
 
 /// Applies a Gateway API header modifier through pingora's header API, which keeps the
 /// original header-name casing for HTTP/1.1 in step with the map.
-fn apply_to_request(m: &HeaderModifier, h: &mut RequestHeader) -> Result<()> {
+fn apply_modifier<H: EditHeaders>(m: &HeaderModifier, h: &mut H) -> Result<()> {
     for (name, value) in &m.set {
-        h.insert_header(name.clone(), value.clone())?;
+        h.set(name, value)?;
     }
     for (name, value) in &m.add {
-        h.append_header(name.clone(), value.clone())?;
+        h.add(name, value)?;
     }
     for name in &m.remove {
-        h.remove_header(name);
+        h.remove(name);
     }
     Ok(())
 }
 
-fn apply_to_response(m: &HeaderModifier, h: &mut ResponseHeader) -> Result<()> {
-    for (name, value) in &m.set {
-        h.insert_header(name.clone(), value.clone())?;
-    }
-    for (name, value) in &m.add {
-        h.append_header(name.clone(), value.clone())?;
-    }
-    for name in &m.remove {
-        h.remove_header(name);
-    }
-    Ok(())
+/// The header edits pingora offers on both request and response headers, which share no trait.
+trait EditHeaders {
+    fn set(&mut self, name: &http::HeaderName, value: &http::HeaderValue) -> Result<()>;
+    fn add(&mut self, name: &http::HeaderName, value: &http::HeaderValue) -> Result<()>;
+    fn remove(&mut self, name: &http::HeaderName);
 }
+
+macro_rules! edit_headers_for {
+    ($t:ty) => {
+        impl EditHeaders for $t {
+            fn set(&mut self, name: &http::HeaderName, value: &http::HeaderValue) -> Result<()> {
+                self.insert_header(name.clone(), value.clone()).map(|_| ())
+            }
+            fn add(&mut self, name: &http::HeaderName, value: &http::HeaderValue) -> Result<()> {
+                self.append_header(name.clone(), value.clone()).map(|_| ())
+            }
+            fn remove(&mut self, name: &http::HeaderName) {
+                self.remove_header(name);
+            }
+        }
+    };
+}
+
+edit_headers_for!(RequestHeader);
+edit_headers_for!(ResponseHeader);
 
 #[cfg(test)]
 mod tests;

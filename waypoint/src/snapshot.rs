@@ -113,36 +113,30 @@ impl Report {
     pub fn error_lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = self.global_errors.clone();
         lines.extend(self.file_errors.iter().map(|e| e.to_string()));
-        for s in &self.statuses {
-            for i in s.issues.iter().filter(|i| i.severity == Severity::Error) {
-                lines.push(format!(
-                    "{} document {}: {}: field {}: {}",
-                    s.origin.file.display(),
-                    s.origin.document,
-                    s.object,
-                    i.field,
-                    one_line(&i.message)
-                ));
-            }
-        }
+        lines.extend(self.issue_lines(Severity::Error));
         lines
     }
 
     pub fn warning_lines(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for s in &self.statuses {
-            for i in s.issues.iter().filter(|i| i.severity == Severity::Warning) {
-                lines.push(format!(
-                    "{} document {}: {}: field {}: {}",
-                    s.origin.file.display(),
-                    s.origin.document,
-                    s.object,
-                    i.field,
-                    one_line(&i.message)
-                ));
-            }
-        }
-        lines
+        self.issue_lines(Severity::Warning).collect()
+    }
+
+    fn issue_lines(&self, severity: Severity) -> impl Iterator<Item = String> + '_ {
+        self.statuses.iter().flat_map(move |s| {
+            s.issues
+                .iter()
+                .filter(move |i| i.severity == severity)
+                .map(move |i| {
+                    format!(
+                        "{} document {}: {}: field {}: {}",
+                        s.origin.file.display(),
+                        s.origin.document,
+                        s.object,
+                        i.field,
+                        one_line(&i.message)
+                    )
+                })
+        })
     }
 
     /// Kinds read but not acted on yet, for the startup log.
