@@ -2,11 +2,16 @@
 //! `waypoint run`, the demo and the integration tests all go through [`start`].
 
 use crate::admin::{self, AdminState};
+use crate::hbone::client::HboneClient;
+use crate::hbone::context::TunnelRegistry;
+use crate::hbone::server::HboneServer;
+use crate::hbone::tcp::{TcpForwarder, DEFAULT_IDLE_TIMEOUT};
+use crate::identity::{CertError, CertStore, WorkloadCert};
 use crate::listener::{self, Proxy};
 use crate::live::{ConfigError, LiveConfig};
 use crate::proxy::WaypointProxy;
 use crate::snapshot::GatewayRef;
-use pingora_core::apps::HttpServerOptions;
+use pingora_core::apps::{HttpServerApp, HttpServerOptions};
 use pingora_core::server::configuration::ServerConf;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +30,34 @@ pub struct Options {
     pub admin_listen: SocketAddr,
     pub ready_listen: SocketAddr,
     pub drain_timeout: Duration,
+    /// Istio's certificate folder (cert-chain.pem, key.pem, root-cert.pem): the waypoint's
+    /// identity. Without it there is no HBONE, in or out.
+    pub cert_dir: Option<PathBuf>,
+    pub hbone_listen: SocketAddr,
+    /// The port ambient pods take HBONE on (15008; tests point it elsewhere).
+    pub hbone_upstream_port: u16,
+    /// Get the identity from the Istio CA instead of `cert_dir`, and keep it renewed.
+    pub ca: Option<crate::identity::ca::CaClientConfig>,
+}
+
+impl Options {
+    /// Defaults for a local waypoint on the given config folder: no listener but admin and
+    /// readiness on ephemeral loopback ports, no identity.
+    pub fn local(config_dir: PathBuf) -> Options {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Options {
+            config_dir,
+            gateway: None,
+            http_listen: None,
+            admin_listen: any,
+            ready_listen: any,
+            drain_timeout: Duration::from_secs(5),
+            cert_dir: None,
+            hbone_listen: any,
+            hbone_upstream_port: 15008,
+            ca: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +72,13 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot watch config folder {}: {source}", dir.display())]
+    #[error("workload certificate: {0}; check --cert-dir (Istio's cert-chain.pem, key.pem, root-cert.pem)")]
+    Certs(#[from] CertError),
+    #[error("Istio CA: {0}")]
+    Ca(#[from] crate::identity::ca::CaError),
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot watch {}: {source}", dir.display())]
     Watch {
         dir: PathBuf,
         #[source]
@@ -52,13 +91,17 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub ready_addr: SocketAddr,
+    pub hbone_addr: Option<SocketAddr>,
     pub live: Arc<LiveConfig>,
+    pub certs: Option<Arc<CertStore>>,
+    pub tunnels: Arc<TunnelRegistry>,
     proxy: Arc<Proxy>,
+    proxy_h1: Arc<Proxy>,
     admin: Arc<AdminState>,
     shutdown: watch::Sender<bool>,
     tracker: TaskTracker,
     drain_timeout: Duration,
-    _watcher: notify::RecommendedWatcher,
+    _watchers: Vec<notify::RecommendedWatcher>,
 }
 
 async fn bind(
@@ -94,18 +137,85 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         })??;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
+    let tunnels = TunnelRegistry::new();
+    let certs = match (&opts.cert_dir, &opts.ca) {
+        (Some(dir), _) => {
+            let dir = dir.clone();
+            let cert = tokio::task::spawn_blocking(move || WorkloadCert::load_dir(&dir))
+                .await
+                .map_err(|e| CertError::Invalid {
+                    what: "certificate load task".into(),
+                    reason: e.to_string(),
+                })??;
+            tracing::info!(identity = %cert.identity, "workload certificate loaded");
+            Some(CertStore::new(cert)?)
+        }
+        (None, Some(ca)) => {
+            let issued = crate::identity::ca::request_certificate(ca).await?;
+            let cert = WorkloadCert::from_pem(
+                "the Istio CA's answer",
+                &issued.chain_pem,
+                &issued.key_pem,
+                &issued.root_pem,
+            )?;
+            tracing::info!(identity = %cert.identity, ca = %ca.address, "workload certificate issued");
+            let store = CertStore::new(cert)?;
+            let renewed = store.clone();
+            crate::identity::ca::spawn_renewal(
+                ca.clone(),
+                Some(issued),
+                move |c| {
+                    let installed = WorkloadCert::from_pem(
+                        "the Istio CA's answer",
+                        &c.chain_pem,
+                        &c.key_pem,
+                        &c.root_pem,
+                    )
+                    .and_then(|cert| renewed.replace(cert));
+                    match installed {
+                        Ok(()) => {
+                            tracing::info!(not_after = ?c.not_after, "workload certificate renewed")
+                        }
+                        Err(e) => tracing::error!(
+                            "renewed certificate rejected: {e}; keeping the current one"
+                        ),
+                    }
+                },
+                shutdown_rx.clone(),
+            );
+            Some(store)
+        }
+        (None, None) => {
+            tracing::warn!(
+                "no --cert-dir or --ca-address: HBONE is off (no listener on 15008, ambient endpoints are dialled in plain TCP)"
+            );
+            None
+        }
+    };
+    let hbone_client = certs
+        .as_ref()
+        .map(|c| HboneClient::new(c.clone(), opts.hbone_upstream_port));
 
     // pingora counts every try, the first included, against max_retries. Retries are decided
     // per route later; until then each request is tried once.
-    let conf = ServerConf {
+    let conf = Arc::new(ServerConf {
         max_retries: 1,
         ..ServerConf::default()
+    });
+    // One inner proxy, two front ends: the plain listener and h2 tunnels need h2c detection;
+    // HTTP/1.1 tunnels must not be peeked at, since a tunnel cannot peek.
+    let make_proxy = |h2c: bool| {
+        let mut proxy = pingora_proxy::http_proxy(
+            &conf,
+            WaypointProxy::new(live.clone(), tunnels.clone(), hbone_client.clone()),
+        );
+        let mut server_options = HttpServerOptions::default();
+        server_options.h2c = h2c;
+        proxy.server_options = Some(server_options);
+        Arc::new(proxy)
     };
-    let mut proxy = pingora_proxy::http_proxy(&Arc::new(conf), WaypointProxy::new(live.clone()));
-    let mut server_options = HttpServerOptions::default();
-    server_options.h2c = true;
-    proxy.server_options = Some(server_options);
-    let proxy = Arc::new(proxy);
+    let proxy = make_proxy(true);
+    let proxy_h1 = make_proxy(false);
 
     let http_addr = match opts.http_listen {
         Some(addr) => {
@@ -142,13 +252,52 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         shutdown_rx.clone(),
     ));
 
-    let watcher =
+    let mut watchers = vec![
         crate::watch::spawn_watcher(live.clone(), shutdown_rx.clone()).map_err(|source| {
             StartError::Watch {
                 dir: opts.config_dir.clone(),
                 source,
             }
-        })?;
+        })?,
+    ];
+    let hbone_addr = match &certs {
+        Some(certs) => {
+            let l = bind(opts.hbone_listen, "HBONE listener", "hbone-listen").await?;
+            let bound = local_addr(&l, opts.hbone_listen);
+            let server = Arc::new(HboneServer {
+                live: live.clone(),
+                certs: certs.clone(),
+                registry: tunnels.clone(),
+                proxy_h1: proxy_h1.clone(),
+                proxy_h2: proxy.clone(),
+                tcp: Arc::new(TcpForwarder {
+                    hbone: hbone_client.clone(),
+                    idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                }),
+                tls: crate::hbone::tls::server_config(certs.clone())?,
+            });
+            tokio::spawn(crate::hbone::server::serve(
+                l,
+                server,
+                shutdown_rx.clone(),
+                tracker.clone(),
+            ));
+            if let Some(dir) = &opts.cert_dir {
+                let cert_watcher = crate::watch::spawn_cert_watcher(
+                    dir.clone(),
+                    certs.clone(),
+                    shutdown_rx.clone(),
+                )
+                .map_err(|source| StartError::Watch {
+                    dir: dir.clone(),
+                    source,
+                })?;
+                watchers.push(cert_watcher);
+            }
+            Some(bound)
+        }
+        None => None,
+    };
     admin_state.ready.store(true, Ordering::Release);
     let snapshot = live.snapshot();
     tracing::info!(
@@ -156,6 +305,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         version = snapshot.version,
         served = snapshot.services.iter().filter(|s| s.binding == crate::snapshot::Binding::Bound).count(),
         http = %http_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+        hbone = %hbone_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         admin = %admin_addr,
         ready = %ready_addr,
         "waypoint started"
@@ -164,13 +314,17 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         http_addr,
         admin_addr,
         ready_addr,
+        hbone_addr,
         live,
+        certs,
+        tunnels,
         proxy,
+        proxy_h1,
         admin: admin_state,
         shutdown,
         tracker,
         drain_timeout: opts.drain_timeout,
-        _watcher: watcher,
+        _watchers: watchers,
     })
 }
 
@@ -179,6 +333,7 @@ impl Running {
     /// (up to the drain timeout), then return.
     pub async fn shutdown(self) {
         self.admin.ready.store(false, Ordering::Release);
+        self.proxy_h1.http_cleanup().await;
         let clean = listener::drain(
             &self.proxy,
             &self.shutdown,

@@ -8,6 +8,8 @@ pub mod app;
 pub mod check;
 pub mod config;
 pub mod demo;
+pub mod hbone;
+pub mod identity;
 pub mod listener;
 pub mod live;
 pub mod proxy;

@@ -21,25 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the configuration in a folder of Kubernetes YAML/JSON, reloading it on change.
-    Run {
-        /// Folder of Kubernetes objects (Service, EndpointSlice, Pod, Namespace, ServiceEntry,
-        /// Gateway, HTTPRoute), read recursively.
-        #[arg(long, value_name = "DIR")]
-        config: PathBuf,
-        /// The waypoint Gateway to serve, NAMESPACE/NAME (default: the only istio-waypoint Gateway).
-        #[arg(long, value_name = "NS/NAME")]
-        gateway: Option<GatewayRef>,
-        /// Plain HTTP listener (HTTP/1.1 and h2c) for local use and load tests; off by default.
-        #[arg(long, value_name = "ADDR")]
-        http_listen: Option<SocketAddr>,
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
-        admin_listen: SocketAddr,
-        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15021")]
-        ready_listen: SocketAddr,
-        /// How long SIGTERM waits for in-flight requests, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
-        drain_timeout: f64,
-    },
+    Run(Box<RunArgs>),
     /// Validate a config folder as `run` would; exits non-zero on any error.
     Check {
         #[arg(value_name = "DIR")]
@@ -49,6 +31,64 @@ enum Command {
     },
     /// Run the Kiali Travel Demo on loopback: backends, the waypoint and a traffic generator.
     Demo(waypoint::demo::DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Folder of Kubernetes objects (Service, EndpointSlice, Pod, Namespace, ServiceEntry,
+    /// Gateway, HTTPRoute), read recursively.
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// The waypoint Gateway to serve, NAMESPACE/NAME (default: the only istio-waypoint Gateway).
+    #[arg(long, value_name = "NS/NAME")]
+    gateway: Option<GatewayRef>,
+    /// Plain HTTP listener (HTTP/1.1 and h2c) for local use and load tests; off by default.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
+    admin_listen: SocketAddr,
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15021")]
+    ready_listen: SocketAddr,
+    /// How long SIGTERM waits for in-flight requests, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    drain_timeout: f64,
+    /// The waypoint's identity in Istio's file layout (cert-chain.pem, key.pem,
+    /// root-cert.pem), reloaded on change. Without it (or --ca-address) HBONE is off.
+    #[arg(long, value_name = "DIR", conflicts_with = "ca_address")]
+    cert_dir: Option<PathBuf>,
+    /// Get the identity from the Istio CA (istiod), e.g. https://istiod.istio-system.svc:15012,
+    /// and renew it at half its lifetime.
+    #[arg(long, value_name = "URL")]
+    ca_address: Option<String>,
+    /// The root certificate to verify the CA's TLS with (the istio-ca-root-cert ConfigMap).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/run/secrets/istio/root-cert.pem"
+    )]
+    ca_root_cert: PathBuf,
+    /// The Kubernetes service-account token sent to the CA (audience istio-ca).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/run/secrets/tokens/istio-token"
+    )]
+    token_path: PathBuf,
+    #[arg(long, default_value = "cluster.local", env = "TRUST_DOMAIN")]
+    trust_domain: String,
+    /// The waypoint pod's namespace and service account: its SPIFFE identity.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    #[arg(long, env = "SERVICE_ACCOUNT", default_value = "default")]
+    service_account: String,
+    #[arg(long, env = "CLUSTER_ID", default_value = "Kubernetes")]
+    cluster_id: String,
+    /// The HBONE (mTLS HTTP/2 CONNECT) listener.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15008")]
+    hbone_listen: SocketAddr,
+    /// The port ambient pods accept HBONE on.
+    #[arg(long, value_name = "PORT", default_value_t = 15008)]
+    hbone_upstream_port: u16,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,14 +111,48 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run {
-            config,
-            gateway,
-            http_listen,
-            admin_listen,
-            ready_listen,
-            drain_timeout,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                config,
+                gateway,
+                http_listen,
+                admin_listen,
+                ready_listen,
+                drain_timeout,
+                cert_dir,
+                hbone_listen,
+                hbone_upstream_port,
+                ca_address,
+                ca_root_cert,
+                token_path,
+                trust_domain,
+                namespace,
+                service_account,
+                cluster_id,
+            } = *args;
+            let ca = match ca_address {
+                None => None,
+                Some(address) => {
+                    let ca_root_pem = if address.starts_with("https://") {
+                        Some(std::fs::read_to_string(&ca_root_cert).with_context(|| {
+                            format!(
+                                "--ca-root-cert {}: cannot read the CA's root certificate",
+                                ca_root_cert.display()
+                            )
+                        })?)
+                    } else {
+                        None
+                    };
+                    let mut cfg = waypoint::identity::ca::CaClientConfig::new(
+                        address,
+                        ca_root_pem,
+                        token_path,
+                        authz::Identity::new(&trust_domain, &namespace, &service_account),
+                    );
+                    cfg.cluster_id = cluster_id;
+                    Some(cfg)
+                }
+            };
             let opts = waypoint::app::Options {
                 config_dir: config,
                 gateway,
@@ -87,6 +161,10 @@ fn main() -> anyhow::Result<()> {
                 ready_listen,
                 drain_timeout: Duration::try_from_secs_f64(drain_timeout)
                     .context("--drain-timeout must be a non-negative number of seconds")?,
+                cert_dir,
+                hbone_listen,
+                hbone_upstream_port,
+                ca,
             };
             runtime()?.block_on(async move {
                 let running = waypoint::app::start(opts).await?;

@@ -6,8 +6,10 @@
 //! Each phase reads the one snapshot loaded in `request_filter`, so a config swap mid-request
 //! never mixes two versions.
 
+use crate::hbone::client::{HboneClient, HboneDial};
+use crate::hbone::context::{TunnelContext, TunnelRegistry};
 use crate::live::LiveConfig;
-use crate::snapshot::{NotFound, Snapshot};
+use crate::snapshot::{Destination, NotFound, Snapshot, WorkloadIdentity};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -20,16 +22,30 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The header Envoy uses to tell a backend who the client was.
+const XFCC: &str = "x-forwarded-client-cert";
+
 /// How long a TCP connect to an endpoint may take before the request fails over to an error.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct WaypointProxy {
     live: Arc<LiveConfig>,
+    tunnels: Arc<TunnelRegistry>,
+    /// Set when the waypoint has a workload identity: ambient endpoints are reached over HBONE.
+    hbone: Option<Arc<HboneClient>>,
 }
 
 impl WaypointProxy {
-    pub fn new(live: Arc<LiveConfig>) -> Self {
-        WaypointProxy { live }
+    pub fn new(
+        live: Arc<LiveConfig>,
+        tunnels: Arc<TunnelRegistry>,
+        hbone: Option<Arc<HboneClient>>,
+    ) -> Self {
+        WaypointProxy {
+            live,
+            tunnels,
+            hbone,
+        }
     }
 }
 
@@ -78,6 +94,10 @@ pub struct RequestCtx {
     local_reply: Option<LocalReply>,
     /// Envoy-style response flag of a failed upstream exchange (UF, UC, UT).
     upstream_flag: Option<&'static str>,
+    /// The HBONE tunnel the request arrived in: source identity, CONNECT target, baggage.
+    pub tunnel: Option<Arc<TunnelContext>>,
+    /// The chosen endpoint is an ambient pod with this identity: dial it over HBONE.
+    upstream_hbone: Option<WorkloadIdentity>,
 }
 
 impl RequestCtx {
@@ -93,6 +113,8 @@ impl RequestCtx {
             response_modifiers: Vec::new(),
             local_reply: None,
             upstream_flag: None,
+            tunnel: None,
+            upstream_hbone: None,
         }
     }
 }
@@ -105,10 +127,29 @@ impl ProxyHttp for WaypointProxy {
         RequestCtx::new()
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.tunnel = session
+            .digest()
+            .and_then(|d| d.socket_digest.as_ref())
+            .and_then(|d| self.tunnels.lookup(d));
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.live.snapshot();
         ctx.snapshot_version = snapshot.version;
-        match decide(&snapshot, session.req_header(), rand::random::<u32>(), ctx) {
+        let destination = ctx.tunnel.as_ref().map(|t| t.destination.clone());
+        match decide(
+            &snapshot,
+            session.req_header(),
+            destination.as_ref(),
+            rand::random::<u32>(),
+            ctx,
+        ) {
             Ok(()) => Ok(false),
             Err((reply, reason)) => {
                 ctx.local_reply = Some(reply);
@@ -131,6 +172,12 @@ impl ProxyHttp for WaypointProxy {
         })?;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        if let (Some(workload), Some(client)) = (&ctx.upstream_hbone, &self.hbone) {
+            peer.options.custom_l4 = Some(Arc::new(HboneDial {
+                client: client.clone(),
+                identity: workload.in_trust_domain(&client.trust_domain()),
+            }));
+        }
         Ok(Box::new(peer))
     }
 
@@ -146,6 +193,17 @@ impl ProxyHttp for WaypointProxy {
                 let host = authority.as_str().to_string();
                 upstream.insert_header(http::header::HOST, host)?;
             }
+        }
+        // As Istio's inbound proxies do (SANITIZE_SET): a client-supplied XFCC is never
+        // trusted; a tunnelled request carries its peer's verified identity to the backend.
+        upstream.remove_header(XFCC);
+        if let Some(tunnel) = &ctx.tunnel {
+            let by = self.hbone.as_ref().map(|c| c.own_identity().to_string());
+            let value = match by {
+                Some(by) => format!("By={by};URI={}", tunnel.source),
+                None => format!("URI={}", tunnel.source),
+            };
+            upstream.insert_header(XFCC, value)?;
         }
         for m in &ctx.request_modifiers {
             apply_modifier(m, upstream)?;
@@ -210,6 +268,7 @@ impl ProxyHttp for WaypointProxy {
             destination = ctx.destination.as_ref().map(|k| format!("{}/{}", k.namespace, k.name)),
             backend = ctx.backend.as_ref().map(|k| format!("{}/{}", k.namespace, k.name)),
             route = ctx.route.as_deref(),
+            source = ctx.tunnel.as_ref().map(|t| t.source.to_string()),
             upstream = ?ctx.upstream,
             flag = ctx.local_reply.map(LocalReply::flag).or(ctx.upstream_flag),
             config_version = ctx.snapshot_version,
@@ -233,18 +292,42 @@ fn request_authority(req: &RequestHeader) -> Option<&str> {
 fn decide(
     snapshot: &Snapshot,
     req: &RequestHeader,
+    destination: Option<&Destination>,
     random: u32,
     ctx: &mut RequestCtx,
 ) -> std::result::Result<(), (LocalReply, String)> {
-    let authority = request_authority(req).ok_or_else(|| {
-        (
-            LocalReply::NoRoute,
-            "the request names no host (Host header or :authority)".to_string(),
-        )
-    })?;
-    let (service, port) = snapshot
-        .resolve_authority(authority)
-        .map_err(|NotFound(why)| (LocalReply::NoRoute, why))?;
+    // In a tunnel the destination is what the client dialled (the CONNECT target), as for
+    // Istio's waypoint; on the plain listener it is what the Host header names.
+    let (service, port) = match destination {
+        Some(Destination::Workload { addr, hbone }) => {
+            ctx.upstream = Some(*addr);
+            ctx.upstream_hbone = hbone.clone();
+            return Ok(());
+        }
+        Some(Destination::Service { service, port }) => snapshot
+            .service(service)
+            .and_then(|s| s.port(*port).map(|p| (s, p)))
+            .ok_or_else(|| {
+                (
+                    LocalReply::NoRoute,
+                    format!(
+                        "service {}/{} port {port} is no longer in the configuration",
+                        service.namespace, service.name
+                    ),
+                )
+            })?,
+        None => {
+            let authority = request_authority(req).ok_or_else(|| {
+                (
+                    LocalReply::NoRoute,
+                    "the request names no host (Host header or :authority)".to_string(),
+                )
+            })?;
+            snapshot
+                .resolve_authority(authority)
+                .map_err(|NotFound(why)| (LocalReply::NoRoute, why))?
+        }
+    };
     ctx.destination = Some(service.key.clone());
     let (backend_key, backend_port) = match &port.routes {
         None => (service.key.clone(), port.port),
@@ -322,6 +405,7 @@ fn decide(
             )
         })?;
     ctx.upstream = Some(backend.endpoints[idx].addr);
+    ctx.upstream_hbone = backend.endpoints[idx].hbone.clone();
     ctx.backend = Some(backend_key);
     Ok(())
 }

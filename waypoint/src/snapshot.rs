@@ -24,6 +24,10 @@ pub const WAYPOINT_CLASS: &str = "istio-waypoint";
 pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 /// Label naming the waypoint's namespace when it differs from the object's.
 pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
+/// Gateway label: which traffic a waypoint takes (`service`, `workload`, `all`, `none`).
+pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
+/// Namespace or Pod label putting workloads in the ambient mesh (`ambient`; `none` opts out).
+pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
 /// Kubernetes' DNS suffix for services; Istio's default trust domain cluster.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
@@ -154,6 +158,45 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// The pod behind it, when known (EndpointSlice targetRef or Pod selection).
     pub pod: Option<String>,
+    /// Set when the pod is in the ambient mesh: it is reached over HBONE and must present
+    /// this workload identity.
+    pub hbone: Option<WorkloadIdentity>,
+}
+
+/// Namespace and service account of a pod: its SPIFFE identity, given the trust domain.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct WorkloadIdentity {
+    pub namespace: String,
+    pub service_account: String,
+}
+
+impl WorkloadIdentity {
+    pub fn in_trust_domain(&self, trust_domain: &str) -> authz::Identity {
+        authz::Identity::new(trust_domain, &self.namespace, &self.service_account)
+    }
+}
+
+/// A pod this waypoint may be asked to reach by its own address.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadInfo {
+    pub namespace: String,
+    pub name: String,
+    pub ip: IpAddr,
+    pub identity: WorkloadIdentity,
+    pub ambient: bool,
+    pub binding: Binding,
+}
+
+/// What a CONNECT `:authority` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A service port: the request is routed by the service's routes.
+    Service { service: ServiceKey, port: u16 },
+    /// A pod addressed directly (a waypoint for workloads): the request goes to that address.
+    Workload {
+        addr: SocketAddr,
+        hbone: Option<WorkloadIdentity>,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -216,6 +259,7 @@ pub struct Snapshot {
     by_host: HashMap<String, Vec<usize>>,
     #[serde(skip)]
     by_vip: HashMap<IpAddr, usize>,
+    pub workloads: HashMap<IpAddr, WorkloadInfo>,
 }
 
 /// What the snapshot is built from besides the objects.
@@ -293,6 +337,41 @@ impl Snapshot {
             ))
         })?;
         Ok((service, sp))
+    }
+
+    /// Resolves an HBONE CONNECT `:authority` (`ip:port`, `[v6]:port` or `host:port`) to a
+    /// service port bound to this waypoint or, for a waypoint of workloads, a bound pod.
+    pub fn resolve_connect(&self, authority: &str) -> Result<Destination, NotFound> {
+        let (host, port) = split_authority(authority)
+            .filter(|_| authority.contains(':'))
+            .ok_or_else(|| {
+                NotFound(format!(
+                    "malformed CONNECT authority '{authority}': want ip:port"
+                ))
+            })?;
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if !self.by_vip.contains_key(&ip) {
+                let w = self
+                    .workloads
+                    .get(&ip)
+                    .ok_or_else(|| NotFound(format!("no service or pod has the address {ip}")))?;
+                if let Binding::NotBound(why) = &w.binding {
+                    return Err(NotFound(format!(
+                        "pod {}/{} is not served by waypoint {}: {why}",
+                        w.namespace, w.name, self.gateway
+                    )));
+                }
+                return Ok(Destination::Workload {
+                    addr: SocketAddr::new(ip, port),
+                    hbone: w.ambient.then(|| w.identity.clone()),
+                });
+            }
+        }
+        let (service, sp) = self.resolve_authority(authority)?;
+        Ok(Destination::Service {
+            service: service.key.clone(),
+            port: sp.port,
+        })
     }
 
     /// A short name may exist in several namespaces: like a client in the waypoint's own
@@ -408,7 +487,7 @@ impl<'a> Builder<'a> {
             }
         }
         let gateway = self.select_gateway(&unique, opts.gateway.as_ref());
-        let Some((gateway, allowed)) = gateway else {
+        let Some((gateway, allowed, waypoint_for)) = gateway else {
             // Still give every object a status so `check` can show them.
             for d in &unique {
                 self.status(
@@ -499,6 +578,19 @@ impl<'a> Builder<'a> {
                 by_vip.insert(*vip, i);
             }
         }
+        let workloads = self.workloads(&pods, &gateway, &allowed, waypoint_for.as_str());
+        for svc in &mut services {
+            for port in &mut svc.ports {
+                for e in &mut port.endpoints {
+                    e.hbone = e
+                        .pod
+                        .as_ref()
+                        .and_then(|_| workloads.get(&e.addr.ip()))
+                        .filter(|w| w.ambient && w.namespace == svc.key.namespace)
+                        .map(|w| w.identity.clone());
+                }
+            }
+        }
         Some(Snapshot {
             version: opts.version,
             gateway,
@@ -506,6 +598,7 @@ impl<'a> Builder<'a> {
             by_key,
             by_host,
             by_vip,
+            workloads,
         })
     }
 
@@ -514,7 +607,7 @@ impl<'a> Builder<'a> {
         &mut self,
         docs: &[&'a Document],
         wanted: Option<&GatewayRef>,
-    ) -> Option<(GatewayRef, AllowedNamespaces)> {
+    ) -> Option<(GatewayRef, AllowedNamespaces, String)> {
         let gateways: Vec<(&Document, &Gateway)> = docs
             .iter()
             .filter_map(|d| match &d.resource {
@@ -581,12 +674,21 @@ impl<'a> Builder<'a> {
             }
             let (allowed, issues) = check_waypoint_gateway(g);
             self.status(d, State::Accepted, issues);
+            // Istio: which traffic the waypoint takes; services by default.
+            let waypoint_for = g
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(WAYPOINT_FOR))
+                .cloned()
+                .unwrap_or_else(|| "service".into());
             result = Some((
                 GatewayRef {
                     namespace: d.object.namespace.clone(),
                     name: d.object.name.clone(),
                 },
                 allowed,
+                waypoint_for,
             ));
         }
         result
@@ -636,6 +738,64 @@ impl<'a> Builder<'a> {
             ));
         }
         Binding::Bound
+    }
+
+    /// Every pod with an IP, its identity, whether it is in the ambient mesh, and whether
+    /// this waypoint takes traffic addressed to it (only a waypoint for workloads does).
+    fn workloads(
+        &self,
+        pods: &[(&Document, &Pod)],
+        gateway: &GatewayRef,
+        allowed: &AllowedNamespaces,
+        waypoint_for: &str,
+    ) -> HashMap<IpAddr, WorkloadInfo> {
+        let mut out = HashMap::new();
+        for (d, p) in pods {
+            let Some(ip) = p
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+            else {
+                continue;
+            };
+            let ns = d.object.namespace.as_str();
+            let labels = p.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS);
+            let ns_labels = self.namespaces.get(ns).copied().unwrap_or(EMPTY_LABELS);
+            let ambient = match labels.get(DATAPLANE_MODE).map(String::as_str) {
+                Some("none") => false,
+                Some("ambient") => true,
+                _ => ns_labels.get(DATAPLANE_MODE).map(String::as_str) == Some("ambient"),
+            };
+            let binding = if matches!(waypoint_for, "workload" | "all") {
+                self.binding(labels, ns, gateway, allowed)
+            } else {
+                Binding::NotBound(format!(
+                    "waypoint {gateway} takes {waypoint_for} traffic ({WAYPOINT_FOR}); pod addresses need workload or all"
+                ))
+            };
+            let service_account = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "default".into());
+            out.insert(
+                ip,
+                WorkloadInfo {
+                    namespace: ns.to_string(),
+                    name: d.object.name.clone(),
+                    ip,
+                    identity: WorkloadIdentity {
+                        namespace: ns.to_string(),
+                        service_account,
+                    },
+                    ambient,
+                    binding,
+                },
+            );
+        }
+        out
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -805,6 +965,7 @@ impl<'a> Builder<'a> {
                     Ok(t) => endpoints.push(Endpoint {
                         addr: SocketAddr::new(ip, t),
                         pod: None,
+                        hbone: None,
                     }),
                     Err(_) => issues.push(issue_err(
                         format!("spec.endpoints[{j}].ports"),
@@ -967,6 +1128,7 @@ fn slice_endpoints(slices: &[&EndpointSlice], port_name: &str) -> Vec<Endpoint> 
                     out.push(Endpoint {
                         addr: SocketAddr::new(ip, port),
                         pod: pod.clone(),
+                        hbone: None,
                     });
                 }
             }
@@ -1003,6 +1165,7 @@ fn pod_endpoints(pods: &[&Pod], target: Option<&IntOrString>, service_port: u16)
             out.push(Endpoint {
                 addr: SocketAddr::new(ip, port),
                 pod: p.metadata.name.clone(),
+                hbone: None,
             });
         }
     }

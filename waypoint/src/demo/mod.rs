@@ -75,12 +75,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let running = crate::app::start(crate::app::Options {
-        config_dir: args.config.clone(),
-        gateway: None,
         http_listen: Some(any),
-        admin_listen: any,
-        ready_listen: any,
         drain_timeout: Duration::from_secs(2),
+        ..crate::app::Options::local(args.config.clone())
     })
     .await?;
     let http = running

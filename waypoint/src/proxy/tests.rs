@@ -81,7 +81,7 @@ fn a_service_without_routes_round_robins_its_endpoints() {
     let mut seen = Vec::new();
     for _ in 0..4 {
         let mut c = ctx();
-        decide(&s, &request("web.shop", "/", &[]), 0, &mut c).expect("routes");
+        decide(&s, &request("web.shop", "/", &[]), None, 0, &mut c).expect("routes");
         seen.push(c.upstream.expect("endpoint").to_string());
         assert_eq!(c.backend.as_ref().map(|k| k.name.as_str()), Some("web"));
         assert!(c.route.is_none());
@@ -125,7 +125,7 @@ spec:
 "#,
     );
     let mut c = ctx();
-    decide(&s, &request("web", "/v2/x?q=1", &[]), 7, &mut c).expect("routes");
+    decide(&s, &request("web", "/v2/x?q=1", &[]), None, 7, &mut c).expect("routes");
     assert_eq!(
         c.upstream.map(|a| a.to_string()).as_deref(),
         Some("127.0.0.4:9090")
@@ -135,13 +135,14 @@ spec:
     assert_eq!(c.response_modifiers.len(), 1);
 
     let mut c = ctx();
-    let (reply, why) = decide(&s, &request("web", "/none", &[]), 0, &mut c).expect_err("no weight");
+    let (reply, why) =
+        decide(&s, &request("web", "/none", &[]), None, 0, &mut c).expect_err("no weight");
     assert_eq!(reply, LocalReply::InvalidBackend);
     assert!(why.contains("non-zero weight"), "{why}");
 
     let mut c = ctx();
     let (reply, why) =
-        decide(&s, &request("web", "/empty", &[]), 0, &mut c).expect_err("no endpoints");
+        decide(&s, &request("web", "/empty", &[]), None, 0, &mut c).expect_err("no endpoints");
     assert_eq!((reply.status(), reply.flag()), (503, "UH"));
     assert!(why.contains("shop/empty"), "{why}");
 }
@@ -170,13 +171,13 @@ spec:
     ];
     for (req, want) in cases {
         let mut c = ctx();
-        let (reply, why) = decide(&s, &req, 0, &mut c).expect_err("miss");
+        let (reply, why) = decide(&s, &req, None, 0, &mut c).expect_err("miss");
         assert_eq!((reply.status(), reply.flag()), (404, "NR"));
         assert!(why.contains(want), "{why}");
     }
     let mut no_host = RequestHeader::build("GET", b"/", None).expect("request");
     no_host.remove_header("host");
-    let (reply, _) = decide(&s, &no_host, 0, &mut ctx()).expect_err("no host");
+    let (reply, _) = decide(&s, &no_host, None, 0, &mut ctx()).expect_err("no host");
     assert_eq!(reply, LocalReply::NoRoute);
 }
 
@@ -191,7 +192,8 @@ spec:
   rules: [{backendRefs: [{name: ghost, port: 80}]}]
 "#,
     );
-    let (reply, why) = decide(&s, &request("web", "/", &[]), 0, &mut ctx()).expect_err("invalid");
+    let (reply, why) =
+        decide(&s, &request("web", "/", &[]), None, 0, &mut ctx()).expect_err("invalid");
     assert_eq!(reply.status(), 500);
     assert!(why.contains("ghost"), "{why}");
 }

@@ -2,6 +2,10 @@
 //! mesh client would, echo backends, and config folders written on the fly.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod envoy;
+pub mod hbone_client;
+pub mod pki;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -116,14 +120,10 @@ pub fn write(dir: &Path, name: &str, contents: &str) {
 
 /// Options for an in-process waypoint on ephemeral loopback ports.
 pub fn local_options(config_dir: &Path) -> waypoint::app::Options {
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
     waypoint::app::Options {
-        config_dir: config_dir.to_path_buf(),
-        gateway: None,
-        http_listen: Some(any),
-        admin_listen: any,
-        ready_listen: any,
+        http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         drain_timeout: Duration::from_secs(2),
+        ..waypoint::app::Options::local(config_dir.to_path_buf())
     }
 }
 

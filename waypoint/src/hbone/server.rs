@@ -1,0 +1,465 @@
+//! The HBONE listener (port 15008): mTLS, HTTP/2, one CONNECT stream per tunnelled
+//! connection. Each accepted tunnel is resolved to its destination and handed to the same
+//! pingora proxy as the plain listener (HTTP) or to the TCP forwarder.
+
+use super::context::{tunnel_digest, TunnelContext, TunnelRegistry};
+use super::tcp::TcpForwarder;
+use super::tunnel::H2Tunnel;
+use crate::identity::{spiffe_identity, CertStore};
+use crate::listener::{stopped, Proxy};
+use crate::live::LiveConfig;
+use crate::snapshot::{Destination, Snapshot};
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use http::{Method, Request, Response, StatusCode};
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::l4::virt::VirtualSocketStream;
+use pingora_core::protocols::{GetSocketDigest, Stream};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+/// ztunnel's flow-control windows: 4 MiB per stream, 16 MiB per connection.
+pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// Streams one client connection may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 1000;
+/// CONNECT requests carry a handful of headers; anything larger is not an HBONE client.
+pub const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// PING cadence and how long a PING may go unanswered before the connection is dropped.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the first bytes of a tunnel to tell HTTP/2 from HTTP/1.1.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(5);
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pub struct HboneServer {
+    pub live: Arc<LiveConfig>,
+    pub certs: Arc<CertStore>,
+    pub registry: Arc<TunnelRegistry>,
+    /// The shared proxy, HTTP/1.1 inside tunnels.
+    pub proxy_h1: Arc<Proxy>,
+    /// The same proxy for tunnels that start with the HTTP/2 preface.
+    pub proxy_h2: Arc<Proxy>,
+    pub tcp: Arc<TcpForwarder>,
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// Accepts HBONE connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    server: Arc<HboneServer>,
+    mut shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("HBONE accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let server = server.clone();
+        let shutdown = shutdown.clone();
+        let tracker2 = tracker.clone();
+        let local = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 15008)));
+        tracker.spawn(async move {
+            if let Err(e) = server
+                .connection(tcp, peer, local, shutdown, tracker2)
+                .await
+            {
+                tracing::info!(%peer, "HBONE connection ended: {e}");
+            }
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("TLS handshake timed out after {HANDSHAKE_TIMEOUT:?}")]
+    TlsTimeout,
+    #[error("peer certificate: {0}")]
+    Identity(String),
+    #[error("HTTP/2: {0}")]
+    H2(#[from] h2::Error),
+    #[error("no PING answer within {PING_TIMEOUT:?}; closing")]
+    PingTimeout,
+}
+
+impl HboneServer {
+    async fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+        tracker: TaskTracker,
+    ) -> Result<(), ConnectionError> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
+        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+            .await
+            .map_err(|_| ConnectionError::TlsTimeout)?
+            .map_err(ConnectionError::Tls)?;
+        let source = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or_else(|| ConnectionError::Identity("none presented".into()))
+            .and_then(|c| spiffe_identity(c).map_err(ConnectionError::Identity))?;
+        let mut conn = h2::server::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(MAX_HEADER_LIST)
+            .handshake::<_, Bytes>(tls)
+            .await?;
+        let mut ping = conn.ping_pong();
+        let (ping_failed_tx, mut ping_failed) = tokio::sync::oneshot::channel::<()>();
+        if let Some(mut ping) = ping.take() {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(PING_INTERVAL).await;
+                    match tokio::time::timeout(PING_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => return, // the connection is gone
+                        Err(_) => {
+                            let _ = ping_failed_tx.send(());
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                next = conn.accept() => match next {
+                    Some(Ok((req, respond))) => {
+                        let this = self.clone();
+                        let source = source.clone();
+                        let shutdown = shutdown.clone();
+                        tracker.spawn(async move {
+                            this.stream(req, respond, source, peer, local, shutdown).await;
+                        });
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Ok(()),
+                },
+                _ = &mut ping_failed => return Err(ConnectionError::PingTimeout),
+                _ = stopped(&mut shutdown), if !draining => {
+                    // GOAWAY: open tunnels finish, no new ones start.
+                    draining = true;
+                    conn.graceful_shutdown();
+                }
+            }
+        }
+    }
+
+    /// One CONNECT stream: check it, resolve its target, answer, then carry the tunnel.
+    async fn stream(
+        &self,
+        req: Request<h2::RecvStream>,
+        mut respond: SendResponse<Bytes>,
+        source: authz::Identity,
+        peer: SocketAddr,
+        local: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let snapshot = self.live.snapshot();
+        let (destination, authority) = match check_connect(&req, &snapshot) {
+            Ok(d) => d,
+            Err((status, why)) => {
+                tracing::info!(%peer, %source, status = status.as_u16(), "HBONE CONNECT refused: {why}");
+                reply(&mut respond, status, Some(&why));
+                return;
+            }
+        };
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let context = Arc::new(TunnelContext {
+            source,
+            peer_addr: peer,
+            client_addr: header("forwarded").as_deref().and_then(forwarded_for),
+            authority,
+            baggage: header("baggage"),
+            traceparent: header("traceparent"),
+            destination: destination.clone(),
+        });
+        let send = match respond.send_response(ok_response(), false) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, "HBONE stream reset before it was answered: {e}");
+                return;
+            }
+        };
+        let mut tunnel = H2Tunnel::new(send, req.into_body());
+        let protocol = match &destination {
+            Destination::Service { service, port } => snapshot
+                .service(service)
+                .and_then(|s| s.port(*port))
+                .map(|p| Protocol::of_port(&p.name, p.app_protocol.as_deref()))
+                .unwrap_or(Protocol::Sniff),
+            Destination::Workload { .. } => Protocol::Sniff,
+        };
+        let protocol = match protocol {
+            // A port declared HTTP may still carry h2 with prior knowledge; anything else on it
+            // is HTTP/1.1 (and gets a 400 from the HTTP parser if it is not).
+            Protocol::Http => match sniff(&mut tunnel).await {
+                Ok(Protocol::Http2) => Protocol::Http2,
+                Ok(_) => Protocol::Http,
+                Err(e) => {
+                    tracing::debug!(%peer, "HBONE tunnel ended before any request: {e}");
+                    return;
+                }
+            },
+            Protocol::Sniff => match sniff(&mut tunnel).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(%peer, "HBONE tunnel ended before any request: {e}");
+                    return;
+                }
+            },
+            other => other,
+        };
+        let client = context.client_addr.unwrap_or(peer);
+        match protocol {
+            Protocol::Tcp => self.tcp.forward(tunnel, context, &snapshot).await,
+            Protocol::Http | Protocol::Http2 | Protocol::Sniff => {
+                let original_dst = original_dst(&context.destination, &snapshot).unwrap_or(local);
+                let mut stream = L4Stream::from(VirtualSocketStream::new(Box::new(tunnel)));
+                stream.set_socket_digest(tunnel_digest(client, local, original_dst));
+                let Some(digest) = stream.get_socket_digest() else {
+                    return;
+                };
+                let _registration = self.registry.register(&digest, context);
+                let stream: Stream = Box::new(stream);
+                if protocol == Protocol::Http2 {
+                    self.proxy_h2.process_new(stream, &shutdown).await;
+                } else {
+                    let mut next = Some(stream);
+                    while let Some(s) = next.take() {
+                        next = self.proxy_h1.process_new(s, &shutdown).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the bytes inside a tunnel are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Http2,
+    Tcp,
+    /// Not declared: look at the first bytes.
+    Sniff,
+}
+
+impl Protocol {
+    /// Istio's protocol selection: `appProtocol`, else the port name's prefix.
+    pub fn of_port(name: &str, app_protocol: Option<&str>) -> Protocol {
+        let declared = app_protocol
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_else(|| name.split('-').next().unwrap_or("").to_ascii_lowercase());
+        match declared.as_str() {
+            "http" => Protocol::Http,
+            "http2" | "grpc" | "grpc-web" | "h2c" | "kubernetes.io/h2c" => Protocol::Http2,
+            "tcp" | "tls" | "https" | "mongo" | "mysql" | "redis" => Protocol::Tcp,
+            _ => Protocol::Sniff,
+        }
+    }
+}
+
+/// Reads the first bytes of a tunnel (and puts them back) to tell HTTP/2's preface from
+/// HTTP/1.1 or other TCP. A tunnel whose client waits for the server to speak first is TCP.
+async fn sniff(tunnel: &mut H2Tunnel) -> std::io::Result<Protocol> {
+    let mut buf = BytesMut::with_capacity(H2_PREFACE.len());
+    let result = tokio::time::timeout(SNIFF_TIMEOUT, async {
+        while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
+            let mut chunk = [0u8; 24];
+            let want = H2_PREFACE.len() - buf.len();
+            let n = tunnel.read(&mut chunk[..want]).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    let protocol = match result {
+        Ok(Err(e)) => return Err(e),
+        Err(_) => Protocol::Tcp,
+        Ok(Ok(())) if buf.is_empty() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "no bytes",
+            ))
+        }
+        Ok(Ok(())) if buf[..] == *H2_PREFACE => Protocol::Http2,
+        Ok(Ok(())) if looks_like_http1(&buf) => Protocol::Http,
+        Ok(Ok(())) => Protocol::Tcp,
+    };
+    tunnel.unread(buf.freeze());
+    Ok(protocol)
+}
+
+fn looks_like_http1(buf: &[u8]) -> bool {
+    const METHODS: &[&[u8]] = &[
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"DELETE ",
+        b"HEAD ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"TRACE ",
+        b"CONNECT ",
+    ];
+    METHODS
+        .iter()
+        .any(|m| buf.starts_with(m) || (buf.len() < m.len() && m.starts_with(buf)))
+}
+
+/// Checks a CONNECT request and resolves its target, or gives the status Istio answers with.
+fn check_connect(
+    req: &Request<h2::RecvStream>,
+    snapshot: &Snapshot,
+) -> Result<(Destination, String), (StatusCode, String)> {
+    if req.method() != Method::CONNECT {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} is not CONNECT; HBONE carries CONNECT only",
+                req.method()
+            ),
+        ));
+    }
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .ok_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                "CONNECT without :authority".to_string(),
+            )
+        })?;
+    if crate::snapshot::split_authority(&authority).is_none() || !authority.contains(':') {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("malformed CONNECT authority '{authority}': want ip:port"),
+        ));
+    }
+    let destination = snapshot
+        .resolve_connect(&authority)
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.0))?;
+    Ok((destination, authority))
+}
+
+/// The address a tunnel was originally sent to, as a socket digest's original destination.
+fn original_dst(d: &Destination, snapshot: &Snapshot) -> Option<SocketAddr> {
+    match d {
+        Destination::Workload { addr, .. } => Some(*addr),
+        Destination::Service { service, port } => snapshot
+            .service(service)
+            .and_then(|s| s.vips.first())
+            .map(|ip| SocketAddr::new(*ip, *port)),
+    }
+}
+
+/// `forwarded: for="1.2.3.4:5678"` (RFC 7239), as ztunnel sends it.
+pub fn forwarded_for(value: &str) -> Option<SocketAddr> {
+    value.split([';', ',']).find_map(|part| {
+        let (k, v) = part.trim().split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("for") {
+            return None;
+        }
+        let v = v.trim().trim_matches('"');
+        v.parse::<SocketAddr>().ok().or_else(|| {
+            v.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 0))
+        })
+    })
+}
+
+fn ok_response() -> Response<()> {
+    let mut r = Response::new(());
+    *r.status_mut() = StatusCode::OK;
+    r
+}
+
+fn reply(respond: &mut SendResponse<Bytes>, status: StatusCode, reason: Option<&str>) {
+    let mut r = Response::new(());
+    *r.status_mut() = status;
+    if let Some(v) =
+        reason.and_then(|r| http::HeaderValue::from_str(&r.replace(['\r', '\n'], " ")).ok())
+    {
+        r.headers_mut().insert("x-waypoint-reason", v);
+    }
+    let _ = respond.send_response(r, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_protocols_follow_istio_selection() {
+        assert_eq!(Protocol::of_port("http", None), Protocol::Http);
+        assert_eq!(Protocol::of_port("http-web", None), Protocol::Http);
+        assert_eq!(Protocol::of_port("grpc-api", None), Protocol::Http2);
+        assert_eq!(Protocol::of_port("tcp-db", None), Protocol::Tcp);
+        assert_eq!(
+            Protocol::of_port("web", Some("kubernetes.io/h2c")),
+            Protocol::Http2
+        );
+        assert_eq!(Protocol::of_port("http", Some("tcp")), Protocol::Tcp);
+        assert_eq!(Protocol::of_port("web", None), Protocol::Sniff);
+    }
+
+    #[test]
+    fn forwarded_for_values() {
+        assert_eq!(
+            forwarded_for("for=\"10.0.0.1:4000\""),
+            "10.0.0.1:4000".parse().ok()
+        );
+        assert_eq!(
+            forwarded_for("proto=http;for=\"[fd00::1]:80\""),
+            "[fd00::1]:80".parse().ok()
+        );
+        assert_eq!(forwarded_for("for=10.0.0.2"), "10.0.0.2:0".parse().ok());
+        assert_eq!(forwarded_for("by=x"), None);
+    }
+
+    #[test]
+    fn http1_detection_accepts_prefixes() {
+        assert!(looks_like_http1(b"GET / HTTP/1.1"));
+        assert!(looks_like_http1(b"PO"));
+        assert!(!looks_like_http1(b"\x16\x03\x01"));
+    }
+}

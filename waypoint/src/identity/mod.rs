@@ -1,0 +1,9 @@
+//! The waypoint's own workload identity and the mesh's trust anchors: a certificate chain,
+//! its key and the mesh root, loaded from Istio's files (`cert-chain.pem`, `key.pem`,
+//! `root-cert.pem`) or issued by the Istio CA, and swapped in place when renewed so that new
+//! handshakes use the new certificate while established connections carry on.
+
+pub mod ca;
+mod certs;
+
+pub use certs::{spiffe_identity, CertError, CertStore, WorkloadCert};
