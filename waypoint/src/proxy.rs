@@ -177,6 +177,11 @@ impl ProxyHttp for WaypointProxy {
                 client: client.clone(),
                 identity: workload.in_trust_domain(&client.trust_domain()),
             }));
+            // pingora 0.9 checks a pooled connection's liveness on its file descriptor, which a
+            // tunnel does not have, so it can never reuse one; a zero idle timeout closes the
+            // tunnel at once instead of parking it until the next request discards it. The
+            // mTLS HTTP/2 connection underneath stays pooled by the HBONE client.
+            peer.options.idle_timeout = Some(Duration::ZERO);
         }
         Ok(Box::new(peer))
     }
@@ -232,6 +237,9 @@ impl ProxyHttp for WaypointProxy {
         let failure = classify_failure(e);
         ctx.upstream_flag = failure.flag;
         // Once the response header went out, the only honest signal left is closing the stream.
+        // pingora closes the client connection after an upstream failure; make the response
+        // say `Connection: close`, or an HTTP/1.1 client races the close with its next request.
+        session.set_keepalive(None);
         if failure.status > 0 && session.response_written().is_none() {
             let body = Bytes::from(format!("{}\n", failure.body));
             let written = async {
@@ -241,6 +249,7 @@ impl ProxyHttp for WaypointProxy {
                 if let Some(flag) = failure.flag {
                     resp.insert_header("x-waypoint-reason", flag)?;
                 }
+
                 session.write_response_header(Box::new(resp), false).await?;
                 session.write_response_body(Some(body), true).await
             };

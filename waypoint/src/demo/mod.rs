@@ -2,6 +2,7 @@
 //! folder, starts a demo backend on every Pod address in it, starts a real waypoint on an
 //! ephemeral port, and plays the travel portals' traffic through it, printing live figures.
 pub mod backends;
+pub mod hbone_endpoint;
 pub mod traffic;
 
 use crate::config::{load_dir, Document, Resource};

@@ -62,6 +62,10 @@ impl Envoy {
     /// 1.3, ALPN h2, no SNI, server chain checked against `root_pem`), with `:authority =
     /// target` (`ip:port`) and `extra_headers` (baggage, forwarded, traceparent, ...) on the
     /// CONNECT. Streams share pooled HTTP/2 connections, as ztunnel's do.
+    ///
+    /// A refused tunnel reaches the TCP client only as a close without a byte; the client's
+    /// access log says why: `upstream_failure` is `tunnel_response:<status>` for a non-2xx
+    /// CONNECT answer, or the TLS error (`...CERTIFICATE_VERIFY_FAILED...`).
     pub fn hbone_client(
         waypoint_hbone: SocketAddr,
         target: &str,
@@ -102,6 +106,7 @@ impl Envoy {
             "static_resources": {
                 "listeners": [{
                     "name": "outbound",
+                    "stat_prefix": "outbound",
                     "address": loopback(0),
                     "filter_chains": [{
                         "filters": [{
@@ -180,6 +185,8 @@ impl Envoy {
             "static_resources": {
                 "listeners": [{
                     "name": "hbone",
+                    // Stats as `listener.hbone.*` rather than under the (ephemeral) address.
+                    "stat_prefix": "hbone",
                     "address": socket_address(listen),
                     "filter_chains": [{
                         "transport_socket": {
@@ -303,10 +310,15 @@ impl Envoy {
         std::fs::read_to_string(self.dir.path().join("envoy.stderr")).unwrap_or_default()
     }
 
+    /// The admin `/stats` lines (`name: value`) whose name matches the regex `filter`.
+    pub fn stats(&self, filter: &str) -> String {
+        admin_get(self.admin, &format!("/stats?filter={filter}"))
+            .unwrap_or_else(|e| panic!("envoy admin /stats: {e}"))
+    }
+
     /// A counter or gauge from the admin `/stats`, e.g. `cluster.waypoint.upstream_cx_total`.
     pub fn stat(&self, name: &str) -> Option<u64> {
-        let stats = admin_get(self.admin, &format!("/stats?filter=^{name}$")).ok()?;
-        stats.lines().find_map(|line| {
+        self.stats(&format!("^{name}$")).lines().find_map(|line| {
             let (key, value) = line.split_once(": ")?;
             (key == name).then(|| value.trim().parse().ok()).flatten()
         })

@@ -1,0 +1,164 @@
+//! 1000 concurrent HBONE tunnels over 10 client connections through the real binary, each
+//! carrying an HTTP/1.1 request; the waypoint's resident memory is printed and bounded.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use support::hbone_client::connect;
+use support::pki::TestCa;
+use support::{any_port, echo, mesh_config, route_to, write};
+
+const CONNECTIONS: usize = 10;
+const STREAMS: usize = 1000;
+/// A generous ceiling: the point is "bounded", not a benchmark (those live in bench/).
+const RSS_LIMIT_KIB: u64 = 256 * 1024;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_tunnels_over_ten_connections() {
+    let ca = TestCa::new("cluster.local");
+    let backend = echo("web-a-0", any_port()).await;
+    let config = tempfile::tempdir().expect("tempdir");
+    let certs = tempfile::tempdir().expect("tempdir");
+    write(
+        config.path(),
+        "mesh.yaml",
+        &mesh_config(&[("a", backend.local_addr)]),
+    );
+    write(config.path(), "route.yaml", &route_to("a"));
+    ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+        .args(["run", "--config"])
+        .arg(config.path())
+        .arg("--cert-dir")
+        .arg(certs.path())
+        .args([
+            "--hbone-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--ready-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn,waypoint::app=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn waypoint");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line
+                .split("hbone=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+            {
+                let _ = tx.send(a.to_string());
+            }
+            eprintln!("waypoint| {line}");
+        }
+    });
+    let hbone: SocketAddr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("waypoint logs its HBONE address")
+        .parse()
+        .expect("address");
+    let pid = child.id();
+    let idle_rss = rss_kib(pid);
+
+    let client = ca.issue("frontend", "load");
+    let mut conns = Vec::new();
+    for _ in 0..CONNECTIONS {
+        conns.push(Arc::new(
+            connect(hbone, Some(&client), &ca.root_pem())
+                .await
+                .expect("connect"),
+        ));
+    }
+    // Every tunnel is opened before any request completes: hold all of them open at once.
+    let barrier = Arc::new(tokio::sync::Barrier::new(STREAMS));
+    let mut tasks = Vec::new();
+    for i in 0..STREAMS {
+        let conn = conns[i % CONNECTIONS].clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let (status, tunnel) = conn
+                .open(http::Method::CONNECT, "10.0.0.10:80", &[])
+                .await?;
+            anyhow::ensure!(status == 200, "CONNECT answered {status}");
+            barrier.wait().await;
+            let tunnel = tunnel.ok_or_else(|| anyhow::anyhow!("no tunnel"))?;
+            let (status, body) =
+                support::hbone_client::http1_get(tunnel, "web.shop", &format!("/s/{i}")).await?;
+            anyhow::ensure!(
+                status == 200 && body.contains(&format!("/s/{i}")),
+                "stream {i}: {status} {body}"
+            );
+            Ok(())
+        }));
+    }
+    let mut peak = idle_rss;
+    let mut failures = Vec::new();
+    let sampler = {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !d.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        (done, handle)
+    };
+    for t in tasks {
+        match tokio::time::timeout(Duration::from_secs(60), t).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => failures.push(e.to_string()),
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Err(_) => failures.push("timed out".into()),
+        }
+    }
+    sampler.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    peak = peak.max(sampler.1.join().unwrap_or(0));
+    let after = rss_kib(pid);
+    println!(
+        "{STREAMS} concurrent HBONE streams over {CONNECTIONS} connections: {} failed; waypoint RSS idle {} MiB, peak {} MiB, after {} MiB",
+        failures.len(),
+        idle_rss / 1024,
+        peak / 1024,
+        after / 1024
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(peak > 0, "could not read the waypoint's RSS");
+    assert!(
+        peak < RSS_LIMIT_KIB,
+        "waypoint RSS peaked at {} MiB",
+        peak / 1024
+    );
+}
