@@ -1,6 +1,7 @@
 //! backendRefs: where a matched rule forwards, and the weighted choice between them.
 
 use gateway_api::experimental::httproutes::HttpRouteRulesBackendRefs;
+use gateway_api::experimental::tcproutes::TcpRouteRulesBackendRefs;
 
 use crate::filter::compile_backend_filters;
 use crate::header_modifier::HeaderModifier;
@@ -47,6 +48,86 @@ pub(crate) fn compile_backend_ref(
     lookup: &dyn BackendLookup,
     issues: &mut Vec<Issue>,
 ) -> WeightedBackend {
+    let (target, weight) = target_and_weight(
+        &BackendRefView::from(backend),
+        field,
+        route_namespace,
+        lookup,
+        issues,
+    );
+    let filters = compile_backend_filters(
+        backend.filters.as_deref().unwrap_or_default(),
+        &format!("{field}.filters"),
+        issues,
+    );
+    WeightedBackend {
+        target,
+        weight,
+        request_header_modifier: filters.request_header_modifier,
+        response_header_modifier: filters.response_header_modifier,
+    }
+}
+
+/// A TCPRoute backendRef: the same resolution and weights, no filters (TCP has none).
+pub(crate) fn compile_tcp_backend_ref(
+    backend: &TcpRouteRulesBackendRefs,
+    field: &str,
+    route_namespace: &str,
+    lookup: &dyn BackendLookup,
+    issues: &mut Vec<Issue>,
+) -> WeightedBackend {
+    let (target, weight) = target_and_weight(
+        &BackendRefView::from(backend),
+        field,
+        route_namespace,
+        lookup,
+        issues,
+    );
+    WeightedBackend {
+        target,
+        weight,
+        request_header_modifier: None,
+        response_header_modifier: None,
+    }
+}
+
+/// The fields of a backendRef, whichever route kind's generated type it came from.
+struct BackendRefView<'a> {
+    group: Option<&'a str>,
+    kind: Option<&'a str>,
+    name: &'a str,
+    namespace: Option<&'a str>,
+    port: Option<i32>,
+    weight: Option<i32>,
+}
+
+macro_rules! backend_ref_view_from {
+    ($t:ty) => {
+        impl<'a> From<&'a $t> for BackendRefView<'a> {
+            fn from(b: &'a $t) -> Self {
+                BackendRefView {
+                    group: b.group.as_deref(),
+                    kind: b.kind.as_deref(),
+                    name: &b.name,
+                    namespace: b.namespace.as_deref(),
+                    port: b.port,
+                    weight: b.weight,
+                }
+            }
+        }
+    };
+}
+
+backend_ref_view_from!(HttpRouteRulesBackendRefs);
+backend_ref_view_from!(TcpRouteRulesBackendRefs);
+
+fn target_and_weight(
+    backend: &BackendRefView<'_>,
+    field: &str,
+    route_namespace: &str,
+    lookup: &dyn BackendLookup,
+    issues: &mut Vec<Issue>,
+) -> (BackendTarget, u32) {
     let weight = match backend.weight.unwrap_or(1) {
         w @ 0..=MAX_WEIGHT => w,
         w => {
@@ -69,27 +150,17 @@ pub(crate) fn compile_backend_ref(
             BackendTarget::Invalid { reason }
         }
     };
-    let filters = compile_backend_filters(
-        backend.filters.as_deref().unwrap_or_default(),
-        &format!("{field}.filters"),
-        issues,
-    );
-    WeightedBackend {
-        target,
-        weight: weight.unsigned_abs(),
-        request_header_modifier: filters.request_header_modifier,
-        response_header_modifier: filters.response_header_modifier,
-    }
+    (target, weight.unsigned_abs())
 }
 
 fn resolve_target(
-    backend: &HttpRouteRulesBackendRefs,
+    backend: &BackendRefView<'_>,
     field: &str,
     route_namespace: &str,
     lookup: &dyn BackendLookup,
 ) -> Result<(ServiceKey, u16), Issue> {
-    let group = backend.group.as_deref().unwrap_or_default();
-    let kind = backend.kind.as_deref().unwrap_or("Service");
+    let group = backend.group.unwrap_or_default();
+    let kind = backend.kind.unwrap_or("Service");
     let core = group.is_empty() || group == "core";
     if !core || kind != "Service" {
         let (at, what) = if core {
@@ -110,7 +181,7 @@ fn resolve_target(
             "backendRef name is empty",
         ));
     }
-    let namespace = backend.namespace.as_deref().unwrap_or(route_namespace);
+    let namespace = backend.namespace.unwrap_or(route_namespace);
     if namespace != route_namespace {
         return Err(Issue::error(
             IssueReason::RefNotPermitted,
@@ -139,7 +210,7 @@ fn resolve_target(
     };
     let service = ServiceKey {
         namespace: namespace.to_owned(),
-        name: backend.name.clone(),
+        name: backend.name.to_owned(),
     };
     match lookup.check_service(&service, port) {
         Ok(()) => Ok((service, port)),

@@ -16,6 +16,7 @@ mod issue;
 mod parent;
 mod request_match;
 mod table;
+mod tcp;
 
 #[cfg(test)]
 mod fixtures;
@@ -24,9 +25,10 @@ pub use backend::{BackendLookup, BackendTarget, WeightedBackend};
 pub use compile::{compile_http_route, CompiledRoute, RouteId, Rule};
 pub use header_modifier::HeaderModifier;
 pub use issue::{Issue, IssueReason, Severity};
-pub use parent::{parent_services, ParentService, ServiceKey};
+pub use parent::{parent_services, tcp_parent_services, ParentService, ServiceKey};
 pub use request_match::{
     HeaderMatch, HeaderValueMatch, PathMatch, QueryParamMatch, QueryValueMatch, RequestMatch,
     RequestView,
 };
 pub use table::{RouteMatch, RouteTable};
+pub use tcp::{compile_tcp_route, CompiledTcpRoute};

@@ -1,6 +1,7 @@
 //! Which Services a route attaches to (GAMMA parentRefs).
 
-use gateway_api::experimental::httproutes::HttpRoute;
+use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteParentRefs};
+use gateway_api::experimental::tcproutes::{TcpRoute, TcpRouteParentRefs};
 
 use crate::compile::RouteId;
 use crate::issue::{Issue, IssueReason};
@@ -37,9 +38,69 @@ const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// kinds are `Invalid`. A `sectionName` on a Service parent is `Unsupported` and that parent is
 /// left out too, because ignoring it would attach the route to more ports than the user asked for.
 pub fn parent_services(route: &HttpRoute) -> (Vec<ParentService>, Vec<Issue>) {
+    let refs: Vec<ParentRefView<'_>> = route
+        .spec
+        .parent_refs
+        .iter()
+        .flatten()
+        .map(ParentRefView::from)
+        .collect();
+    services_of(&refs, RouteId::of(route).namespace)
+}
+
+/// The services a TCPRoute attaches to; the same rules as for an HTTPRoute.
+pub fn tcp_parent_services(route: &TcpRoute) -> (Vec<ParentService>, Vec<Issue>) {
+    let refs: Vec<ParentRefView<'_>> = route
+        .spec
+        .parent_refs
+        .iter()
+        .flatten()
+        .map(ParentRefView::from)
+        .collect();
+    let namespace = route
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
+    services_of(&refs, namespace)
+}
+
+/// The fields of a parentRef, whichever route kind's generated type it came from.
+struct ParentRefView<'a> {
+    group: Option<&'a str>,
+    kind: Option<&'a str>,
+    name: &'a str,
+    namespace: Option<&'a str>,
+    port: Option<i32>,
+    section_name: Option<&'a str>,
+}
+
+macro_rules! parent_ref_view_from {
+    ($t:ty) => {
+        impl<'a> From<&'a $t> for ParentRefView<'a> {
+            fn from(p: &'a $t) -> Self {
+                ParentRefView {
+                    group: p.group.as_deref(),
+                    kind: p.kind.as_deref(),
+                    name: &p.name,
+                    namespace: p.namespace.as_deref(),
+                    port: p.port,
+                    section_name: p.section_name.as_deref(),
+                }
+            }
+        }
+    };
+}
+
+parent_ref_view_from!(HttpRouteParentRefs);
+parent_ref_view_from!(TcpRouteParentRefs);
+
+fn services_of(
+    refs: &[ParentRefView<'_>],
+    route_namespace: String,
+) -> (Vec<ParentService>, Vec<Issue>) {
     let mut parents = Vec::new();
     let mut issues = Vec::new();
-    let refs = route.spec.parent_refs.as_deref().unwrap_or_default();
     if refs.is_empty() {
         issues.push(Issue::error(
             IssueReason::Invalid,
@@ -48,12 +109,11 @@ pub fn parent_services(route: &HttpRoute) -> (Vec<ParentService>, Vec<Issue>) {
         ));
         return (parents, issues);
     }
-    let route_namespace = RouteId::of(route).namespace;
     for (i, parent) in refs.iter().enumerate() {
         let field = format!("spec.parentRefs[{i}]");
         // Gateway API defaults a parentRef to group gateway.networking.k8s.io, kind Gateway.
-        let group = parent.group.as_deref().unwrap_or(GATEWAY_GROUP);
-        let kind = parent.kind.as_deref().unwrap_or("Gateway");
+        let group = parent.group.unwrap_or(GATEWAY_GROUP);
+        let kind = parent.kind.unwrap_or("Gateway");
         let is_core = group.is_empty() || group == "core";
         if kind == "Gateway" && group == GATEWAY_GROUP {
             issues.push(Issue::error(
@@ -117,9 +177,9 @@ pub fn parent_services(route: &HttpRoute) -> (Vec<ParentService>, Vec<Issue>) {
             service: ServiceKey {
                 namespace: parent
                     .namespace
-                    .clone()
+                    .map(str::to_owned)
                     .unwrap_or_else(|| route_namespace.clone()),
-                name: parent.name.clone(),
+                name: parent.name.to_owned(),
             },
             port,
         };

@@ -11,7 +11,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use resilience::RoundRobin;
-use routing::{BackendLookup, CompiledRoute, Issue, RouteTable, ServiceKey, Severity};
+use routing::{
+    BackendLookup, CompiledRoute, CompiledTcpRoute, Issue, RouteTable, ServiceKey, Severity,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -210,6 +212,10 @@ pub struct ServicePort {
     #[serde(skip)]
     pub routes: Option<RouteTable>,
     pub route_names: Vec<String>,
+    /// A TCPRoute attached to this port makes it a TCP port with weighted backends.
+    #[serde(skip)]
+    pub tcp_route: Option<Arc<CompiledTcpRoute>>,
+    pub tcp_route_name: Option<String>,
     #[serde(skip)]
     pub balancer: RoundRobin,
 }
@@ -548,7 +554,7 @@ impl<'a> Builder<'a> {
                     };
                     self.status(d, State::Accepted, issues);
                 }
-                Resource::Gateway(_) | Resource::HttpRoute(_) => {}
+                Resource::Gateway(_) | Resource::HttpRoute(_) | Resource::TcpRoute(_) => {}
                 Resource::Unsupported { api_version } => {
                     let reason = format!(
                         "kind {} ({api_version}) is not yet supported",
@@ -564,6 +570,7 @@ impl<'a> Builder<'a> {
             by_key.insert(s.key.clone(), i);
         }
         self.attach_routes(&unique, &mut services, &by_key);
+        self.attach_tcp_routes(&unique, &mut services, &by_key);
 
         let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_vip = HashMap::new();
@@ -879,6 +886,8 @@ impl<'a> Builder<'a> {
                 endpoints,
                 routes: None,
                 route_names: Vec::new(),
+                tcp_route: None,
+                tcp_route_name: None,
                 balancer: RoundRobin::new(),
             });
         }
@@ -980,6 +989,8 @@ impl<'a> Builder<'a> {
                 endpoints,
                 routes: None,
                 route_names: Vec::new(),
+                tcp_route: None,
+                tcp_route_name: None,
                 balancer: RoundRobin::new(),
             });
         }
@@ -997,6 +1008,100 @@ impl<'a> Builder<'a> {
             binding,
         };
         (info, issues)
+    }
+
+    /// Compiles every TCPRoute and hangs it on the ports it names. One TCPRoute per port: when
+    /// several claim a port, the oldest wins (then the first by namespace/name), as Gateway API
+    /// resolves conflicts, and the others are told so.
+    fn attach_tcp_routes(
+        &mut self,
+        docs: &[&'a Document],
+        services: &mut [ServiceInfo],
+        by_key: &HashMap<ServiceKey, usize>,
+    ) {
+        let mut routes: Vec<(&Document, &gateway_api::experimental::tcproutes::TcpRoute)> = docs
+            .iter()
+            .filter_map(|d| match &d.resource {
+                Resource::TcpRoute(r) => Some((*d, &**r)),
+                _ => None,
+            })
+            .collect();
+        routes.sort_by(|(a, ra), (b, rb)| {
+            let ta = ra.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let tb = rb.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            (ta.is_none(), ta, &a.object.namespace, &a.object.name).cmp(&(
+                tb.is_none(),
+                tb,
+                &b.object.namespace,
+                &b.object.name,
+            ))
+        });
+        for (d, route) in routes {
+            let (parents, mut issues) = routing::tcp_parent_services(route);
+            let lookup = Lookup { services, by_key };
+            let (compiled, compile_issues) = routing::compile_tcp_route(route, &lookup);
+            issues.extend(compile_issues);
+            let compiled = Arc::new(compiled);
+            let mut issues: Vec<StatusIssue> = issues.into_iter().map(StatusIssue::from).collect();
+            let mut served = 0;
+            let mut not_ours = Vec::new();
+            for (i, parent) in parents.iter().enumerate() {
+                let field = format!("spec.parentRefs[{i}]");
+                let Some(&idx) = by_key.get(&parent.service) else {
+                    issues.push(issue_err(
+                        field,
+                        format!("parent Service {} not found", key_str(&parent.service)),
+                    ));
+                    continue;
+                };
+                if let Binding::NotBound(why) = &services[idx].binding {
+                    not_ours.push(format!("{}: {why}", key_str(&services[idx].key)));
+                    continue;
+                }
+                let svc_key = key_str(&services[idx].key);
+                let ports: Vec<u16> = match parent.port {
+                    Some(p) => vec![p],
+                    None => services[idx].ports.iter().map(|p| p.port).collect(),
+                };
+                for p in ports {
+                    let Some(sp) = services[idx].ports.iter_mut().find(|sp| sp.port == p) else {
+                        issues.push(issue_err(
+                            format!("{field}.port"),
+                            format!("service {svc_key} has no port {p}"),
+                        ));
+                        continue;
+                    };
+                    if let Some(winner) = &sp.tcp_route_name {
+                        issues.push(StatusIssue {
+                            severity: Severity::Warning,
+                            field: field.clone(),
+                            message: format!("port {p} of {svc_key} already has TCPRoute {winner}, which is older; this one is not used there"),
+                        });
+                        continue;
+                    }
+                    if !sp.route_names.is_empty() {
+                        issues.push(issue_err(
+                            field.clone(),
+                            format!("port {p} of {svc_key} also has HTTPRoutes ({}); a port is HTTP or TCP, not both", sp.route_names.join(", ")),
+                        ));
+                        continue;
+                    }
+                    sp.tcp_route = Some(compiled.clone());
+                    sp.tcp_route_name = Some(compiled.id.to_string());
+                    served += 1;
+                }
+            }
+            let route_error = issues.iter().any(|i| i.severity == Severity::Error);
+            let state = if served == 0 && !route_error && !parents.is_empty() {
+                State::Ignored(format!(
+                    "no parent is served by this waypoint ({})",
+                    not_ours.join("; ")
+                ))
+            } else {
+                State::Accepted
+            };
+            self.status(d, state, issues);
+        }
     }
 
     /// Compiles every HTTPRoute and hangs it on the ports of the bound services it names.

@@ -3,11 +3,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use support::child::Waypoint;
 use support::hbone_client::connect;
 use support::pki::TestCa;
 use support::{any_port, echo, mesh_config, route_to, write};
@@ -43,44 +41,14 @@ async fn a_thousand_concurrent_tunnels_over_ten_connections() {
     write(config.path(), "route.yaml", &route_to("a"));
     ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_waypoint"))
-        .args(["run", "--config"])
-        .arg(config.path())
-        .arg("--cert-dir")
-        .arg(certs.path())
-        .args([
-            "--hbone-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--ready-listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn,waypoint::app=info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn waypoint");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line
-                .split("hbone=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-            {
-                let _ = tx.send(a.to_string());
-            }
-            eprintln!("waypoint| {line}");
-        }
-    });
-    let hbone: SocketAddr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("waypoint logs its HBONE address")
-        .parse()
-        .expect("address");
-    let pid = child.id();
+    let certs_arg = certs.path().to_string_lossy().into_owned();
+    let wp = Waypoint::start(
+        config.path(),
+        &["--cert-dir", &certs_arg, "--hbone-listen", "127.0.0.1:0"],
+        "warn,waypoint::app=info",
+    );
+    let hbone = wp.addr("hbone");
+    let pid = wp.pid();
     let idle_rss = rss_kib(pid);
 
     let client = ca.issue("frontend", "load");
@@ -147,8 +115,7 @@ async fn a_thousand_concurrent_tunnels_over_ten_connections() {
         peak / 1024,
         after / 1024
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(wp);
     assert!(
         failures.is_empty(),
         "{} failures, first: {:?}",

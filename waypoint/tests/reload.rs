@@ -4,78 +4,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::child::Waypoint;
 use support::{any_port, echo, mesh_config, route_to, write, HttpClient};
-
-/// The waypoint binary as a child process, with its log lines collected.
-struct Waypoint {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Waypoint {
-    fn start(dir: &std::path::Path) -> (Waypoint, SocketAddr) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_waypoint"))
-            .args(["run", "--config"])
-            .arg(dir)
-            .args([
-                "--http-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--ready-listen",
-                "127.0.0.1:0",
-            ])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn waypoint");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line
-                    .split("http=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                {
-                    let _ = tx.send(addr.to_string());
-                }
-                eprintln!("waypoint| {line}");
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("waypoint logs its http address")
-            .parse()
-            .expect("address");
-        (Waypoint { child, log }, addr)
-    }
-
-    fn log_contains(&self, needles: &[&str]) -> bool {
-        self.log
-            .lock()
-            .expect("log lock")
-            .iter()
-            .any(|l| needles.iter().all(|n| l.contains(n)))
-    }
-}
-
-impl Drop for Waypoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_edits_apply_within_a_second_and_bad_edits_are_rejected() {
@@ -88,7 +21,8 @@ async fn route_edits_apply_within_a_second_and_bad_edits_are_rejected() {
         &mesh_config(&[("a", a.local_addr), ("b", b.local_addr)]),
     );
     write(dir.path(), "route.yaml", &route_to("a"));
-    let (wp, addr) = Waypoint::start(dir.path());
+    let wp = Waypoint::start(dir.path(), &["--http-listen", "127.0.0.1:0"], "info");
+    let addr = wp.addr("http");
 
     // A steady loop on one keep-alive connection, recording the pod that answered.
     let client = Arc::new(HttpClient::new());

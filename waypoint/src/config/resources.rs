@@ -7,6 +7,7 @@
 use super::ObjectRef;
 use gateway_api::experimental::gateways::Gateway;
 use gateway_api::experimental::httproutes::HttpRoute;
+use gateway_api::experimental::tcproutes::TcpRoute;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
@@ -23,6 +24,7 @@ pub enum Resource {
     ServiceEntry(Box<ServiceEntry>),
     Gateway(Box<Gateway>),
     HttpRoute(Box<HttpRoute>),
+    TcpRoute(Box<TcpRoute>),
     /// A kind this version does not act on. Kept so that it is reported, never silently lost.
     Unsupported {
         api_version: String,
@@ -166,6 +168,8 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
         ("discovery.k8s.io", "EndpointSlice") => &["v1"],
         ("networking.istio.io", "ServiceEntry") => &["v1", "v1beta1", "v1alpha3"],
         ("gateway.networking.k8s.io", "Gateway" | "HTTPRoute") => &["v1", "v1beta1"],
+        // TCPRoute went GA in Gateway API v1.6; the experimental v1alpha2 types read both.
+        ("gateway.networking.k8s.io", "TCPRoute") => &["v1", "v1alpha2"],
         _ => {
             return Ok(Parsed {
                 object,
@@ -207,6 +211,7 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
         "ServiceEntry" => Resource::ServiceEntry(typed(value, &object, &mut unknown_fields)?),
         "Gateway" => Resource::Gateway(typed(value, &object, &mut unknown_fields)?),
         "HTTPRoute" => Resource::HttpRoute(typed(value, &object, &mut unknown_fields)?),
+        "TCPRoute" => Resource::TcpRoute(typed(value, &object, &mut unknown_fields)?),
         _ => Resource::Unsupported { api_version },
     };
     Ok(Parsed {

@@ -217,7 +217,10 @@ impl HboneServer {
             Destination::Service { service, port } => snapshot
                 .service(service)
                 .and_then(|s| s.port(*port))
-                .map(|p| Protocol::of_port(&p.name, p.app_protocol.as_deref()))
+                .map(|p| match p.tcp_route {
+                    Some(_) => Protocol::Tcp,
+                    None => Protocol::of_port(&p.name, p.app_protocol.as_deref()),
+                })
                 .unwrap_or(Protocol::Sniff),
             Destination::Workload { .. } => Protocol::Sniff,
         };

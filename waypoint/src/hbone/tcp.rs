@@ -5,6 +5,7 @@
 use super::client::HboneClient;
 use super::context::TunnelContext;
 use crate::snapshot::{Destination, Snapshot, WorkloadIdentity};
+use routing::BackendTarget;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +90,20 @@ fn pick_endpoint(
         Destination::Workload { addr, hbone } => Some((*addr, hbone.clone())),
         Destination::Service { service, port } => {
             let sp = snapshot.service(service)?.port(*port)?;
+            // A TCPRoute picks the backend service by weight; without one the service's own
+            // endpoints serve.
+            let sp = match &sp.tcp_route {
+                None => sp,
+                Some(route) => match &route.pick_backend(rand::random::<u32>())?.target {
+                    BackendTarget::Service { service, port } => {
+                        snapshot.service(service)?.port(*port)?
+                    }
+                    BackendTarget::Invalid { reason } => {
+                        tracing::info!(route = %route.id, "TCP tunnel refused: invalid backend: {reason}");
+                        return None;
+                    }
+                },
+            };
             let e = &sp.endpoints[sp.balancer.pick(sp.endpoints.len())?];
             Some((e.addr, e.hbone.clone()))
         }

@@ -2,6 +2,7 @@
 //! mesh client would, echo backends, and config folders written on the fly.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod child;
 pub mod envoy;
 pub mod hbone_client;
 pub mod pki;
