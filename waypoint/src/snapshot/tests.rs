@@ -354,3 +354,75 @@ fn duplicates_and_route_parents_are_reported() {
         theirs.state
     );
 }
+
+#[test]
+fn connect_targets_resolve_to_services_or_to_pods_of_a_workload_waypoint() {
+    let pods = |gateway: &str| {
+        docs(&[
+            gateway.to_string(),
+            ns("shop", "istio.io/use-waypoint: waypoint, istio.io/dataplane-mode: ambient"),
+            svc("shop", "web", "10.0.0.1", "", "  selector: {app: web}\n"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web-0, namespace: shop, labels: {app: web}}\nspec:\n  serviceAccountName: web-sa\n  containers: [{name: c}]\nstatus: {podIP: 127.0.0.7}\n".to_string(),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: legacy, namespace: shop, labels: {app: other, istio.io/dataplane-mode: none}}\nspec:\n  containers: [{name: c}]\nstatus: {podIP: 127.0.0.8}\n".to_string(),
+        ])
+    };
+    let s = build(&pods(GATEWAY));
+    let web = ServiceKey {
+        namespace: "shop".into(),
+        name: "web".into(),
+    };
+    assert_eq!(
+        s.resolve_connect("10.0.0.1:80"),
+        Ok(Destination::Service {
+            service: web.clone(),
+            port: 80
+        })
+    );
+    assert_eq!(
+        s.resolve_connect("web.shop.svc.cluster.local:80"),
+        Ok(Destination::Service {
+            service: web.clone(),
+            port: 80
+        })
+    );
+    // A waypoint for services (the default) does not take pod-addressed traffic.
+    let err = s
+        .resolve_connect("127.0.0.7:8080")
+        .expect_err("service waypoint");
+    assert!(err.0.contains("istio.io/waypoint-for"), "{}", err.0);
+    assert!(s.resolve_connect("10.0.0.1").is_err(), "a port is required");
+    assert!(s.resolve_connect("10.9.9.9:80").is_err());
+    // Ambient endpoints carry the pod's identity; a pod opted out has none.
+    let (_, port) = s.resolve_authority("web.shop").expect("web");
+    assert_eq!(
+        port.endpoints[0].hbone,
+        Some(WorkloadIdentity {
+            namespace: "shop".into(),
+            service_account: "web-sa".into()
+        })
+    );
+    assert!(!s.workloads[&"127.0.0.8".parse::<IpAddr>().expect("ip")].ambient);
+
+    let for_all = GATEWAY.replace(
+        "metadata: {name: waypoint, namespace: shop}",
+        "metadata: {name: waypoint, namespace: shop, labels: {istio.io/waypoint-for: all}}",
+    );
+    let s = build(&pods(&for_all));
+    assert_eq!(
+        s.resolve_connect("127.0.0.7:8080"),
+        Ok(Destination::Workload {
+            addr: "127.0.0.7:8080".parse().expect("addr"),
+            hbone: Some(WorkloadIdentity {
+                namespace: "shop".into(),
+                service_account: "web-sa".into()
+            }),
+        })
+    );
+    assert_eq!(
+        s.resolve_connect("127.0.0.8:9000"),
+        Ok(Destination::Workload {
+            addr: "127.0.0.8:9000".parse().expect("addr"),
+            hbone: None
+        })
+    );
+}
