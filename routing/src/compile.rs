@@ -19,13 +19,17 @@ impl RouteId {
     /// The id of `route`. A route without a namespace (a local YAML file that left it out) is
     /// in "default", as kubectl would place it.
     pub fn of(route: &HttpRoute) -> Self {
+        Self::from_metadata(
+            route.metadata.namespace.as_deref(),
+            route.metadata.name.as_deref(),
+        )
+    }
+
+    /// The id of any route kind, from its metadata.
+    pub fn from_metadata(namespace: Option<&str>, name: Option<&str>) -> Self {
         Self {
-            namespace: route
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_owned()),
-            name: route.metadata.name.clone().unwrap_or_default(),
+            namespace: namespace.unwrap_or("default").to_owned(),
+            name: name.unwrap_or_default().to_owned(),
         }
     }
 }

@@ -57,11 +57,7 @@ pub fn tcp_parent_services(route: &TcpRoute) -> (Vec<ParentService>, Vec<Issue>)
         .flatten()
         .map(ParentRefView::from)
         .collect();
-    let namespace = route
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".to_owned());
+    let namespace = RouteId::from_metadata(route.metadata.namespace.as_deref(), None).namespace;
     services_of(&refs, namespace)
 }
 

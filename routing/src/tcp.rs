@@ -27,14 +27,10 @@ pub fn compile_tcp_route(
     route: &TcpRoute,
     lookup: &dyn BackendLookup,
 ) -> (CompiledTcpRoute, Vec<Issue>) {
-    let id = RouteId {
-        namespace: route
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_owned()),
-        name: route.metadata.name.clone().unwrap_or_default(),
-    };
+    let id = RouteId::from_metadata(
+        route.metadata.namespace.as_deref(),
+        route.metadata.name.as_deref(),
+    );
     let mut issues = Vec::new();
     let rules = &route.spec.rules;
     if rules.is_empty() {

@@ -1043,32 +1043,19 @@ impl<'a> Builder<'a> {
             issues.extend(compile_issues);
             let compiled = Arc::new(compiled);
             let mut issues: Vec<StatusIssue> = issues.into_iter().map(StatusIssue::from).collect();
+            let (targets, not_ours) = resolve_parents(&parents, services, by_key, &mut issues);
             let mut served = 0;
-            let mut not_ours = Vec::new();
-            for (i, parent) in parents.iter().enumerate() {
+            for ParentTarget {
+                parent: i,
+                service: idx,
+                ports,
+            } in targets
+            {
                 let field = format!("spec.parentRefs[{i}]");
-                let Some(&idx) = by_key.get(&parent.service) else {
-                    issues.push(issue_err(
-                        field,
-                        format!("parent Service {} not found", key_str(&parent.service)),
-                    ));
-                    continue;
-                };
-                if let Binding::NotBound(why) = &services[idx].binding {
-                    not_ours.push(format!("{}: {why}", key_str(&services[idx].key)));
-                    continue;
-                }
                 let svc_key = key_str(&services[idx].key);
-                let ports: Vec<u16> = match parent.port {
-                    Some(p) => vec![p],
-                    None => services[idx].ports.iter().map(|p| p.port).collect(),
-                };
                 for p in ports {
+                    // resolve_parents only returns ports the service has.
                     let Some(sp) = services[idx].ports.iter_mut().find(|sp| sp.port == p) else {
-                        issues.push(issue_err(
-                            format!("{field}.port"),
-                            format!("service {svc_key} has no port {p}"),
-                        ));
                         continue;
                     };
                     if let Some(winner) = &sp.tcp_route_name {
@@ -1091,15 +1078,7 @@ impl<'a> Builder<'a> {
                     served += 1;
                 }
             }
-            let route_error = issues.iter().any(|i| i.severity == Severity::Error);
-            let state = if served == 0 && !route_error && !parents.is_empty() {
-                State::Ignored(format!(
-                    "no parent is served by this waypoint ({})",
-                    not_ours.join("; ")
-                ))
-            } else {
-                State::Accepted
-            };
+            let state = route_state(served > 0, &parents, &issues, &not_ours);
             self.status(d, state, issues);
         }
     }
@@ -1122,47 +1101,16 @@ impl<'a> Builder<'a> {
             issues.extend(compile_issues);
             let compiled = Arc::new(compiled);
             let mut issues: Vec<StatusIssue> = issues.into_iter().map(StatusIssue::from).collect();
-            let mut served = 0;
-            let mut not_ours = Vec::new();
-            for (i, parent) in parents.iter().enumerate() {
-                let field = format!("spec.parentRefs[{i}]");
-                let Some(&idx) = by_key.get(&parent.service) else {
-                    issues.push(issue_err(
-                        field,
-                        format!("parent Service {} not found", key_str(&parent.service)),
-                    ));
-                    continue;
-                };
-                let svc = &services[idx];
-                let ports: Vec<u16> = match parent.port {
-                    Some(p) if svc.port(p).is_none() => {
-                        issues.push(issue_err(
-                            format!("{field}.port"),
-                            format!("service {} has no port {p}", key_str(&svc.key)),
-                        ));
-                        continue;
-                    }
-                    Some(p) => vec![p],
-                    None => svc.ports.iter().map(|p| p.port).collect(),
-                };
-                if let Binding::NotBound(why) = &svc.binding {
-                    not_ours.push(format!("{}: {why}", key_str(&svc.key)));
-                    continue;
-                }
-                served += 1;
-                for p in ports {
-                    attached.entry((idx, p)).or_default().push(compiled.clone());
+            let (targets, not_ours) = resolve_parents(&parents, services, by_key, &mut issues);
+            for t in &targets {
+                for p in &t.ports {
+                    attached
+                        .entry((t.service, *p))
+                        .or_default()
+                        .push(compiled.clone());
                 }
             }
-            let route_error = issues.iter().any(|i| i.severity == Severity::Error);
-            let state = if served == 0 && !route_error && !parents.is_empty() {
-                State::Ignored(format!(
-                    "no parent is served by this waypoint ({})",
-                    not_ours.join("; ")
-                ))
-            } else {
-                State::Accepted
-            };
+            let state = route_state(!targets.is_empty(), &parents, &issues, &not_ours);
             self.status(d, state, issues);
         }
         for ((idx, port), routes) in attached {
@@ -1172,6 +1120,77 @@ impl<'a> Builder<'a> {
                 sp.routes = Some(RouteTable::new(routes));
             }
         }
+    }
+}
+
+/// A bound service port set one of a route's parentRefs names.
+struct ParentTarget {
+    /// Index in the route's parentRefs, for field paths.
+    parent: usize,
+    /// Index in the snapshot's services.
+    service: usize,
+    ports: Vec<u16>,
+}
+
+/// The bound services and ports a route's parents name. Unknown services and ports become errors in `issues`; services this waypoint does
+/// not serve are returned as notes (the route is another waypoint's business).
+fn resolve_parents(
+    parents: &[routing::ParentService],
+    services: &[ServiceInfo],
+    by_key: &HashMap<ServiceKey, usize>,
+    issues: &mut Vec<StatusIssue>,
+) -> (Vec<ParentTarget>, Vec<String>) {
+    let mut targets = Vec::new();
+    let mut not_ours = Vec::new();
+    for (i, parent) in parents.iter().enumerate() {
+        let field = format!("spec.parentRefs[{i}]");
+        let Some(&idx) = by_key.get(&parent.service) else {
+            issues.push(issue_err(
+                field,
+                format!("parent Service {} not found", key_str(&parent.service)),
+            ));
+            continue;
+        };
+        let svc = &services[idx];
+        let ports: Vec<u16> = match parent.port {
+            Some(p) if svc.port(p).is_none() => {
+                issues.push(issue_err(
+                    format!("{field}.port"),
+                    format!("service {} has no port {p}", key_str(&svc.key)),
+                ));
+                continue;
+            }
+            Some(p) => vec![p],
+            None => svc.ports.iter().map(|p| p.port).collect(),
+        };
+        if let Binding::NotBound(why) = &svc.binding {
+            not_ours.push(format!("{}: {why}", key_str(&svc.key)));
+            continue;
+        }
+        targets.push(ParentTarget {
+            parent: i,
+            service: idx,
+            ports,
+        });
+    }
+    (targets, not_ours)
+}
+
+/// A route that attached nowhere, without an error of its own, belongs to other waypoints.
+fn route_state(
+    served: bool,
+    parents: &[routing::ParentService],
+    issues: &[StatusIssue],
+    not_ours: &[String],
+) -> State {
+    let route_error = issues.iter().any(|i| i.severity == Severity::Error);
+    if !served && !route_error && !parents.is_empty() {
+        State::Ignored(format!(
+            "no parent is served by this waypoint ({})",
+            not_ours.join("; ")
+        ))
+    } else {
+        State::Accepted
     }
 }
 

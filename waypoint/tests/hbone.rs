@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 use support::hbone_client::{connect, http1_get, http2_get};
 use support::pki::TestCa;
-use support::{any_port, echo, mesh_config, write};
+use support::{any_port, echo};
 
 struct Mesh {
     ca: TestCa,
@@ -21,15 +21,7 @@ struct Mesh {
 async fn mesh() -> Mesh {
     let ca = TestCa::new("cluster.local");
     let a = echo("web-a-0", any_port()).await;
-    let config = tempfile::tempdir().expect("tempdir");
-    let certs = tempfile::tempdir().expect("tempdir");
-    write(
-        config.path(),
-        "mesh.yaml",
-        &mesh_config(&[("a", a.local_addr)]),
-    );
-    write(config.path(), "route.yaml", &support::route_to("a"));
-    ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
+    let (config, certs) = support::shop_folders(&ca, &[("a", a.local_addr)]);
     let wp = start(config.path(), certs.path()).await;
     Mesh {
         ca,

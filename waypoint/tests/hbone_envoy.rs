@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::envoy::Envoy;
 use support::hbone_client::{http1_get, http2_get};
 use support::pki::TestCa;
-use support::{any_port, echo, mesh_config, route_to, write, HttpClient};
+use support::{any_port, echo, write, HttpClient};
 
 const WAYPOINT_ID: &str = "spiffe://cluster.local/ns/shop/sa/waypoint";
 
@@ -29,15 +29,7 @@ async fn start(
 async fn envoy_hbone_client_sends_http1_and_h2_through_the_waypoint() {
     let ca = TestCa::new("cluster.local");
     let backend = echo("web-a-0", any_port()).await;
-    let config = tempfile::tempdir().expect("tempdir");
-    let certs = tempfile::tempdir().expect("tempdir");
-    write(
-        config.path(),
-        "mesh.yaml",
-        &mesh_config(&[("a", backend.local_addr)]),
-    );
-    write(config.path(), "route.yaml", &route_to("a"));
-    ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
+    let (config, certs) = support::shop_folders(&ca, &[("a", backend.local_addr)]);
     let wp = start(config.path(), certs.path(), 15008).await;
     let hbone = wp.hbone_addr.expect("HBONE listener");
 
@@ -103,10 +95,7 @@ async fn envoy_hbone_client_sends_http1_and_h2_through_the_waypoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_hbone_client_to_an_unknown_destination_is_refused_with_503() {
     let ca = TestCa::new("cluster.local");
-    let config = tempfile::tempdir().expect("tempdir");
-    let certs = tempfile::tempdir().expect("tempdir");
-    write(config.path(), "mesh.yaml", &mesh_config(&[]));
-    ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
+    let (config, certs) = support::shop_folders(&ca, &[]);
     let wp = start(config.path(), certs.path(), 15008).await;
     let (envoy, listener) = Envoy::hbone_client(
         wp.hbone_addr.expect("HBONE"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use support::child::Waypoint;
 use support::hbone_client::connect;
 use support::pki::TestCa;
-use support::{any_port, echo, mesh_config, route_to, write};
+use support::{any_port, echo};
 
 const CONNECTIONS: usize = 10;
 const STREAMS: usize = 1000;
@@ -31,16 +31,7 @@ fn rss_kib(pid: u32) -> u64 {
 async fn a_thousand_concurrent_tunnels_over_ten_connections() {
     let ca = TestCa::new("cluster.local");
     let backend = echo("web-a-0", any_port()).await;
-    let config = tempfile::tempdir().expect("tempdir");
-    let certs = tempfile::tempdir().expect("tempdir");
-    write(
-        config.path(),
-        "mesh.yaml",
-        &mesh_config(&[("a", backend.local_addr)]),
-    );
-    write(config.path(), "route.yaml", &route_to("a"));
-    ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
-
+    let (config, certs) = support::shop_folders(&ca, &[("a", backend.local_addr)]);
     let certs_arg = certs.path().to_string_lossy().into_owned();
     let wp = Waypoint::start(
         config.path(),

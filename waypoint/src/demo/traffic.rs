@@ -2,7 +2,9 @@
 //! the waypoint and prints what comes back.
 //!
 //! Requests are HTTP/1.1 GETs over a fixed set of keep-alive connections, paced at a total rate
-//! and spread over the flows by weight with a smooth weighted round-robin, so that a 9:1 split
+//! and spread over the flows by weight. A connection is either plain TCP to the waypoint's HTTP
+//! listener, or an HBONE tunnel through the waypoint to the flow's service address, as a mesh
+//! client's ztunnel would open it. Flows are spread with a smooth weighted round-robin, so that a 9:1 split
 //! is visible within a second. Every second a table of the last second (rate, latency, version
 //! split from `x-demo-version`) is written next to cumulative status counts; at the end a
 //! cumulative table is written and returned as a [`Report`].
@@ -21,10 +23,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use telemetry::LatencyHistogram;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
+
+use super::waypoint_dialer::{DialError, WaypointDialer};
 
 /// Longest a request may take before it counts as a transport error. Generous, because a demo
 /// may inject delays, but bounded so that a stuck connection cannot silence a worker for good.
@@ -38,21 +43,36 @@ pub struct Flow {
     pub label: String,
     /// Host header to send; this is what the waypoint routes on.
     pub host: String,
+    /// The address the client dials, a service `VIP:port`: the CONNECT `:authority` of the
+    /// flow's tunnels over HBONE, where it is required. Plain traffic ignores it.
+    pub authority: Option<SocketAddr>,
     /// Request paths, used in turn. An empty list means `/`.
     pub paths: Vec<String>,
     /// Share of the total rate, relative to the other flows; 0 disables the flow.
     pub weight: u32,
 }
 
+/// How requests reach the waypoint.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// HTTP/1.1 over TCP to this address: the waypoint's plain HTTP listener (or, in tests, a
+    /// backend directly). A worker sends every flow on one connection; the Host header tells
+    /// the services apart.
+    Plain(SocketAddr),
+    /// HTTP/1.1 inside HBONE tunnels opened by this dialer, one per worker and flow authority:
+    /// a tunnel reaches one service address, as a client's connection does in a mesh.
+    Hbone(Arc<WaypointDialer>),
+}
+
 /// What to send, where, and for how long.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TrafficPlan {
-    /// The waypoint's plain HTTP listener (or, in tests, a backend directly).
-    pub target: SocketAddr,
+    pub transport: Transport,
     pub flows: Vec<Flow>,
     /// Total requests per second over all flows.
     pub rate_per_sec: u32,
-    /// Keep-alive connections to spread the requests over.
+    /// Workers, each with its own keep-alive connections (over HBONE, one tunnel per flow
+    /// authority), to spread the requests over.
     pub connections: usize,
     pub duration: Duration,
 }
@@ -298,9 +318,12 @@ pub async fn run(
 
 /// The plan, checked and turned into what workers need per request.
 struct CompiledPlan {
-    target: SocketAddr,
+    transport: Transport,
     /// Distinct labels, in order of first appearance.
     labels: Vec<String>,
+    /// Connections a worker keeps: one for plain traffic, one per distinct authority over
+    /// HBONE.
+    connections_per_worker: usize,
     flows: Vec<CompiledFlow>,
     picker: Mutex<Picker>,
 }
@@ -309,6 +332,11 @@ struct CompiledFlow {
     label: usize,
     host: HeaderValue,
     paths: Vec<String>,
+    /// Which of a worker's connections the flow's requests go on.
+    connection: usize,
+    /// Where that connection goes: the TCP address for plain traffic, the tunnel's CONNECT
+    /// `:authority` over HBONE.
+    destination: SocketAddr,
 }
 
 impl CompiledPlan {
@@ -323,6 +351,7 @@ impl CompiledPlan {
             bail!("no traffic flow has a weight above 0; nothing would be sent");
         }
         let mut labels: Vec<String> = Vec::new();
+        let mut authorities: Vec<SocketAddr> = Vec::new();
         let mut flows = Vec::with_capacity(plan.flows.len());
         for flow in &plan.flows {
             let label = match labels.iter().position(|l| *l == flow.label) {
@@ -343,11 +372,37 @@ impl CompiledPlan {
             } else {
                 flow.paths.clone()
             };
-            flows.push(CompiledFlow { label, host, paths });
+            let (connection, destination) = match &plan.transport {
+                Transport::Plain(target) => (0, *target),
+                Transport::Hbone(_) => {
+                    let authority = flow.authority.with_context(|| {
+                        format!(
+                            "flow {:?} has no address to open an HBONE tunnel to",
+                            flow.label
+                        )
+                    })?;
+                    let connection = match authorities.iter().position(|a| *a == authority) {
+                        Some(i) => i,
+                        None => {
+                            authorities.push(authority);
+                            authorities.len() - 1
+                        }
+                    };
+                    (connection, authority)
+                }
+            };
+            flows.push(CompiledFlow {
+                label,
+                host,
+                paths,
+                connection,
+                destination,
+            });
         }
         let weights = plan.flows.iter().map(|f| f.weight).collect();
         Ok(Self {
-            target: plan.target,
+            transport: plan.transport.clone(),
+            connections_per_worker: authorities.len().max(1),
             labels,
             flows,
             picker: Mutex::new(Picker::new(weights)),
@@ -429,6 +484,8 @@ enum ExchangeError {
         target: SocketAddr,
         source: std::io::Error,
     },
+    #[error("HBONE: {0}")]
+    Tunnel(#[from] DialError),
     #[error("HTTP exchange failed: {0}")]
     Http(#[from] hyper::Error),
     #[error("{0:?} is not a valid request path")]
@@ -437,7 +494,7 @@ enum ExchangeError {
     Timeout,
 }
 
-/// One keep-alive connection sending at a fixed pace until `finish` turns true (or the
+/// One client sending at a fixed pace over its keep-alive connections until `finish` turns true (or the
 /// collector is gone).
 async fn worker(
     plan: Arc<CompiledPlan>,
@@ -450,7 +507,8 @@ async fn worker(
     // If a slow response makes us miss ticks, skip them instead of bursting to catch up: the
     // point is a steady offered rate, and a burst would distort the latency we measure.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut connection: Option<SendRequest<Empty<Bytes>>> = None;
+    let mut connections: Vec<Option<SendRequest<Empty<Bytes>>>> =
+        (0..plan.connections_per_worker).map(|_| None).collect();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -459,9 +517,10 @@ async fn worker(
         let (flow_index, path) = plan.next_request();
         let flow = &plan.flows[flow_index];
         let began = Instant::now();
+        let connection = &mut connections[flow.connection];
         let result = timeout(
             REQUEST_TIMEOUT,
-            exchange(&mut connection, plan.target, &flow.host, path),
+            exchange(connection, &plan.transport, flow, path),
         )
         .await
         .unwrap_or(Err(ExchangeError::Timeout));
@@ -471,7 +530,7 @@ async fn worker(
             Err(error) => {
                 tracing::debug!(%error, path, "demo traffic request failed");
                 // The connection may be mid-response; never reuse it.
-                connection = None;
+                *connection = None;
                 (Outcome::Transport(error.to_string()), None)
             }
         };
@@ -487,17 +546,17 @@ async fn worker(
     }
 }
 
-/// GETs `path` on the worker's connection, (re)connecting as needed, and reads the whole body.
+/// GETs `path` on the flow's connection, (re)connecting as needed, and reads the whole body.
 async fn exchange(
     connection: &mut Option<SendRequest<Empty<Bytes>>>,
-    target: SocketAddr,
-    host: &HeaderValue,
+    transport: &Transport,
+    flow: &CompiledFlow,
     path: &str,
 ) -> Result<(StatusCode, Option<String>), ExchangeError> {
     let reused = matches!(connection, Some(sender) if !sender.is_closed());
     let mut sender = match connection.take() {
         Some(sender) if reused => sender,
-        _ => connect(target).await?,
+        _ => connect(transport, flow).await?,
     };
     if let Err(error) = sender.ready().await {
         // A kept-alive connection the server closed between two requests is normal keep-alive
@@ -505,11 +564,11 @@ async fn exchange(
         if !reused {
             return Err(error.into());
         }
-        sender = connect(target).await?;
+        sender = connect(transport, flow).await?;
         sender.ready().await?;
     }
     let request = Request::get(path)
-        .header(HOST, host)
+        .header(HOST, &flow.host)
         .body(Empty::new())
         .map_err(|_| ExchangeError::InvalidPath(path.to_owned()))?;
     let response = sender.send_request(request).await?;
@@ -524,15 +583,31 @@ async fn exchange(
     Ok((status, version))
 }
 
-async fn connect(target: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, ExchangeError> {
-    let stream = TcpStream::connect(target)
-        .await
-        .map_err(|source| ExchangeError::Connect { target, source })?;
-    // Small requests on a kept-alive connection: Nagle would add tens of ms to each.
-    stream
-        .set_nodelay(true)
-        .map_err(|source| ExchangeError::Connect { target, source })?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+async fn connect(
+    transport: &Transport,
+    flow: &CompiledFlow,
+) -> Result<SendRequest<Empty<Bytes>>, ExchangeError> {
+    match transport {
+        Transport::Hbone(dialer) => handshake(dialer.open(flow.destination).await?).await,
+        Transport::Plain(_) => {
+            let target = flow.destination;
+            let stream = TcpStream::connect(target)
+                .await
+                .map_err(|source| ExchangeError::Connect { target, source })?;
+            // Small requests on a kept-alive connection: Nagle would add tens of ms to each.
+            stream
+                .set_nodelay(true)
+                .map_err(|source| ExchangeError::Connect { target, source })?;
+            handshake(stream).await
+        }
+    }
+}
+
+/// HTTP/1.1 over `io`, whose connection task runs until the sender is dropped.
+async fn handshake(
+    io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+) -> Result<SendRequest<Empty<Bytes>>, ExchangeError> {
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
         if let Err(error) = conn.await {
             tracing::debug!(%error, "demo traffic connection ended");
@@ -624,6 +699,7 @@ mod tests {
         Flow {
             label: label.into(),
             host: label.into(),
+            authority: None,
             paths: paths.iter().map(|p| (*p).to_owned()).collect(),
             weight,
         }
@@ -639,7 +715,7 @@ mod tests {
     #[test]
     fn paths_cycle_per_flow() -> Result<()> {
         let plan = TrafficPlan {
-            target: SocketAddr::from(([127, 0, 0, 1], 1)),
+            transport: Transport::Plain(SocketAddr::from(([127, 0, 0, 1], 1))),
             flows: vec![flow("a", &["/1", "/2"], 1), flow("b", &[], 1)],
             rate_per_sec: 1,
             connections: 1,
@@ -667,7 +743,7 @@ mod tests {
     #[test]
     fn unusable_plans_are_rejected() {
         let base = TrafficPlan {
-            target: SocketAddr::from(([127, 0, 0, 1], 1)),
+            transport: Transport::Plain(SocketAddr::from(([127, 0, 0, 1], 1))),
             flows: vec![flow("a", &["/"], 1)],
             rate_per_sec: 10,
             connections: 1,
@@ -721,7 +797,7 @@ mod tests {
         }])
         .await?;
         let plan = TrafficPlan {
-            target: backends.addrs()[0],
+            transport: Transport::Plain(backends.addrs()[0]),
             flows: vec![
                 flow("travels.travel-agency", &["/travels", "/travels/Rome"], 3),
                 flow("missing.travel-agency", &["/no/such/path"], 1),
@@ -757,13 +833,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn drives_a_backend_over_hbone_with_a_tunnel_per_authority() -> Result<()> {
+        use crate::demo::ca::{DemoCa, TRUST_DOMAIN};
+        use crate::demo::hbone_endpoint;
+
+        let backends = spawn_backends(vec![DemoBackendSpec {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            namespace: "travel-agency".into(),
+            service: "travels".into(),
+            pod: "travels-v1-0".into(),
+            version: "v1".into(),
+        }])
+        .await?;
+        let ca = DemoCa::generate(TRUST_DOMAIN)?;
+        let pod = ca.identity("travel-agency", "travels");
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        let endpoint =
+            hbone_endpoint::spawn(SocketAddr::new(loopback, 0), ca.cert_store(&pod)?, loopback)
+                .await?;
+        let client = ca.cert_store(&ca.identity("travel-portal", "voyages"))?;
+        let dialer = WaypointDialer::new(client, endpoint.local_addr, pod)?;
+        let to = |label: &str, authority: SocketAddr, weight: u32| Flow {
+            authority: Some(authority),
+            ..flow(label, &["/travels"], weight)
+        };
+        let backend = backends.addrs()[0];
+        // The endpoint refuses tunnels to any address but its pod's.
+        let refused = SocketAddr::from(([127, 0, 0, 2], backend.port()));
+        let plan = TrafficPlan {
+            transport: Transport::Hbone(dialer),
+            flows: vec![
+                to("travels.travel-agency", backend, 3),
+                to("elsewhere", refused, 1),
+            ],
+            rate_per_sec: 80,
+            connections: 2,
+            duration: Duration::from_millis(1200),
+        };
+        let no_authority = TrafficPlan {
+            flows: vec![flow("a", &["/"], 1)],
+            ..plan.clone()
+        };
+        assert!(CompiledPlan::new(&no_authority).is_err());
+
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut out = Vec::new();
+        let report = run(plan, stop, &mut out).await?;
+        let text = String::from_utf8(out)?;
+        let [travels, elsewhere] = report.per_label() else {
+            panic!("expected two labels: {:?}", report.per_label());
+        };
+        assert!(travels.total() > 30, "{text}");
+        assert_eq!(travels.statuses.success, travels.total(), "{text}");
+        assert_eq!(travels.versions.get("v1"), Some(&travels.total()));
+        assert!(elsewhere.total() > 0, "{text}");
+        assert_eq!(elsewhere.statuses.transport_error, elsewhere.total());
+        assert!(text.contains("answered 400 Bad Request"), "{text}");
+        // Keep-alive inside the tunnels: one per worker for the reachable authority.
+        let accepted = endpoint.accepted();
+        let tunnels = accepted
+            .iter()
+            .filter(|a| a.authority == backend.to_string())
+            .count();
+        assert_eq!(tunnels, 2, "{accepted:?}");
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn stop_ends_early_and_transport_errors_are_counted() -> Result<()> {
         // Bind then drop a listener to get a port where nothing listens.
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await?
             .local_addr()?;
         let plan = TrafficPlan {
-            target: closed,
+            transport: Transport::Plain(closed),
             flows: vec![flow("nowhere", &["/"], 1)],
             rate_per_sec: 50,
             connections: 2,

@@ -150,6 +150,22 @@ pub fn mesh_config(backends: &[(&str, SocketAddr)]) -> String {
     out
 }
 
+/// The config folder of [`mesh_config`] plus a route from `web` to the first backend, and a
+/// certificate folder giving the waypoint identity spiffe://<td>/ns/shop/sa/waypoint.
+pub fn shop_folders(
+    ca: &pki::TestCa,
+    backends: &[(&str, SocketAddr)],
+) -> (tempfile::TempDir, tempfile::TempDir) {
+    let config = tempfile::tempdir().expect("tempdir");
+    let certs = tempfile::tempdir().expect("tempdir");
+    write(config.path(), "mesh.yaml", &mesh_config(backends));
+    if let Some((suffix, _)) = backends.first() {
+        write(config.path(), "route.yaml", &route_to(suffix));
+    }
+    ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
+    (config, certs)
+}
+
 /// An HTTPRoute sending all of `web`'s traffic to `web-<suffix>`.
 pub fn route_to(suffix: &str) -> String {
     format!(
