@@ -119,3 +119,56 @@ async fn tcp_route_splits_connections_and_carries_bytes_both_ways() {
         "no access log line with the source principal"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_as_hbone_client_reaches_a_tcp_route_backend() {
+    let a = tcp_backend("A").await;
+    let b = tcp_backend("B").await;
+    let ca = TestCa::new("cluster.local");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = tempfile::tempdir().expect("tempdir");
+    // All traffic to db-a: db-b's weight is 0.
+    let yaml = config(a, b).replace(
+        "{name: db-b, port: 5432, weight: 1}",
+        "{name: db-b, port: 5432, weight: 0}",
+    );
+    write(dir.path(), "mesh.yaml", &yaml);
+    ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
+    let certs_arg = certs.path().to_string_lossy().into_owned();
+    let wp = Waypoint::start(
+        dir.path(),
+        &["--cert-dir", &certs_arg, "--hbone-listen", "127.0.0.1:0"],
+        "info,access=debug",
+    );
+    let (envoy, listener) = support::envoy::Envoy::hbone_client_expecting(
+        wp.addr("hbone"),
+        "10.0.0.30:5432",
+        &ca.issue("frontend", "psql"),
+        &ca.root_pem(),
+        &[],
+        Some("spiffe://cluster.local/ns/shop/sa/waypoint"),
+    );
+    let mut tcp = tokio::net::TcpStream::connect(listener)
+        .await
+        .expect("connect to envoy");
+    tcp.write_all(b"select 1").await.expect("write");
+    tcp.shutdown().await.expect("half-close");
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut reply))
+        .await
+        .expect("reply in time")
+        .expect("read");
+    assert_eq!(reply, "A:select 1", "envoy: {}", envoy.access_log());
+    assert!(
+        wp.wait_for_log(
+            &[
+                "TCP tunnel done",
+                "spiffe://cluster.local/ns/frontend/sa/psql",
+                "sent=8"
+            ],
+            Duration::from_secs(5)
+        )
+        .await,
+        "no access log line with the source principal"
+    );
+}
