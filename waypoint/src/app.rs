@@ -221,7 +221,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         Some(addr) => {
             let l = bind(addr, "plain HTTP listener", "http-listen").await?;
             let bound = local_addr(&l, addr);
-            tokio::spawn(listener::serve_http(
+            tracker.spawn(listener::serve_http(
                 l,
                 proxy.clone(),
                 shutdown_rx.clone(),
@@ -237,7 +237,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     });
     let admin_l = bind(opts.admin_listen, "admin listener", "admin-listen").await?;
     let admin_addr = local_addr(&admin_l, opts.admin_listen);
-    tokio::spawn(admin::serve(
+    tracker.spawn(admin::serve(
         admin_l,
         admin_state.clone(),
         admin::admin_routes,
@@ -245,7 +245,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     ));
     let ready_l = bind(opts.ready_listen, "readiness listener", "ready-listen").await?;
     let ready_addr = local_addr(&ready_l, opts.ready_listen);
-    tokio::spawn(admin::serve(
+    tracker.spawn(admin::serve(
         ready_l,
         admin_state.clone(),
         admin::ready_routes,
@@ -276,7 +276,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 }),
                 tls: crate::hbone::tls::server_config(certs.clone())?,
             });
-            tokio::spawn(crate::hbone::server::serve(
+            tracker.spawn(crate::hbone::server::serve(
                 l,
                 server,
                 shutdown_rx.clone(),

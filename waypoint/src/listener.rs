@@ -57,7 +57,8 @@ pub async fn serve_http(
 }
 
 /// Stops the listeners and waits up to `deadline` for in-flight requests to finish. Idle
-/// keep-alive connections are woken so they close now instead of at their next request.
+/// keep-alive connections are woken so they close now instead of at their next request. The
+/// accept loops run on `tracker` too, so when this returns no listener socket is open.
 pub async fn drain(
     proxy: &Proxy,
     shutdown: &watch::Sender<bool>,

@@ -1,84 +1,27 @@
 //! The demo client's HBONE side, as ztunnel's outbound is for a pod whose destination service
 //! uses a waypoint: mTLS HTTP/2 connections to the waypoint with the client's identity, and one
 //! CONNECT stream per tunnel whose `:authority` is the service `VIP:port` the client dialled.
-//!
-//! [`HboneClient`](crate::hbone::client::HboneClient) dials the authority's own IP, which is
-//! right for a pod but not for a service VIP that only the waypoint knows; here the TCP
-//! connection goes to the waypoint and the VIP only travels in the CONNECT request.
+//! The TCP connection goes to the waypoint; the VIP only travels in the CONNECT request.
 
-use crate::hbone::client::STREAMS_PER_CONNECTION;
-use crate::hbone::server::{CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::hbone::client::{HboneClient, HboneError, PooledTunnel};
 use crate::hbone::tls::client_config;
-use crate::hbone::tunnel::H2Tunnel;
 use crate::identity::CertStore;
 use authz::Identity;
-use bytes::Bytes;
-use h2::client::SendRequest;
-use http::{Method, Request, StatusCode};
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, thiserror::Error)]
-pub enum DialError {
-    #[error("cannot connect to the waypoint's HBONE listener {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(
-        "connecting to the waypoint's HBONE listener {addr} timed out after {CONNECT_TIMEOUT:?}"
-    )]
-    Timeout { addr: SocketAddr },
-    #[error("mTLS with {addr} (expecting {expected}): {source}")]
-    Tls {
-        addr: SocketAddr,
-        expected: Identity,
-        source: std::io::Error,
-    },
-    #[error("HTTP/2 with {addr}: {source}")]
-    H2 { addr: SocketAddr, source: h2::Error },
-    #[error("CONNECT {authority} via {addr} answered {status}")]
-    Refused {
-        addr: SocketAddr,
-        authority: SocketAddr,
-        status: StatusCode,
-    },
-}
-
-/// One mTLS HTTP/2 connection to the waypoint and how many tunnels ride on it.
-#[derive(Debug)]
-struct Connection {
-    sender: SendRequest<Bytes>,
-    streams: Arc<AtomicUsize>,
-    closed: Arc<AtomicBool>,
-}
+/// Why a tunnel could not be opened (connect, TLS, HTTP/2, or a refused CONNECT).
+pub type DialError = HboneError;
+/// An open tunnel; dropping it frees its slot on the pooled connection.
+pub type Tunnel = PooledTunnel;
 
 /// Opens tunnels through one HBONE peer (the waypoint) over pooled connections.
+#[derive(Debug)]
 pub struct WaypointDialer {
+    client: Arc<HboneClient>,
     addr: SocketAddr,
     peer: Identity,
     own: Identity,
-    tls: tokio_rustls::TlsConnector,
-    /// An async lock, held while a connection is opened, so that workers starting together
-    /// share one handshake instead of racing to open one each.
-    pool: tokio::sync::Mutex<Vec<Arc<Connection>>>,
-}
-
-impl std::fmt::Debug for WaypointDialer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WaypointDialer")
-            .field("addr", &self.addr)
-            .field("peer", &self.peer)
-            .field("own", &self.own)
-            .finish_non_exhaustive()
-    }
 }
 
 impl WaypointDialer {
@@ -88,14 +31,14 @@ impl WaypointDialer {
         addr: SocketAddr,
         peer: Identity,
     ) -> Result<Arc<Self>, rustls::Error> {
+        // Built once here so a bad certificate shows at start-up, not on the first request.
+        client_config(certs.clone(), peer.clone())?;
         let own = certs.current().identity.clone();
-        let tls = tokio_rustls::TlsConnector::from(client_config(certs, peer.clone())?);
         Ok(Arc::new(WaypointDialer {
+            client: HboneClient::new(certs, addr.port()),
             addr,
             peer,
             own,
-            tls,
-            pool: tokio::sync::Mutex::new(Vec::new()),
         }))
     }
 
@@ -112,146 +55,9 @@ impl WaypointDialer {
     /// Opens a tunnel to `authority` (a service `VIP:port`, or a pod `IP:port`) through the
     /// peer. A refusal (any status but 200) is an error carrying the status.
     pub async fn open(&self, authority: SocketAddr) -> Result<Tunnel, DialError> {
-        let addr = self.addr;
-        let conn = self.checkout().await?;
-        let guard = StreamGuard::new(conn.streams.clone());
-        let h2_err = |source| DialError::H2 { addr, source };
-        let result = async {
-            let mut sender = conn.sender.clone().ready().await.map_err(h2_err)?;
-            let request = Request::builder()
-                .method(Method::CONNECT)
-                .uri(authority.to_string())
-                .body(())
-                .map_err(|e| DialError::Connect {
-                    addr,
-                    source: std::io::Error::other(e),
-                })?;
-            let (response, send) = sender.send_request(request, false).map_err(h2_err)?;
-            let response = response.await.map_err(h2_err)?;
-            if response.status() != StatusCode::OK {
-                return Err(DialError::Refused {
-                    addr,
-                    authority,
-                    status: response.status(),
-                });
-            }
-            Ok(H2Tunnel::new(send, response.into_body()))
-        }
-        .await;
-        if let Err(DialError::H2 { .. }) = &result {
-            // GOAWAY or a broken connection: never hand it out again.
-            conn.closed.store(true, Ordering::Release);
-        }
-        Ok(Tunnel {
-            tunnel: result?,
-            _guard: guard,
-        })
-    }
-
-    /// A pooled connection with room for one more tunnel, opened if there is none.
-    async fn checkout(&self) -> Result<Arc<Connection>, DialError> {
-        let mut pool = self.pool.lock().await;
-        pool.retain(|c| !c.closed.load(Ordering::Acquire));
-        if let Some(conn) = pool
-            .iter()
-            .find(|c| c.streams.load(Ordering::Acquire) < STREAMS_PER_CONNECTION)
-        {
-            return Ok(conn.clone());
-        }
-        let conn = Arc::new(self.connect().await?);
-        pool.push(conn.clone());
-        Ok(conn)
-    }
-
-    async fn connect(&self) -> Result<Connection, DialError> {
-        let addr = self.addr;
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+        self.client
+            .connect_via(self.addr, authority, &self.peer)
             .await
-            .map_err(|_| DialError::Timeout { addr })?
-            .map_err(|source| DialError::Connect { addr, source })?;
-        let _ = tcp.set_nodelay(true);
-        // HBONE sends no SNI; the name only satisfies the API.
-        let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
-        let tls = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .map_err(|source| DialError::Tls {
-                addr,
-                expected: self.peer.clone(),
-                source,
-            })?;
-        let (sender, connection) = h2::client::Builder::new()
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .handshake::<_, Bytes>(tls)
-            .await
-            .map_err(|source| DialError::H2 { addr, source })?;
-        let closed = Arc::new(AtomicBool::new(false));
-        let ended = closed.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%addr, %error, "demo HBONE connection ended");
-            }
-            ended.store(true, Ordering::Release);
-        });
-        Ok(Connection {
-            sender,
-            streams: Arc::new(AtomicUsize::new(0)),
-            closed,
-        })
-    }
-}
-
-/// Counts a tunnel against its connection's stream budget while it lives.
-#[derive(Debug)]
-struct StreamGuard(Arc<AtomicUsize>);
-
-impl StreamGuard {
-    fn new(streams: Arc<AtomicUsize>) -> Self {
-        streams.fetch_add(1, Ordering::AcqRel);
-        StreamGuard(streams)
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// An open tunnel; dropping it frees its slot on the connection.
-#[derive(Debug)]
-pub struct Tunnel {
-    tunnel: H2Tunnel,
-    _guard: StreamGuard,
-}
-
-impl AsyncRead for Tunnel {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tunnel).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Tunnel {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tunnel).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tunnel).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tunnel).poll_shutdown(cx)
     }
 }
 
@@ -319,7 +125,7 @@ mod tests {
         let elsewhere = SocketAddr::from(([127, 0, 0, 2], 80));
         let refused = dialer.open(elsewhere).await.map(|_| ()).unwrap_err();
         assert!(
-            matches!(refused, DialError::Refused { status, .. } if status == StatusCode::BAD_REQUEST),
+            matches!(refused, DialError::Refused { status, .. } if status == http::StatusCode::BAD_REQUEST),
             "{refused}"
         );
 

@@ -70,12 +70,16 @@ struct PooledConnection {
     closed: Arc<AtomicBool>,
 }
 
+/// The connections to one peer. The async lock is held while a connection is opened, so
+/// requests that arrive together share one handshake instead of each opening their own.
+type PeerPool = Arc<tokio::sync::Mutex<Vec<Arc<PooledConnection>>>>;
+
 #[derive(Debug)]
 pub struct HboneClient {
     certs: Arc<CertStore>,
     /// The HBONE port of destination pods (15008; tests override it).
     port: u16,
-    pool: Mutex<HashMap<PoolKey, Vec<Arc<PooledConnection>>>>,
+    pool: Mutex<HashMap<PoolKey, PeerPool>>,
 }
 
 impl HboneClient {
@@ -103,14 +107,24 @@ impl HboneClient {
         target: SocketAddr,
         identity: &Identity,
     ) -> Result<PooledTunnel, HboneError> {
+        self.connect_via(SocketAddr::new(target.ip(), self.port), target, identity)
+            .await
+    }
+
+    /// Opens a tunnel whose CONNECT names `target` through the HBONE peer at `via`, which
+    /// must present `identity`: a pod's own HBONE port, or a waypoint in front of a service
+    /// VIP (as ztunnel's outbound does).
+    pub async fn connect_via(
+        &self,
+        via: SocketAddr,
+        target: SocketAddr,
+        identity: &Identity,
+    ) -> Result<PooledTunnel, HboneError> {
         let key = PoolKey {
-            addr: SocketAddr::new(target.ip(), self.port),
+            addr: via,
             identity: identity.clone(),
         };
-        let conn = match self.checkout(&key) {
-            Some(c) => c,
-            None => self.open(&key).await?,
-        };
+        let conn = self.checkout(&key).await?;
         conn.streams.fetch_add(1, Ordering::AcqRel);
         let guard = StreamGuard(conn.streams.clone());
         let mut sender = conn.sender.clone();
@@ -150,15 +164,26 @@ impl HboneClient {
         })
     }
 
-    /// A pooled connection with room for one more stream.
-    fn checkout(&self, key: &PoolKey) -> Option<Arc<PooledConnection>> {
-        let mut pool = self.pool.lock().ok()?;
-        let conns = pool.get_mut(key)?;
+    /// A pooled connection with room for one more stream, opened if there is none.
+    async fn checkout(&self, key: &PoolKey) -> Result<Arc<PooledConnection>, HboneError> {
+        let peer = {
+            let mut pool = self
+                .pool
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            pool.entry(key.clone()).or_default().clone()
+        };
+        let mut conns = peer.lock().await;
         conns.retain(|c| !c.closed.load(Ordering::Acquire));
-        conns
+        if let Some(c) = conns
             .iter()
             .find(|c| c.streams.load(Ordering::Acquire) < STREAMS_PER_CONNECTION)
-            .cloned()
+        {
+            return Ok(c.clone());
+        }
+        let conn = self.open(key).await?;
+        conns.push(conn.clone());
+        Ok(conn)
     }
 
     async fn open(&self, key: &PoolKey) -> Result<Arc<PooledConnection>, HboneError> {
@@ -211,23 +236,11 @@ impl HboneClient {
                 }
             });
         }
-        let conn = Arc::new(PooledConnection {
+        Ok(Arc::new(PooledConnection {
             sender,
             streams: Arc::new(AtomicUsize::new(0)),
             closed,
-        });
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.entry(key.clone()).or_default().push(conn.clone());
-        }
-        Ok(conn)
-    }
-
-    /// Connections currently pooled (open or not yet noticed closed), for tests and dumps.
-    pub fn pooled_connections(&self) -> usize {
-        self.pool
-            .lock()
-            .map(|p| p.values().map(Vec::len).sum())
-            .unwrap_or(0)
+        }))
     }
 }
 
