@@ -77,11 +77,17 @@ pub async fn serve(
         let tracker2 = tracker.clone();
         let local = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 15008)));
         tracker.spawn(async move {
-            if let Err(e) = server
+            match server
                 .connection(tcp, peer, local, shutdown, tracker2)
                 .await
             {
-                tracing::info!(%peer, "HBONE connection ended: {e}");
+                Ok(()) => {}
+                // A peer closing its connection is ordinary; a refused handshake is worth
+                // an operator's eye (a ztunnel with the wrong certificate, say).
+                Err(ConnectionError::H2(e)) if e.is_io() || e.is_go_away() => {
+                    tracing::debug!(%peer, "HBONE connection closed: {e}")
+                }
+                Err(e) => tracing::info!(%peer, "HBONE connection ended: {e}"),
             }
         });
     }
