@@ -166,3 +166,53 @@ fn log_report(report: &Report) {
         tracing::warn!("{w}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: shop}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
+
+    #[test]
+    fn a_bad_reload_keeps_the_last_good_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("mesh.yaml"), GOOD).expect("write");
+        let live = LiveConfig::load(dir.path(), None).expect("loads");
+        assert_eq!(live.snapshot().version, 1);
+
+        std::fs::write(dir.path().join("bad.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: shop}\nspec: {ports: [{port: eighty}]}\n")
+            .expect("write");
+        assert_eq!(live.reload(), ReloadOutcome::Rejected { errors: 1 });
+        assert_eq!(live.snapshot().version, 1, "the last good snapshot stays");
+        let record = live.reload_record();
+        assert_eq!((record.attempts, record.rejected), (1, 1));
+        assert!(
+            record.last_errors[0].contains("spec.ports[0].port"),
+            "{:?}",
+            record.last_errors
+        );
+
+        std::fs::remove_file(dir.path().join("bad.yaml")).expect("remove");
+        assert_eq!(live.reload(), ReloadOutcome::Applied { version: 3 });
+        assert_eq!(live.snapshot().version, 3);
+        assert!(live.reload_record().last_errors.is_empty());
+    }
+
+    #[test]
+    fn a_first_load_with_errors_is_refused_with_every_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("mesh.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+        )
+        .expect("write");
+        let err = LiveConfig::load(dir.path(), None)
+            .err()
+            .expect("no gateway");
+        assert!(
+            err.to_string()
+                .contains("no Gateway of class istio-waypoint"),
+            "{err}"
+        );
+    }
+}

@@ -758,12 +758,7 @@ impl<'a> Builder<'a> {
     ) -> HashMap<IpAddr, WorkloadInfo> {
         let mut out = HashMap::new();
         for (d, p) in pods {
-            let Some(ip) = p
-                .status
-                .as_ref()
-                .and_then(|s| s.pod_ip.as_deref())
-                .and_then(|ip| ip.parse::<IpAddr>().ok())
-            else {
+            let Some(ip) = pod_ip(p) else {
                 continue;
             };
             let ns = d.object.namespace.as_str();
@@ -1261,17 +1256,20 @@ fn slice_endpoints(slices: &[&EndpointSlice], port_name: &str) -> Vec<Endpoint> 
     out
 }
 
+/// A pod's IP from `status.podIP`; `None` for a pod not (yet) scheduled.
+pub fn pod_ip(pod: &Pod) -> Option<IpAddr> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok())
+}
+
 /// Endpoints of the pods a selector picks, when no EndpointSlice is given (as the endpoint
 /// controller would make them): pod IP and the target port, by number or container port name.
 fn pod_endpoints(pods: &[&Pod], target: Option<&IntOrString>, service_port: u16) -> Vec<Endpoint> {
     let mut out = Vec::new();
     for p in pods {
-        let Some(ip) = p
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.as_deref())
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-        else {
+        let Some(ip) = pod_ip(p) else {
             continue;
         };
         let port = match target {

@@ -131,6 +131,23 @@ async fn http1_and_h2_in_tunnels_reach_the_service_with_the_source_principal() {
         "{echo}"
     );
 
+    // Every tunnel's context is registered for the proxy phases and must go when the tunnel
+    // does, or a long-lived waypoint would leak one entry per tunnel.
+    assert!(
+        !m.wp.tunnels.is_empty(),
+        "the open HTTP/1.1 tunnel is registered"
+    );
+    drop(sender);
+    drop(conn);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !m.wp.tunnels.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} tunnel contexts left registered",
+            m.wp.tunnels.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     m.wp.shutdown().await;
 }
 

@@ -54,14 +54,15 @@ fn config(a: SocketAddr, b: SocketAddr) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_route_splits_connections_and_carries_bytes_both_ways() {
+/// The waypoint binary serving [`config`] (edited by `edit`) in front of backends A and B,
+/// with HBONE on; returns it with the CA that issued its identity.
+async fn start(edit: impl Fn(String) -> String) -> (Waypoint, TestCa, [tempfile::TempDir; 2]) {
     let a = tcp_backend("A").await;
     let b = tcp_backend("B").await;
     let ca = TestCa::new("cluster.local");
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = tempfile::tempdir().expect("tempdir");
-    write(dir.path(), "mesh.yaml", &config(a, b));
+    write(dir.path(), "mesh.yaml", &edit(config(a, b)));
     ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
     let certs_arg = certs.path().to_string_lossy().into_owned();
     let wp = Waypoint::start(
@@ -69,6 +70,12 @@ async fn tcp_route_splits_connections_and_carries_bytes_both_ways() {
         &["--cert-dir", &certs_arg, "--hbone-listen", "127.0.0.1:0"],
         "info,access=debug",
     );
+    (wp, ca, [dir, certs])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_route_splits_connections_and_carries_bytes_both_ways() {
+    let (wp, ca, _dirs) = start(|yaml| yaml).await;
     let conn = connect(
         wp.addr("hbone"),
         Some(&ca.issue("frontend", "psql")),
@@ -122,24 +129,14 @@ async fn tcp_route_splits_connections_and_carries_bytes_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_as_hbone_client_reaches_a_tcp_route_backend() {
-    let a = tcp_backend("A").await;
-    let b = tcp_backend("B").await;
-    let ca = TestCa::new("cluster.local");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = tempfile::tempdir().expect("tempdir");
     // All traffic to db-a: db-b's weight is 0.
-    let yaml = config(a, b).replace(
-        "{name: db-b, port: 5432, weight: 1}",
-        "{name: db-b, port: 5432, weight: 0}",
-    );
-    write(dir.path(), "mesh.yaml", &yaml);
-    ca.write_cert_dir(certs.path(), &ca.issue("shop", "waypoint"));
-    let certs_arg = certs.path().to_string_lossy().into_owned();
-    let wp = Waypoint::start(
-        dir.path(),
-        &["--cert-dir", &certs_arg, "--hbone-listen", "127.0.0.1:0"],
-        "info,access=debug",
-    );
+    let (wp, ca, _dirs) = start(|yaml| {
+        yaml.replace(
+            "{name: db-b, port: 5432, weight: 1}",
+            "{name: db-b, port: 5432, weight: 0}",
+        )
+    })
+    .await;
     let (envoy, listener) = support::envoy::Envoy::hbone_client_expecting(
         wp.addr("hbone"),
         "10.0.0.30:5432",

@@ -385,13 +385,7 @@ pub fn backend_specs(documents: &[Document]) -> Vec<DemoBackendSpec> {
         let Resource::Pod(pod) = &d.resource else {
             continue;
         };
-        let Some(ip) = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.as_deref())
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .filter(IpAddr::is_loopback)
-        else {
+        let Some(ip) = crate::snapshot::pod_ip(pod).filter(IpAddr::is_loopback) else {
             continue;
         };
         let Some(port) = pod

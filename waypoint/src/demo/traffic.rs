@@ -692,7 +692,7 @@ fn millis(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::backends::{spawn_backends, DemoBackendSpec};
+    use crate::demo::backends::{spawn_backends, DemoBackendSpec, DemoBackends};
     use anyhow::Result;
 
     fn flow(label: &str, paths: &[&str], weight: u32) -> Flow {
@@ -786,16 +786,21 @@ mod tests {
         assert_eq!(report.version_split(), "v1 90% v2 10%");
     }
 
-    #[tokio::test]
-    async fn drives_a_backend_and_summarises_it() -> Result<()> {
-        let backends = spawn_backends(vec![DemoBackendSpec {
+    /// A travels v1 backend on a free loopback port.
+    async fn one_travels_backend() -> Result<DemoBackends> {
+        spawn_backends(vec![DemoBackendSpec {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             namespace: "travel-agency".into(),
             service: "travels".into(),
             pod: "travels-v1-0".into(),
             version: "v1".into(),
         }])
-        .await?;
+        .await
+    }
+
+    #[tokio::test]
+    async fn drives_a_backend_and_summarises_it() -> Result<()> {
+        let backends = one_travels_backend().await?;
         let plan = TrafficPlan {
             transport: Transport::Plain(backends.addrs()[0]),
             flows: vec![
@@ -837,14 +842,7 @@ mod tests {
         use crate::demo::ca::{DemoCa, TRUST_DOMAIN};
         use crate::demo::hbone_endpoint;
 
-        let backends = spawn_backends(vec![DemoBackendSpec {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            namespace: "travel-agency".into(),
-            service: "travels".into(),
-            pod: "travels-v1-0".into(),
-            version: "v1".into(),
-        }])
-        .await?;
+        let backends = one_travels_backend().await?;
         let ca = DemoCa::generate(TRUST_DOMAIN)?;
         let pod = ca.identity("travel-agency", "travels");
         let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
