@@ -13,6 +13,11 @@ pub trait BackendLookup {
     /// Ok(()) when namespace/name is a known Service and `port` is one of its ports; Err(reason) otherwise,
     /// e.g. "service travel-agency/flightz not found" or "service travel-agency/flights has no port 8080".
     fn check_service(&self, service: &ServiceKey, port: u16) -> Result<(), String>;
+
+    /// Whether a route in `from_namespace` may forward to `to` in another namespace: a
+    /// ReferenceGrant in `to`'s namespace admits the route's kind from `from_namespace` to that
+    /// Service (or to every Service there). The implementor knows which route kind asks.
+    fn reference_permitted(&self, from_namespace: &str, to: &ServiceKey) -> bool;
 }
 
 #[derive(Debug, Clone)]
@@ -182,11 +187,19 @@ fn resolve_target(
         ));
     }
     let namespace = backend.namespace.unwrap_or(route_namespace);
-    if namespace != route_namespace {
+    let service = ServiceKey {
+        namespace: namespace.to_owned(),
+        name: backend.name.to_owned(),
+    };
+    if namespace != route_namespace && !lookup.reference_permitted(route_namespace, &service) {
         return Err(Issue::error(
             IssueReason::RefNotPermitted,
             format!("{field}.namespace"),
-            "cross-namespace backendRef needs a ReferenceGrant, which is not supported yet",
+            format!(
+                "backendRef to Service {service} crosses namespaces and no ReferenceGrant in \
+                 namespace {namespace} allows it; add one (from this route's kind and namespace \
+                 {route_namespace}, to kind Service)"
+            ),
         ));
     }
     let port = match backend.port {
@@ -207,10 +220,6 @@ fn resolve_target(
                 ))
             }
         },
-    };
-    let service = ServiceKey {
-        namespace: namespace.to_owned(),
-        name: backend.name.to_owned(),
     };
     match lookup.check_service(&service, port) {
         Ok(()) => Ok((service, port)),

@@ -22,6 +22,7 @@ impl Default for FakeLookup {
         for (name, ports) in [("flights", vec![8080, 9090]), ("hotels", vec![8080])] {
             services.insert(("travel-agency".to_owned(), name.to_owned()), ports);
         }
+        services.insert(("granted".to_owned(), "cars".to_owned()), vec![8080]);
         Self { services }
     }
 }
@@ -36,6 +37,11 @@ impl BackendLookup for FakeLookup {
             }
             Some(_) => Ok(()),
         }
+    }
+
+    /// Namespace "granted" has a ReferenceGrant open to every route; no other does.
+    fn reference_permitted(&self, _from_namespace: &str, to: &ServiceKey) -> bool {
+        to.namespace == "granted"
     }
 }
 

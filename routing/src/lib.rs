@@ -11,7 +11,9 @@
 mod backend;
 mod compile;
 mod filter;
+pub mod gateway;
 mod header_modifier;
+pub mod hostname;
 mod issue;
 mod parent;
 mod request_match;
@@ -25,7 +27,9 @@ pub use backend::{BackendLookup, BackendTarget, WeightedBackend};
 pub use compile::{compile_http_route, CompiledRoute, RouteId, Rule};
 pub use header_modifier::HeaderModifier;
 pub use issue::{Issue, IssueReason, Severity};
-pub use parent::{parent_services, tcp_parent_services, ParentService, ServiceKey};
+pub use parent::{
+    gateway_parents, parent_services, tcp_parent_services, ParentGateway, ParentService, ServiceKey,
+};
 pub use request_match::{
     HeaderMatch, HeaderValueMatch, PathMatch, QueryParamMatch, QueryValueMatch, RequestMatch,
     RequestView,

@@ -33,9 +33,8 @@ const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// The services an HTTPRoute attaches to: parentRefs with group ""/"core" and kind "Service";
 /// the namespace defaults to the route's.
 ///
-/// Every other parentRef is reported and left out, so the route never attaches somewhere the
-/// user did not mean: kind Gateway is `Unsupported` (this proxy routes GAMMA-style only), other
-/// kinds are `Invalid`. A `sectionName` on a Service parent is `Unsupported` and that parent is
+/// Gateway parents are left to [`gateway_parents`]. Every other parentRef is reported and left
+/// out, so the route never attaches somewhere the user did not mean: other kinds are `Invalid`. A `sectionName` on a Service parent is `Unsupported` and that parent is
 /// left out too, because ignoring it would attach the route to more ports than the user asked for.
 pub fn parent_services(route: &HttpRoute) -> (Vec<ParentService>, Vec<Issue>) {
     let refs: Vec<ParentRefView<'_>> = route
@@ -112,12 +111,7 @@ fn services_of(
         let kind = parent.kind.unwrap_or("Gateway");
         let is_core = group.is_empty() || group == "core";
         if kind == "Gateway" && group == GATEWAY_GROUP {
-            issues.push(Issue::error(
-                IssueReason::Unsupported,
-                format!("{field}.kind"),
-                "parentRef kind Gateway is not supported for waypoint routing; \
-                 attach the route to a Service (GAMMA)",
-            ));
+            // A Gateway parent is the Gateway role's business; see `gateway_parents`.
             continue;
         }
         if kind != "Service" {
@@ -189,3 +183,41 @@ fn services_of(
 
 #[cfg(test)]
 mod tests;
+
+/// A parentRef naming a Gateway (the Gateway role), as written: which listeners it selects is
+/// decided against the Gateway in [`crate::gateway`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ParentGateway {
+    /// Index in spec.parentRefs.
+    pub index: usize,
+    pub gateway: ServiceKey,
+    pub section_name: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// The Gateways an HTTPRoute names as parents (group gateway.networking.k8s.io, kind Gateway,
+/// both the defaults); the namespace defaults to the route's. A port outside 1-65535 selects
+/// no listener, so it is kept as 0 and the route is reported NoMatchingParent there.
+pub fn gateway_parents(route: &HttpRoute) -> Vec<ParentGateway> {
+    let namespace = RouteId::of(route).namespace;
+    route
+        .spec
+        .parent_refs
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, p)| {
+            p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+                && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
+        })
+        .map(|(index, p)| ParentGateway {
+            index,
+            gateway: ServiceKey {
+                namespace: p.namespace.clone().unwrap_or_else(|| namespace.clone()),
+                name: p.name.clone(),
+            },
+            section_name: p.section_name.clone(),
+            port: p.port.map(|port| u16::try_from(port).unwrap_or(0)),
+        })
+        .collect()
+}

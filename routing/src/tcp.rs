@@ -92,6 +92,10 @@ mod tests {
                 Err(format!("service {service} not found"))
             }
         }
+
+        fn reference_permitted(&self, _from_namespace: &str, _to: &ServiceKey) -> bool {
+            false
+        }
     }
 
     fn route(yaml: &str) -> TcpRoute {

@@ -13,10 +13,12 @@ use crate::proxy::WaypointProxy;
 use crate::snapshot::GatewayRef;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions};
 use pingora_core::server::configuration::ServerConf;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,6 +28,9 @@ use tokio_util::task::TaskTracker;
 pub struct Options {
     pub config_dir: PathBuf,
     pub gateway: Option<GatewayRef>,
+    /// Where the Gateway role's listeners bind, and the offset added to their ports.
+    pub gateway_address: std::net::IpAddr,
+    pub gateway_port_offset: u16,
     pub http_listen: Option<SocketAddr>,
     pub admin_listen: SocketAddr,
     pub ready_listen: SocketAddr,
@@ -48,6 +53,8 @@ impl Options {
         Options {
             config_dir,
             gateway: None,
+            gateway_address: any.ip(),
+            gateway_port_offset: 0,
             http_listen: None,
             admin_listen: any,
             ready_listen: any,
@@ -72,6 +79,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("Gateway listener port {port} plus --gateway-port-offset {offset} is above 65535; use a smaller offset")]
+    PortOffset { port: u16, offset: u16 },
     #[error("workload certificate: {0}; check --cert-dir (Istio's cert-chain.pem, key.pem, root-cert.pem)")]
     Certs(#[from] CertError),
     #[error("Istio CA: {0}")]
@@ -201,12 +210,20 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         max_retries: 1,
         ..ServerConf::default()
     });
+    // Filled once the Gateway role's listeners are bound: which listener port a connection's
+    // local address serves.
+    let gateway_ports: Arc<OnceLock<HashMap<SocketAddr, u16>>> = Arc::new(OnceLock::new());
     // One inner proxy, two front ends: the plain listener and h2 tunnels need h2c detection;
     // HTTP/1.1 tunnels must not be peeked at, since a tunnel cannot peek.
     let make_proxy = |h2c: bool| {
         let mut proxy = pingora_proxy::http_proxy(
             &conf,
-            WaypointProxy::new(live.clone(), tunnels.clone(), hbone_client.clone()),
+            WaypointProxy::new(
+                live.clone(),
+                tunnels.clone(),
+                hbone_client.clone(),
+                gateway_ports.clone(),
+            ),
         );
         let mut server_options = HttpServerOptions::default();
         server_options.h2c = h2c;
@@ -230,6 +247,33 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         }
         None => None,
     };
+    let mut bound_ports = HashMap::new();
+    for port in live.snapshot().listeners.iter().map(|p| p.port) {
+        let Some(bind_port) = port.checked_add(opts.gateway_port_offset) else {
+            return Err(StartError::PortOffset {
+                port,
+                offset: opts.gateway_port_offset,
+            });
+        };
+        let addr = SocketAddr::new(opts.gateway_address, bind_port);
+        let l = bind(addr, "Gateway listener", "gateway-address").await?;
+        bound_ports.insert(local_addr(&l, addr), port);
+        tracker.spawn(listener::serve_http(
+            l,
+            proxy.clone(),
+            shutdown_rx.clone(),
+            tracker.clone(),
+        ));
+    }
+    let gateway_listen = {
+        let mut v: Vec<String> = bound_ports
+            .iter()
+            .map(|(addr, port)| format!("{port}@{addr}"))
+            .collect();
+        v.sort();
+        v.join(",")
+    };
+    let _ = gateway_ports.set(bound_ports);
     let admin_state = Arc::new(AdminState {
         live: live.clone(),
         ready: false.into(),
@@ -305,6 +349,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         served = snapshot.services.iter().filter(|s| s.binding == crate::snapshot::Binding::Bound).count(),
         http = %http_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         hbone = %hbone_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+        gateway_listeners = %gateway_listen,
         admin = %admin_addr,
         ready = %ready_addr,
         "waypoint started"

@@ -1,7 +1,7 @@
 //! `waypoint check DIR`: validates a folder exactly as `run` would load it and prints one row
 //! per resource, then every problem with its file, document, object and field.
 
-use crate::live::{build_from_dir, ConfigError};
+use crate::live::{build_from_dir, build_from_dir_for_class, ConfigError};
 use crate::snapshot::{GatewayRef, Report, State};
 use routing::Severity;
 use std::fmt::Write as _;
@@ -11,6 +11,14 @@ use std::path::Path;
 pub fn check(dir: &Path, gateway: Option<&GatewayRef>) -> Result<(String, bool), ConfigError> {
     let (_, report) = build_from_dir(dir, gateway, 0)?;
     Ok((render(&report), report.error_count() == 0))
+}
+
+/// The Gateway API status of the Gateways of `gateway_class` in `dir` and of the routes naming
+/// them, as a JSON list of Kubernetes objects (what a controller would write to the API).
+pub fn status_json(dir: &Path, gateway_class: &str) -> Result<String, ConfigError> {
+    let (_, report) = build_from_dir_for_class(dir, None, 0, gateway_class)?;
+    let json = report.gateway_status.to_k8s_json();
+    Ok(serde_json::to_string_pretty(&json).unwrap_or_default())
 }
 
 pub fn render(report: &Report) -> String {

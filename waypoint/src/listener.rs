@@ -6,8 +6,9 @@
 
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::l4::stream::Stream as TcpStream;
-use pingora_core::protocols::Stream;
+use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
 use pingora_proxy::HttpProxy;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -47,7 +48,12 @@ pub async fn serve_http(
         let proxy = proxy.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            let mut next: Option<Stream> = Some(Box::new(TcpStream::from(tcp)));
+            // The digest gives phases the connection's local address, which tells the Gateway
+            // role which listener a request came in on (pingora's own listeners set it too).
+            let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
+            let mut stream = TcpStream::from(tcp);
+            stream.set_socket_digest(digest);
+            let mut next: Option<Stream> = Some(Box::new(stream));
             // pingora returns the stream after each HTTP/1.1 keep-alive request.
             while let Some(stream) = next.take() {
                 next = proxy.process_new(stream, &shutdown).await;

@@ -28,11 +28,22 @@ pub fn build_from_dir(
     gateway: Option<&GatewayRef>,
     version: u64,
 ) -> Result<(Option<Snapshot>, Report), ConfigError> {
+    build_from_dir_for_class(dir, gateway, version, crate::snapshot::GATEWAY_CLASS)
+}
+
+/// [`build_from_dir`], reporting the status of the Gateways of `gateway_class`.
+pub fn build_from_dir_for_class(
+    dir: &Path,
+    gateway: Option<&GatewayRef>,
+    version: u64,
+    gateway_class: &str,
+) -> Result<(Option<Snapshot>, Report), ConfigError> {
     let loaded = load_dir(dir).map_err(|source| ConfigError::Folder {
         dir: dir.to_path_buf(),
         source,
     })?;
     let opts = BuildOptions {
+        gateway_class: gateway_class.to_string(),
         version,
         gateway: gateway.cloned(),
     };
@@ -71,7 +82,7 @@ impl LiveConfig {
     pub fn load(dir: &Path, gateway: Option<GatewayRef>) -> Result<Arc<Self>, ConfigError> {
         let (snapshot, report) = build_from_dir(dir, gateway.as_ref(), 1)?;
         let snapshot = match snapshot {
-            Some(s) if report.error_count() == 0 => s,
+            Some(s) if report.blocking_error_count() == 0 => s,
             _ => {
                 return Err(ConfigError::Invalid {
                     dir: dir.to_path_buf(),
@@ -114,7 +125,7 @@ impl LiveConfig {
         let mut record = (*self.record.load_full()).clone();
         record.attempts += 1;
         let outcome = match built {
-            Ok((Some(snapshot), report)) if report.error_count() == 0 => {
+            Ok((Some(snapshot), report)) if report.blocking_error_count() == 0 => {
                 log_report(&report);
                 tracing::info!(
                     version,

@@ -28,6 +28,13 @@ enum Command {
         dir: PathBuf,
         #[arg(long, value_name = "NS/NAME")]
         gateway: Option<GatewayRef>,
+        /// Print the Gateway API status (JSON) of the Gateways of --gateway-class and of the
+        /// routes naming them, instead of the table; exits 0 whenever the folder was read.
+        #[arg(long)]
+        status: bool,
+        /// The GatewayClass served in the Gateway role.
+        #[arg(long, value_name = "NAME", default_value = waypoint::snapshot::GATEWAY_CLASS)]
+        gateway_class: String,
     },
     /// Run the Kiali Travel Demo on loopback: backends, the waypoint and a traffic generator.
     Demo(waypoint::demo::DemoArgs),
@@ -39,9 +46,18 @@ struct RunArgs {
     /// Gateway, HTTPRoute), read recursively.
     #[arg(long, value_name = "DIR")]
     config: PathBuf,
-    /// The waypoint Gateway to serve, NAMESPACE/NAME (default: the only istio-waypoint Gateway).
+    /// The Gateway to serve, NAMESPACE/NAME (default: the only istio-waypoint Gateway). A
+    /// Gateway of another class is served in the Gateway role: its HTTP listeners.
     #[arg(long, value_name = "NS/NAME")]
     gateway: Option<GatewayRef>,
+    /// The address the Gateway role's listeners bind.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    gateway_address: std::net::IpAddr,
+    /// Added to every Gateway listener port when binding (listener port 80 with offset 20000
+    /// binds 20080), so tests and unprivileged runs need no low ports. Routing, redirects and
+    /// status still use the listener's own port.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    gateway_port_offset: u16,
     /// Plain HTTP listener (HTTP/1.1 and h2c) for local use and load tests; off by default.
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
@@ -103,7 +119,16 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Check { dir, gateway } => {
+        Command::Check {
+            dir,
+            status: true,
+            gateway_class,
+            ..
+        } => {
+            println!("{}", waypoint::check::status_json(&dir, &gateway_class)?);
+            Ok(())
+        }
+        Command::Check { dir, gateway, .. } => {
             let (text, ok) = waypoint::check::check(&dir, gateway.as_ref())?;
             print!("{text}");
             if !ok {
@@ -115,6 +140,8 @@ fn main() -> anyhow::Result<()> {
             let RunArgs {
                 config,
                 gateway,
+                gateway_address,
+                gateway_port_offset,
                 http_listen,
                 admin_listen,
                 ready_listen,
@@ -156,6 +183,8 @@ fn main() -> anyhow::Result<()> {
             let opts = waypoint::app::Options {
                 config_dir: config,
                 gateway,
+                gateway_address,
+                gateway_port_offset,
                 http_listen,
                 admin_listen,
                 ready_listen,

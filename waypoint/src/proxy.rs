@@ -17,9 +17,10 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::FailToProxy;
 use pingora_proxy::{ProxyHttp, Session};
-use routing::{BackendTarget, HeaderModifier, RequestView, ServiceKey};
+use routing::{BackendTarget, HeaderModifier, RequestView, RouteMatch, ServiceKey};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The header Envoy uses to tell a backend who the client was.
@@ -33,6 +34,8 @@ pub struct WaypointProxy {
     tunnels: Arc<TunnelRegistry>,
     /// Set when the waypoint has a workload identity: ambient endpoints are reached over HBONE.
     hbone: Option<Arc<HboneClient>>,
+    /// Gateway role: the listener port each bound local address serves.
+    gateway_ports: Arc<OnceLock<HashMap<SocketAddr, u16>>>,
 }
 
 impl WaypointProxy {
@@ -40,11 +43,13 @@ impl WaypointProxy {
         live: Arc<LiveConfig>,
         tunnels: Arc<TunnelRegistry>,
         hbone: Option<Arc<HboneClient>>,
+        gateway_ports: Arc<OnceLock<HashMap<SocketAddr, u16>>>,
     ) -> Self {
         WaypointProxy {
             live,
             tunnels,
             hbone,
+            gateway_ports,
         }
     }
 }
@@ -98,6 +103,8 @@ pub struct RequestCtx {
     pub tunnel: Option<Arc<TunnelContext>>,
     /// The chosen endpoint is an ambient pod with this identity: dial it over HBONE.
     upstream_hbone: Option<WorkloadIdentity>,
+    /// Gateway role: the listener port the request arrived on.
+    pub gateway_port: Option<u16>,
 }
 
 impl RequestCtx {
@@ -115,6 +122,7 @@ impl RequestCtx {
             upstream_flag: None,
             tunnel: None,
             upstream_hbone: None,
+            gateway_port: None,
         }
     }
 }
@@ -136,6 +144,12 @@ impl ProxyHttp for WaypointProxy {
             .digest()
             .and_then(|d| d.socket_digest.as_ref())
             .and_then(|d| self.tunnels.lookup(d));
+        if ctx.tunnel.is_none() {
+            ctx.gateway_port = session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .and_then(|a| self.gateway_ports.get()?.get(a).copied());
+        }
         Ok(())
     }
 
@@ -305,6 +319,11 @@ fn decide(
     random: u32,
     ctx: &mut RequestCtx,
 ) -> std::result::Result<(), (LocalReply, String)> {
+    if let Some(listener_port) = ctx.gateway_port {
+        let m = gateway_match(snapshot, req, listener_port)?;
+        let (backend_key, backend_port) = choose_backend(m, random, ctx)?;
+        return pick_endpoint(snapshot, backend_key, backend_port, ctx);
+    }
     // In a tunnel the destination is what the client dialled (the CONNECT target), as for
     // Istio's waypoint; on the plain listener it is what the Host header names.
     let (service, port) = match destination {
@@ -341,12 +360,7 @@ fn decide(
     let (backend_key, backend_port) = match &port.routes {
         None => (service.key.clone(), port.port),
         Some(table) => {
-            let view = RequestView {
-                method: req.method.as_str(),
-                path: req.uri.path(),
-                query: req.uri.query(),
-                headers: &req.headers,
-            };
+            let view = request_view(req);
             let m = table.find(&view).ok_or_else(|| {
                 (
                     LocalReply::NoRoute,
@@ -360,35 +374,102 @@ fn decide(
                     ),
                 )
             })?;
-            ctx.route = Some(m.route.id.to_string());
-            let backend = m.rule.pick_backend(random).ok_or_else(|| {
-                (
-                    LocalReply::InvalidBackend,
-                    format!(
-                        "the matched rule of route {} has no backend with a non-zero weight",
-                        m.route.id
-                    ),
-                )
-            })?;
-            ctx.request_modifiers
-                .extend(m.rule.request_header_modifier.iter().cloned());
-            ctx.request_modifiers
-                .extend(backend.request_header_modifier.iter().cloned());
-            ctx.response_modifiers
-                .extend(m.rule.response_header_modifier.iter().cloned());
-            ctx.response_modifiers
-                .extend(backend.response_header_modifier.iter().cloned());
-            match &backend.target {
-                BackendTarget::Service { service, port } => (service.clone(), *port),
-                BackendTarget::Invalid { reason } => {
-                    return Err((
-                        LocalReply::InvalidBackend,
-                        format!("route {} has an invalid backend: {reason}", m.route.id),
-                    ))
-                }
-            }
+            choose_backend(m, random, ctx)?
         }
     };
+    pick_endpoint(snapshot, backend_key, backend_port, ctx)
+}
+
+type Decision<T> = std::result::Result<T, (LocalReply, String)>;
+
+fn request_view(req: &RequestHeader) -> RequestView<'_> {
+    RequestView {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        query: req.uri.query(),
+        headers: &req.headers,
+    }
+}
+
+/// Gateway role: the rule for a request on `listener_port`, chosen by its Host among the
+/// listeners there (most specific hostname first) and then among that listener's routes.
+fn gateway_match<'s>(
+    snapshot: &'s Snapshot,
+    req: &RequestHeader,
+    listener_port: u16,
+) -> Decision<RouteMatch<'s>> {
+    let port = snapshot.gateway_port(listener_port).ok_or_else(|| {
+        (
+            LocalReply::NoRoute,
+            format!("listener port {listener_port} is no longer in the configuration"),
+        )
+    })?;
+    let host =
+        routing::hostname::host_of(request_authority(req).unwrap_or_default()).to_ascii_lowercase();
+    let listener = port.listener(&host).ok_or_else(|| {
+        (
+            LocalReply::NoRoute,
+            format!(
+                "no listener of Gateway {} on port {listener_port} takes host '{host}'",
+                snapshot.gateway
+            ),
+        )
+    })?;
+    listener.find(&host, &request_view(req)).ok_or_else(|| {
+        (
+            LocalReply::NoRoute,
+            format!(
+                "no route on listener {} of Gateway {} matches {} {}{}",
+                listener.name,
+                snapshot.gateway,
+                req.method,
+                host,
+                req.uri.path()
+            ),
+        )
+    })
+}
+
+/// Applies a matched rule: records its filters in `ctx` and picks its backend.
+fn choose_backend(
+    m: RouteMatch<'_>,
+    random: u32,
+    ctx: &mut RequestCtx,
+) -> Decision<(ServiceKey, u16)> {
+    ctx.route = Some(m.route.id.to_string());
+    let backend = m.rule.pick_backend(random).ok_or_else(|| {
+        (
+            LocalReply::InvalidBackend,
+            format!(
+                "the matched rule of route {} has no backend with a non-zero weight",
+                m.route.id
+            ),
+        )
+    })?;
+    ctx.request_modifiers
+        .extend(m.rule.request_header_modifier.iter().cloned());
+    ctx.request_modifiers
+        .extend(backend.request_header_modifier.iter().cloned());
+    ctx.response_modifiers
+        .extend(m.rule.response_header_modifier.iter().cloned());
+    ctx.response_modifiers
+        .extend(backend.response_header_modifier.iter().cloned());
+    match &backend.target {
+        BackendTarget::Service { service, port } => Ok((service.clone(), *port)),
+        BackendTarget::Invalid { reason } => Err((
+            LocalReply::InvalidBackend,
+            format!("route {} has an invalid backend: {reason}", m.route.id),
+        )),
+    }
+}
+
+/// Picks an endpoint of the backend service port and records it in `ctx`.
+fn pick_endpoint(
+    snapshot: &Snapshot,
+    backend_key: ServiceKey,
+    backend_port: u16,
+    ctx: &mut RequestCtx,
+) -> Decision<()> {
     let backend = snapshot
         .service(&backend_key)
         .and_then(|s| s.port(backend_port))

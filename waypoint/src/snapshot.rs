@@ -12,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use resilience::RoundRobin;
 use routing::{
-    BackendLookup, CompiledRoute, CompiledTcpRoute, Issue, RouteTable, ServiceKey, Severity,
+    BackendLookup, CompiledRoute, CompiledTcpRoute, Issue, IssueReason, RouteTable, ServiceKey,
+    Severity,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -20,8 +21,13 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+mod gateway;
+pub use gateway::{GatewayPort, GatewayStatus, Grants, ListenerRoutes, RouteStatus};
+
 /// The gateway class of Istio waypoints.
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+/// The GatewayClass this proxy serves in the Gateway role (and reports status for) by default.
+pub const GATEWAY_CLASS: &str = "waypoint";
 /// Label on a Service, ServiceEntry, Pod or Namespace naming the waypoint that serves it.
 pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 /// Label naming the waypoint's namespace when it differs from the object's.
@@ -81,14 +87,35 @@ pub enum State {
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusIssue {
     pub severity: Severity,
+    /// Set for route problems whose runtime behaviour Gateway API defines (a backend that
+    /// cannot be used gets 500s, an unattached parent gets no traffic): the rest of the
+    /// configuration still loads. Every other error keeps the last good configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<IssueReason>,
     pub field: String,
     pub message: String,
+}
+
+impl StatusIssue {
+    /// Whether Gateway API says what happens at run time (see [`StatusIssue::reason`]).
+    pub fn runtime_defined(&self) -> bool {
+        matches!(
+            self.reason,
+            Some(
+                IssueReason::BackendNotFound
+                    | IssueReason::RefNotPermitted
+                    | IssueReason::InvalidKind
+                    | IssueReason::NoMatchingParent
+            )
+        )
+    }
 }
 
 impl From<Issue> for StatusIssue {
     fn from(i: Issue) -> Self {
         StatusIssue {
             severity: i.severity,
+            reason: Some(i.reason),
             field: i.field,
             message: i.message,
         }
@@ -102,9 +129,28 @@ pub struct Report {
     pub statuses: Vec<ResourceStatus>,
     /// Problems of the whole folder, not of one object (no Gateway to serve, say).
     pub global_errors: Vec<String>,
+    /// Gateway API status of the Gateways of our class and their routes.
+    pub gateway_status: GatewayStatus,
 }
 
 impl Report {
+    /// Errors that stop a folder from loading: all but the route problems Gateway API gives a
+    /// runtime meaning (see [`StatusIssue::reason`]).
+    pub fn blocking_error_count(&self) -> usize {
+        self.file_errors.len()
+            + self.global_errors.len()
+            + self
+                .statuses
+                .iter()
+                .filter(|s| {
+                    s.state == State::Error
+                        && s.issues
+                            .iter()
+                            .any(|i| i.severity == Severity::Error && !i.runtime_defined())
+                })
+                .count()
+    }
+
     pub fn error_count(&self) -> usize {
         self.file_errors.len()
             + self.global_errors.len()
@@ -258,6 +304,8 @@ pub struct NotFound(pub String);
 pub struct Snapshot {
     pub version: u64,
     pub gateway: GatewayRef,
+    /// The Gateway role: the served Gateway's HTTP listeners by port (empty for a waypoint).
+    pub listeners: Vec<GatewayPort>,
     pub services: Vec<ServiceInfo>,
     #[serde(skip)]
     by_key: HashMap<ServiceKey, usize>,
@@ -268,9 +316,20 @@ pub struct Snapshot {
     pub workloads: HashMap<IpAddr, WorkloadInfo>,
 }
 
+/// Which part this proxy plays for the served Gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Role {
+    /// An istio-waypoint Gateway: mesh traffic to bound services, over HBONE.
+    Waypoint,
+    /// A Gateway of another class: its HTTP listeners, routed by Host.
+    Gateway,
+}
+
 /// What the snapshot is built from besides the objects.
 pub struct BuildOptions {
     pub version: u64,
+    /// The GatewayClass whose Gateways get a status from this build (`check --status`).
+    pub gateway_class: String,
     /// `--gateway NS/NAME`; `None` picks the only `istio-waypoint` Gateway.
     pub gateway: Option<GatewayRef>,
 }
@@ -290,11 +349,17 @@ impl Snapshot {
             file_errors,
             statuses: builder.statuses,
             global_errors: builder.global_errors,
+            gateway_status: builder.gateway_status,
         };
         report.statuses.sort_by(|a, b| {
             (&a.origin.file, a.origin.document).cmp(&(&b.origin.file, b.origin.document))
         });
         (snapshot, report)
+    }
+
+    /// The served Gateway's listeners on `port` (Gateway role).
+    pub fn gateway_port(&self, port: u16) -> Option<&GatewayPort> {
+        self.listeners.iter().find(|p| p.port == port)
     }
 
     pub fn service(&self, key: &ServiceKey) -> Option<&ServiceInfo> {
@@ -432,6 +497,8 @@ struct Builder<'a> {
     docs: &'a [Document],
     statuses: Vec<ResourceStatus>,
     global_errors: Vec<String>,
+    gateway_status: GatewayStatus,
+    grants: Grants,
     namespaces: HashMap<&'a str, &'a BTreeMap<String, String>>,
 }
 
@@ -443,6 +510,8 @@ impl<'a> Builder<'a> {
             docs,
             statuses: Vec::new(),
             global_errors: Vec::new(),
+            gateway_status: GatewayStatus::default(),
+            grants: Grants::default(),
             namespaces: HashMap::new(),
         }
     }
@@ -456,6 +525,7 @@ impl<'a> Builder<'a> {
         let mut issues = issues;
         issues.extend(doc.unknown_fields.iter().map(|f| StatusIssue {
             severity: Severity::Warning,
+            reason: None,
             field: f.clone(),
             message: "unknown field, ignored".into(),
         }));
@@ -492,19 +562,25 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        let gateway = self.select_gateway(&unique, opts.gateway.as_ref());
-        let Some((gateway, allowed, waypoint_for)) = gateway else {
-            // Still give every object a status so `check` can show them.
-            for d in &unique {
-                self.status(
-                    d,
-                    State::Ignored("no waypoint Gateway selected".into()),
-                    Vec::new(),
-                );
-            }
-            return None;
+        self.grants = Grants::new(unique.iter().filter_map(|d| match &d.resource {
+            Resource::ReferenceGrant(g) => Some((d.object.namespace.clone(), (**g).clone())),
+            _ => None,
+        }));
+        let selected = self.select_gateway(&unique, opts.gateway.as_ref(), &opts.gateway_class);
+        // Without a Gateway to serve there is no snapshot, but the objects still get their
+        // statuses (and Gateways of our class theirs) so `check` can show them.
+        let (gateway, allowed, waypoint_for, role) = match selected {
+            Some((g, a, w, r)) => (g, a, w, Some(r)),
+            None => (
+                GatewayRef {
+                    namespace: String::new(),
+                    name: String::new(),
+                },
+                AllowedNamespaces::Same,
+                "service".to_string(),
+                None,
+            ),
         };
-
         let pods: Vec<(&Document, &Pod)> = unique
             .iter()
             .filter_map(|d| match &d.resource {
@@ -534,7 +610,7 @@ impl<'a> Builder<'a> {
                     self.status(d, State::Accepted, issues);
                     services.push(info);
                 }
-                Resource::Namespace(_) | Resource::Pod(_) => {
+                Resource::Namespace(_) | Resource::Pod(_) | Resource::ReferenceGrant(_) => {
                     self.status(d, State::Accepted, Vec::new());
                 }
                 Resource::EndpointSlice(s) => {
@@ -547,6 +623,7 @@ impl<'a> Builder<'a> {
                         Some(_) => Vec::new(),
                         None => vec![StatusIssue {
                             severity: Severity::Warning,
+                            reason: None,
                             field: format!("metadata.labels[{SERVICE_NAME_LABEL}]"),
                             message: "missing: this slice belongs to no Service and is not used"
                                 .into(),
@@ -569,8 +646,11 @@ impl<'a> Builder<'a> {
         for (i, s) in services.iter().enumerate() {
             by_key.insert(s.key.clone(), i);
         }
-        self.attach_routes(&unique, &mut services, &by_key);
+        let listeners = self.attach_routes(&unique, &mut services, &by_key, opts, role, &gateway);
         self.attach_tcp_routes(&unique, &mut services, &by_key);
+        let Some(_role) = role else {
+            return None;
+        };
 
         let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_vip = HashMap::new();
@@ -601,6 +681,7 @@ impl<'a> Builder<'a> {
         Some(Snapshot {
             version: opts.version,
             gateway,
+            listeners,
             services,
             by_key,
             by_host,
@@ -609,12 +690,15 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// Picks the Gateway this waypoint serves and reports every Gateway's status.
+    /// Picks the Gateway this proxy serves and reports every Gateway's status: the one
+    /// `--gateway` names (any class; a class other than istio-waypoint is the Gateway role),
+    /// else the only istio-waypoint Gateway.
     fn select_gateway(
         &mut self,
         docs: &[&'a Document],
         wanted: Option<&GatewayRef>,
-    ) -> Option<(GatewayRef, AllowedNamespaces, String)> {
+        gateway_class: &str,
+    ) -> Option<(GatewayRef, AllowedNamespaces, String, Role)> {
         let gateways: Vec<(&Document, &Gateway)> = docs
             .iter()
             .filter_map(|d| match &d.resource {
@@ -628,13 +712,13 @@ impl<'a> Builder<'a> {
             .collect();
         let chosen: Option<&Document> = match wanted {
             Some(w) => {
-                let found = waypoints
+                let found = gateways
                     .iter()
                     .find(|(d, _)| d.object.namespace == w.namespace && d.object.name == w.name);
                 if found.is_none() {
                     self.global_errors.push(format!(
-                        "--gateway {w}: no Gateway of class {WAYPOINT_CLASS} with that namespace/name in the folder (found: {})",
-                        list_or_none(waypoints.iter().map(|(d, _)| format!("{}/{}", d.object.namespace, d.object.name)))
+                        "--gateway {w}: no Gateway with that namespace/name in the folder (found: {})",
+                        list_or_none(gateways.iter().map(|(d, _)| format!("{}/{}", d.object.namespace, d.object.name)))
                     ));
                 }
                 found.map(|(d, _)| *d)
@@ -643,7 +727,8 @@ impl<'a> Builder<'a> {
                 [(d, _)] => Some(*d),
                 [] => {
                     self.global_errors.push(format!(
-                        "no Gateway of class {WAYPOINT_CLASS} in the folder: add one (listener mesh, port 15008, protocol HBONE)"
+                        "no Gateway of class {WAYPOINT_CLASS} in the folder: add one (listener mesh, port 15008, protocol HBONE), \
+                         or serve a Gateway of another class with --gateway NAMESPACE/NAME"
                     ));
                     None
                 }
@@ -662,15 +747,37 @@ impl<'a> Builder<'a> {
         };
         let mut result = None;
         for (d, g) in &gateways {
+            let is_chosen = chosen.is_some_and(|c| std::ptr::eq(c, *d));
+            let gateway_ref = GatewayRef {
+                namespace: d.object.namespace.clone(),
+                name: d.object.name.clone(),
+            };
             if g.spec.gateway_class_name != WAYPOINT_CLASS {
-                let why = format!(
-                    "gatewayClassName {} is not {WAYPOINT_CLASS}",
-                    g.spec.gateway_class_name
-                );
-                self.status(d, State::Ignored(why), Vec::new());
+                if is_chosen {
+                    self.status(d, State::Accepted, Vec::new());
+                    result = Some((
+                        gateway_ref,
+                        AllowedNamespaces::Same,
+                        "service".to_string(),
+                        Role::Gateway,
+                    ));
+                } else if g.spec.gateway_class_name == gateway_class {
+                    self.status(
+                        d,
+                        State::Ignored(
+                            "another Gateway of this class (served with --gateway)".into(),
+                        ),
+                        Vec::new(),
+                    );
+                } else {
+                    let why = format!(
+                        "gatewayClassName {} is neither {WAYPOINT_CLASS} nor {gateway_class}",
+                        g.spec.gateway_class_name
+                    );
+                    self.status(d, State::Ignored(why), Vec::new());
+                }
                 continue;
             }
-            let is_chosen = chosen.is_some_and(|c| std::ptr::eq(c, *d));
             if !is_chosen {
                 self.status(
                     d,
@@ -689,14 +796,7 @@ impl<'a> Builder<'a> {
                 .and_then(|l| l.get(WAYPOINT_FOR))
                 .cloned()
                 .unwrap_or_else(|| "service".into());
-            result = Some((
-                GatewayRef {
-                    namespace: d.object.namespace.clone(),
-                    name: d.object.name.clone(),
-                },
-                allowed,
-                waypoint_for,
-            ));
+            result = Some((gateway_ref, allowed, waypoint_for, Role::Waypoint));
         }
         result
     }
@@ -925,6 +1025,7 @@ impl<'a> Builder<'a> {
                 Ok(ip) => vips.push(ip),
                 Err(_) => issues.push(StatusIssue {
                     severity: Severity::Warning,
+                    reason: None,
                     field: format!("spec.addresses[{i}]"),
                     message: format!("'{a}' is not a single IP address; CIDR ranges are not supported yet and are ignored"),
                 }),
@@ -934,6 +1035,7 @@ impl<'a> Builder<'a> {
         if resolution != "STATIC" && !spec.endpoints.is_empty() {
             issues.push(StatusIssue {
                 severity: Severity::Warning,
+                reason: None,
                 field: "spec.resolution".into(),
                 message: format!("resolution {resolution} with endpoints: endpoints are used as static addresses"),
             });
@@ -1033,7 +1135,12 @@ impl<'a> Builder<'a> {
         });
         for (d, route) in routes {
             let (parents, mut issues) = routing::tcp_parent_services(route);
-            let lookup = Lookup { services, by_key };
+            let lookup = Lookup {
+                services,
+                by_key,
+                grants: &self.grants,
+                from_kind: "TCPRoute",
+            };
             let (compiled, compile_issues) = routing::compile_tcp_route(route, &lookup);
             issues.extend(compile_issues);
             let compiled = Arc::new(compiled);
@@ -1056,6 +1163,7 @@ impl<'a> Builder<'a> {
                     if let Some(winner) = &sp.tcp_route_name {
                         issues.push(StatusIssue {
                             severity: Severity::Warning,
+                            reason: None,
                             field: field.clone(),
                             message: format!("port {p} of {svc_key} already has TCPRoute {winner}, which is older; this one is not used there"),
                         });
@@ -1073,27 +1181,65 @@ impl<'a> Builder<'a> {
                     served += 1;
                 }
             }
-            let state = route_state(served > 0, &parents, &issues, &not_ours);
+            let mut not_ours = not_ours;
+            let gateway_parents = route
+                .spec
+                .parent_refs
+                .iter()
+                .flatten()
+                .filter(|p| p.kind.as_deref().unwrap_or("Gateway") == "Gateway")
+                .count();
+            if gateway_parents > 0 {
+                not_ours.push("TCPRoutes on Gateway listeners are not served yet".into());
+            }
+            let has_parents = !parents.is_empty() || gateway_parents > 0;
+            let state = route_state(served > 0, has_parents, &issues, &not_ours);
             self.status(d, state, issues);
         }
     }
 
-    /// Compiles every HTTPRoute and hangs it on the ports of the bound services it names.
+    /// Compiles every HTTPRoute, hangs it on the ports of the bound services it names
+    /// (waypoint) and attaches it to the listeners of the Gateways of our class (status, and
+    /// the served Gateway's listeners, which are returned).
     fn attach_routes(
         &mut self,
         docs: &[&'a Document],
         services: &mut [ServiceInfo],
         by_key: &HashMap<ServiceKey, usize>,
-    ) {
+        opts: &BuildOptions,
+        role: Option<Role>,
+        served_gateway: &GatewayRef,
+    ) -> Vec<GatewayPort> {
+        struct Compiled<'d> {
+            doc: &'d Document,
+            route: Arc<CompiledRoute>,
+            issues: Vec<StatusIssue>,
+            hostnames: Vec<String>,
+            gateway_parents: Vec<routing::ParentGateway>,
+            service_parents: usize,
+            on_service: bool,
+            not_ours: Vec<String>,
+        }
         let mut attached: HashMap<(usize, u16), Vec<Arc<CompiledRoute>>> = HashMap::new();
+        let mut compiled_routes: Vec<Compiled<'_>> = Vec::new();
         for d in docs {
             let Resource::HttpRoute(route) = &d.resource else {
                 continue;
             };
             let (parents, mut issues) = routing::parent_services(route);
-            let lookup = Lookup { services, by_key };
+            let gateway_parents = routing::gateway_parents(route);
+            let lookup = Lookup {
+                services,
+                by_key,
+                grants: &self.grants,
+                from_kind: "HTTPRoute",
+            };
             let (compiled, compile_issues) = routing::compile_http_route(route, &lookup);
-            issues.extend(compile_issues);
+            // Hostnames do matter on Gateway listeners; the compiler's GAMMA warning only
+            // applies when the route has a Service parent.
+            issues.extend(compile_issues.into_iter().filter(|i| {
+                !(parents.is_empty() && !gateway_parents.is_empty() && i.field == "spec.hostnames")
+            }));
             let compiled = Arc::new(compiled);
             let mut issues: Vec<StatusIssue> = issues.into_iter().map(StatusIssue::from).collect();
             let (targets, not_ours) = resolve_parents(&parents, services, by_key, &mut issues);
@@ -1105,8 +1251,16 @@ impl<'a> Builder<'a> {
                         .push(compiled.clone());
                 }
             }
-            let state = route_state(!targets.is_empty(), &parents, &issues, &not_ours);
-            self.status(d, state, issues);
+            compiled_routes.push(Compiled {
+                doc: d,
+                route: compiled,
+                issues,
+                hostnames: route.spec.hostnames.clone().unwrap_or_default(),
+                gateway_parents,
+                service_parents: parents.len(),
+                on_service: !targets.is_empty(),
+                not_ours,
+            });
         }
         for ((idx, port), routes) in attached {
             if let Some(sp) = services[idx].ports.iter_mut().find(|p| p.port == port) {
@@ -1115,6 +1269,161 @@ impl<'a> Builder<'a> {
                 sp.routes = Some(RouteTable::new(routes));
             }
         }
+
+        // The Gateways that get a status: our class's, and the served one whatever its class.
+        let gateway_docs: Vec<(ServiceKey, &Gateway)> = docs
+            .iter()
+            .filter_map(|d| match &d.resource {
+                Resource::Gateway(g) => Some((d, &**g)),
+                _ => None,
+            })
+            .filter(|(d, g)| {
+                g.spec.gateway_class_name == opts.gateway_class
+                    || (role == Some(Role::Gateway)
+                        && d.object.namespace == served_gateway.namespace
+                        && d.object.name == served_gateway.name)
+            })
+            .map(|(d, g)| {
+                (
+                    ServiceKey {
+                        namespace: d.object.namespace.clone(),
+                        name: d.object.name.clone(),
+                    },
+                    g,
+                )
+            })
+            .collect();
+        let inputs: Vec<routing::gateway::GatewayInput<'_>> = gateway_docs
+            .iter()
+            .map(|(key, g)| routing::gateway::GatewayInput {
+                gateway: key.clone(),
+                spec: g,
+            })
+            .collect();
+        let route_inputs: Vec<routing::gateway::RouteInput<'_>> = compiled_routes
+            .iter()
+            .map(|c| routing::gateway::RouteInput {
+                kind: "HTTPRoute",
+                namespace: &c.doc.object.namespace,
+                hostnames: &c.hostnames,
+                parents: &c.gateway_parents,
+                resolved_refs: resolved_refs(&c.issues),
+            })
+            .collect();
+        let namespaces = &self.namespaces;
+        let labels = |ns: &str| namespaces.get(ns).map(|l| (*l).clone());
+        let (states, parent_statuses) = routing::gateway::attach(&inputs, &route_inputs, &labels);
+
+        let mut listeners: Vec<GatewayPort> = Vec::new();
+        if role == Some(Role::Gateway) {
+            if let Some(state) = states.iter().find(|g| {
+                g.gateway.namespace == served_gateway.namespace
+                    && g.gateway.name == served_gateway.name
+            }) {
+                for l in state.listeners.iter().filter(|l| l.served) {
+                    let routes = l
+                        .routes
+                        .iter()
+                        .map(|a| (compiled_routes[a.route].route.clone(), a.hostnames.clone()))
+                        .collect();
+                    let lr =
+                        ListenerRoutes::new(l.name.clone(), l.port, l.hostname.clone(), routes);
+                    match listeners.iter_mut().find(|p| p.port == l.port) {
+                        Some(p) => p.listeners.push(lr),
+                        None => listeners.push(GatewayPort {
+                            port: l.port,
+                            listeners: vec![lr],
+                        }),
+                    }
+                }
+            }
+            for p in &mut listeners {
+                p.listeners
+                    .sort_by_key(|l| routing::hostname::specificity(l.hostname.as_deref()));
+            }
+            listeners.sort_by_key(|p| p.port);
+        }
+
+        let mut route_statuses = Vec::new();
+        for (c, parents) in compiled_routes.into_iter().zip(parent_statuses) {
+            let Compiled {
+                doc,
+                mut issues,
+                on_service,
+                not_ours,
+                service_parents,
+                gateway_parents,
+                ..
+            } = c;
+            let mut on_gateway = false;
+            for p in &parents {
+                match p.conditions.iter().find(|c| c.kind == "Accepted") {
+                    Some(a) if a.is_true() => on_gateway = true,
+                    Some(a) => issues.push(StatusIssue {
+                        severity: Severity::Error,
+                        reason: Some(IssueReason::NoMatchingParent),
+                        field: format!("spec.parentRefs[{}]", p.parent.index),
+                        message: format!(
+                            "not accepted by Gateway {} ({}): {}",
+                            p.parent.gateway, a.reason, a.message
+                        ),
+                    }),
+                    None => {}
+                }
+            }
+            let mut not_ours = not_ours;
+            let ours: Vec<&ServiceKey> = parents.iter().map(|p| &p.parent.gateway).collect();
+            for g in &gateway_parents {
+                if !ours.contains(&&g.gateway) {
+                    not_ours.push(format!(
+                        "Gateway {} is not of class {} or not in the folder",
+                        g.gateway, opts.gateway_class
+                    ));
+                }
+            }
+            let has_parents = service_parents > 0 || !gateway_parents.is_empty();
+            let state = route_state(on_service || on_gateway, has_parents, &issues, &not_ours);
+            self.status(doc, state, issues);
+            if !parents.is_empty() {
+                route_statuses.push(RouteStatus {
+                    kind: "HTTPRoute".into(),
+                    namespace: doc.object.namespace.clone(),
+                    name: doc.object.name.clone(),
+                    parents,
+                });
+            }
+        }
+        self.gateway_status = GatewayStatus {
+            gateways: states,
+            routes: route_statuses,
+        };
+        listeners
+    }
+}
+
+/// A route's ResolvedRefs condition: the first backend problem, or all resolved.
+fn resolved_refs(issues: &[StatusIssue]) -> routing::gateway::Condition {
+    let problem = issues.iter().find_map(|i| match i.reason {
+        Some(
+            r @ (IssueReason::BackendNotFound
+            | IssueReason::RefNotPermitted
+            | IssueReason::InvalidKind),
+        ) if i.severity == Severity::Error => Some((r, &i.message)),
+        _ => None,
+    });
+    match problem {
+        Some((reason, message)) => routing::gateway::Condition::new(
+            "ResolvedRefs",
+            false,
+            format!("{reason:?}"),
+            message.clone(),
+        ),
+        None => routing::gateway::Condition::new(
+            "ResolvedRefs",
+            true,
+            "ResolvedRefs",
+            "all references resolved",
+        ),
     }
 }
 
@@ -1174,12 +1483,12 @@ fn resolve_parents(
 /// A route that attached nowhere, without an error of its own, belongs to other waypoints.
 fn route_state(
     served: bool,
-    parents: &[routing::ParentService],
+    has_parents: bool,
     issues: &[StatusIssue],
     not_ours: &[String],
 ) -> State {
     let route_error = issues.iter().any(|i| i.severity == Severity::Error);
-    if !served && !route_error && !parents.is_empty() {
+    if !served && !route_error && has_parents {
         State::Ignored(format!(
             "no parent is served by this waypoint ({})",
             not_ours.join("; ")
@@ -1195,6 +1504,9 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 struct Lookup<'s> {
     services: &'s [ServiceInfo],
     by_key: &'s HashMap<ServiceKey, usize>,
+    grants: &'s Grants,
+    /// The route kind asking, for ReferenceGrants.
+    from_kind: &'static str,
 }
 
 impl BackendLookup for Lookup<'_> {
@@ -1213,6 +1525,10 @@ impl BackendLookup for Lookup<'_> {
             return Err(format!("service {} has no port {port}", key_str(service)));
         }
         Ok(())
+    }
+
+    fn reference_permitted(&self, from_namespace: &str, to: &ServiceKey) -> bool {
+        self.grants.permits(self.from_kind, from_namespace, to)
     }
 }
 
@@ -1390,6 +1706,7 @@ fn check_waypoint_gateway(g: &Gateway) -> (AllowedNamespaces, Vec<StatusIssue>) 
 fn issue_err(field: impl Into<String>, message: impl Into<String>) -> StatusIssue {
     StatusIssue {
         severity: Severity::Error,
+        reason: None,
         field: field.into(),
         message: message.into(),
     }

@@ -321,7 +321,7 @@ fn issue_messages() {
         ),
         (
             "  rules:\n  - backendRefs: [{name: flights, namespace: x, port: 8080}]\n",
-            "cross-namespace backendRef needs a ReferenceGrant, which is not supported yet",
+            "backendRef to Service x/flights crosses namespaces and no ReferenceGrant in namespace x allows it; add one (from this route's kind and namespace travel-agency, to kind Service)",
         ),
         (
             "  rules:\n  - filters: [{type: RequestRedirect, requestRedirect: {port: 1}}]\n",

@@ -58,12 +58,6 @@ fn service_parents() {
 fn other_parents_are_reported() {
     use IssueReason::*;
     let cases: &[(&str, IssueReason, &str)] = &[
-        ("[{name: waypoint}]", Unsupported, "spec.parentRefs[0].kind"),
-        (
-            "[{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}]",
-            Unsupported,
-            "spec.parentRefs[0].kind",
-        ),
         (
             "[{group: networking.istio.io, kind: ServiceEntry, name: se}]",
             Invalid,
@@ -106,17 +100,51 @@ fn other_parents_are_reported() {
             "{refs}"
         );
     }
-    let (_, issues) = parents("[{kind: Gateway, group: gateway.networking.k8s.io, name: w}]");
+}
+
+#[test]
+fn gateway_parents_are_left_to_the_gateway_role() {
+    let r = route(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: infra}
+spec:
+  parentRefs:
+  - {name: gw}
+  - {group: '', kind: Service, name: flights}
+  - {kind: Gateway, name: other, namespace: edge, sectionName: http, port: 8080}
+",
+    );
+    let (services, issues) = parent_services(&r);
+    assert!(issues.is_empty(), "{issues:?}");
+    assert_eq!(services, [service("infra", "flights", None)]);
+    let key = |ns: &str, name: &str| ServiceKey {
+        namespace: ns.into(),
+        name: name.into(),
+    };
     assert_eq!(
-        issues[0].message,
-        "parentRef kind Gateway is not supported for waypoint routing; \
-         attach the route to a Service (GAMMA)"
+        gateway_parents(&r),
+        [
+            ParentGateway {
+                index: 0,
+                gateway: key("infra", "gw"),
+                section_name: None,
+                port: None
+            },
+            ParentGateway {
+                index: 2,
+                gateway: key("edge", "other"),
+                section_name: Some("http".into()),
+                port: Some(8080)
+            },
+        ]
     );
 }
 
 #[test]
 fn a_bad_parent_does_not_hide_good_ones() {
-    let (got, issues) = parents("[{name: waypoint}, {group: '', kind: Service, name: flights}]");
+    let (got, issues) =
+        parents("[{group: '', kind: Pod, name: p}, {group: '', kind: Service, name: flights}]");
     assert_eq!(got, [service("travel-agency", "flights", None)]);
     assert_eq!(issues[0].field, "spec.parentRefs[0].kind");
 }

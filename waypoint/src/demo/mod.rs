@@ -191,6 +191,7 @@ impl Demo {
             &loaded.documents,
             Vec::new(),
             &BuildOptions {
+                gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
                 version: 0,
                 gateway: None,
             },

@@ -168,6 +168,7 @@ fn flows_address_the_service_vips() -> Result<()> {
         &loaded.documents,
         Vec::new(),
         &BuildOptions {
+            gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
             version: 0,
             gateway: None,
         },

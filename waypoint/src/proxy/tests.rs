@@ -55,6 +55,7 @@ fn snapshot(extra: &str) -> Snapshot {
     };
     crate::config::files_for_tests::parse(std::path::Path::new("t.yaml"), &text, &mut loaded);
     let opts = BuildOptions {
+        gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
         version: 1,
         gateway: None,
     };

@@ -11,6 +11,7 @@ fn build_with(yaml: &str, gateway: Option<GatewayRef>) -> (Option<Snapshot>, Rep
         &loaded.documents,
         Vec::new(),
         &BuildOptions {
+            gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
             version: 7,
             gateway,
         },

@@ -1,0 +1,451 @@
+//! The Gateway role: which routes attach to which listeners of a Gateway, the hostnames they
+//! serve there, and the Gateway API status of both (the conditions a controller would write).
+//!
+//! Attachment follows the Gateway API spec: a parentRef selects the listeners its
+//! `sectionName` and `port` name (all when both are unset); of those, the ones whose
+//! `allowedRoutes` admit the route's namespace and kind; of those, the ones whose hostname
+//! intersects the route's hostnames. Each step that leaves nothing gives the route's
+//! `Accepted=False` reason: NoMatchingParent, NotAllowedByListeners, NoMatchingListenerHostname.
+
+use std::collections::BTreeMap;
+
+use gateway_api::experimental::gateways::{
+    Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom,
+    GatewayListenersAllowedRoutesNamespacesSelector,
+};
+use serde::Serialize;
+
+use crate::hostname;
+use crate::parent::{ParentGateway, ServiceKey};
+
+/// The group of every Gateway API kind.
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// The controller name our status entries carry.
+pub const CONTROLLER_NAME: &str = "waypoint.dev/gateway-controller";
+
+/// The label Kubernetes puts on every Namespace (since 1.22); selectors commonly use it.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// One Gateway API status condition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// "True" or "False".
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Condition {
+    pub fn new(
+        kind: &'static str,
+        ok: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Condition {
+            kind,
+            status: if ok { "True" } else { "False" },
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// What the attachment needs to know of a route.
+pub struct RouteInput<'a> {
+    /// "HTTPRoute", say; matched against the listeners' allowedRoutes kinds.
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    /// spec.hostnames; empty means any.
+    pub hostnames: &'a [String],
+    pub parents: &'a [ParentGateway],
+    /// The route's ResolvedRefs condition (backend refs), the same for every parent.
+    pub resolved_refs: Condition,
+}
+
+/// A route attached to a listener, with the hostnames it serves there (empty = any).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AttachedRoute {
+    /// Index into the routes given to [`attach`].
+    pub route: usize,
+    pub hostnames: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ListenerState {
+    pub name: String,
+    pub port: u16,
+    pub protocol: String,
+    pub hostname: Option<String>,
+    /// Route kinds (group gateway.networking.k8s.io) this listener takes.
+    pub supported_kinds: Vec<String>,
+    pub conditions: Vec<Condition>,
+    pub routes: Vec<AttachedRoute>,
+    /// Whether this proxy serves traffic on it (an HTTP listener without errors).
+    pub served: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GatewayState {
+    pub gateway: ServiceKey,
+    pub conditions: Vec<Condition>,
+    pub listeners: Vec<ListenerState>,
+}
+
+/// The status entry a route gets for one of its Gateway parents.
+#[derive(Clone, Debug, Serialize)]
+pub struct RouteParentStatus {
+    pub parent: ParentGateway,
+    pub conditions: Vec<Condition>,
+}
+
+/// The Gateways to attach to, each with its namespace and name.
+pub struct GatewayInput<'a> {
+    pub gateway: ServiceKey,
+    pub spec: &'a Gateway,
+}
+
+/// Attaches `routes` to the listeners of `gateways` and computes the status of both.
+/// `namespace_labels` gives a namespace's labels (None when the folder has no such Namespace).
+/// Route statuses come back in the order of `routes`, one entry per parentRef naming one of
+/// `gateways`; parentRefs naming other Gateways get none (another controller's business).
+pub fn attach(
+    gateways: &[GatewayInput<'_>],
+    routes: &[RouteInput<'_>],
+    namespace_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
+) -> (Vec<GatewayState>, Vec<Vec<RouteParentStatus>>) {
+    let mut states: Vec<GatewayState> = gateways.iter().map(gateway_state).collect();
+    let mut route_statuses = Vec::with_capacity(routes.len());
+    for (r, route) in routes.iter().enumerate() {
+        let mut statuses = Vec::new();
+        for parent in route.parents {
+            let Some(g) = gateways.iter().position(|g| g.gateway == parent.gateway) else {
+                continue;
+            };
+            let accepted = attach_one(
+                r,
+                route,
+                parent,
+                gateways[g].spec,
+                &mut states[g],
+                namespace_labels,
+            );
+            statuses.push(RouteParentStatus {
+                parent: parent.clone(),
+                conditions: vec![accepted, route.resolved_refs.clone()],
+            });
+        }
+        route_statuses.push(statuses);
+    }
+    (states, route_statuses)
+}
+
+/// Attaches one route to the listeners `parent` selects; returns its Accepted condition.
+fn attach_one(
+    r: usize,
+    route: &RouteInput<'_>,
+    parent: &ParentGateway,
+    gateway: &Gateway,
+    state: &mut GatewayState,
+    namespace_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
+) -> Condition {
+    let gateway_ns = &state.gateway.namespace;
+    let selected: Vec<usize> = gateway
+        .spec
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| parent.section_name.as_ref().is_none_or(|s| *s == l.name))
+        .filter(|(_, l)| parent.port.is_none_or(|p| i32::from(p) == l.port))
+        .map(|(i, _)| i)
+        .collect();
+    if selected.is_empty() {
+        let what = match (&parent.section_name, parent.port) {
+            (Some(s), Some(p)) => format!("no listener named {s} on port {p}"),
+            (Some(s), None) => format!("no listener named {s}"),
+            (None, Some(p)) => format!("no listener on port {p}"),
+            (None, None) => "the Gateway has no listeners".to_string(),
+        };
+        return Condition::new(
+            "Accepted",
+            false,
+            "NoMatchingParent",
+            format!("Gateway {}: {what}", state.gateway),
+        );
+    }
+    let labels = namespace_labels(route.namespace).unwrap_or_default();
+    let allowed: Vec<usize> = selected
+        .into_iter()
+        .filter(|&i| {
+            let l = &gateway.spec.listeners[i];
+            admits_namespace(l, route.namespace, &labels, gateway_ns)
+                && state.listeners[i]
+                    .supported_kinds
+                    .iter()
+                    .any(|k| k == route.kind)
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Condition::new(
+            "Accepted",
+            false,
+            "NotAllowedByListeners",
+            format!(
+                "no selected listener of Gateway {} allows {} routes from namespace {}",
+                state.gateway, route.kind, route.namespace
+            ),
+        );
+    }
+    let mut attached = false;
+    for i in allowed {
+        let listener_host = gateway.spec.listeners[i].hostname.as_deref();
+        let Some(hostnames) = hostname::intersect(listener_host, route.hostnames) else {
+            continue;
+        };
+        attached = true;
+        let listener = &mut state.listeners[i];
+        // The same route named twice (two parentRefs selecting one listener) attaches once.
+        if !listener.routes.iter().any(|a| a.route == r) {
+            listener.routes.push(AttachedRoute {
+                route: r,
+                hostnames,
+            });
+        }
+    }
+    if attached {
+        Condition::new("Accepted", true, "Accepted", "route is attached")
+    } else {
+        Condition::new(
+            "Accepted",
+            false,
+            "NoMatchingListenerHostname",
+            format!(
+                "none of the route's hostnames ({}) matches a selected listener's hostname",
+                route.hostnames.join(", ")
+            ),
+        )
+    }
+}
+
+fn admits_namespace(
+    l: &GatewayListeners,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+    gateway_ns: &str,
+) -> bool {
+    let namespaces = l
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref());
+    match namespaces.and_then(|n| n.from.as_ref()) {
+        None | Some(GatewayListenersAllowedRoutesNamespacesFrom::Same) => ns == gateway_ns,
+        Some(GatewayListenersAllowedRoutesNamespacesFrom::All) => true,
+        Some(GatewayListenersAllowedRoutesNamespacesFrom::Selector) => {
+            match namespaces.and_then(|n| n.selector.as_ref()) {
+                Some(sel) => selector_matches(sel, ns, labels),
+                // The CRD requires a selector with Selector; without one nothing is admitted.
+                None => false,
+            }
+        }
+    }
+}
+
+/// A Kubernetes label selector against a namespace's labels (plus the name label Kubernetes
+/// adds to every namespace).
+fn selector_matches(
+    sel: &GatewayListenersAllowedRoutesNamespacesSelector,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let mut labels = labels.clone();
+    labels
+        .entry(NAMESPACE_NAME_LABEL.to_string())
+        .or_insert_with(|| ns.to_string());
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+            "Exists" => labels.contains_key(&e.key),
+            "DoesNotExist" => !labels.contains_key(&e.key),
+            // An operator we cannot read admits nothing rather than everything.
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+/// The Gateway's own conditions and each listener's, before any route attaches.
+fn gateway_state(g: &GatewayInput<'_>) -> GatewayState {
+    let listeners: Vec<ListenerState> = g
+        .spec
+        .spec
+        .listeners
+        .iter()
+        .map(|l| listener_state(l, &g.spec.spec.listeners))
+        .collect();
+    let programmed = listeners.iter().any(|l| l.served);
+    let conditions = vec![
+        Condition::new("Accepted", true, "Accepted", "the Gateway is accepted"),
+        if programmed {
+            Condition::new(
+                "Programmed",
+                true,
+                "Programmed",
+                "the Gateway is programmed",
+            )
+        } else {
+            Condition::new(
+                "Programmed",
+                false,
+                "Invalid",
+                "no listener of the Gateway can be served",
+            )
+        },
+    ];
+    GatewayState {
+        gateway: g.gateway.clone(),
+        conditions,
+        listeners,
+    }
+}
+
+/// The route kinds a listener protocol carries.
+fn kinds_for(protocol: &str) -> &'static [&'static str] {
+    match protocol {
+        "HTTP" | "HTTPS" => &["HTTPRoute"],
+        "TLS" => &["TLSRoute"],
+        "TCP" => &["TCPRoute"],
+        "UDP" => &["UDPRoute"],
+        _ => &[],
+    }
+}
+
+fn listener_state(l: &GatewayListeners, all: &[GatewayListeners]) -> ListenerState {
+    let protocol_kinds = kinds_for(&l.protocol);
+    let mut resolved = Condition::new("ResolvedRefs", true, "ResolvedRefs", "refs resolved");
+    let configured_kinds = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref());
+    let supported_kinds: Vec<String> = match configured_kinds {
+        None => protocol_kinds.iter().map(|k| k.to_string()).collect(),
+        Some(kinds) => {
+            let mut ok = Vec::new();
+            for k in kinds {
+                let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
+                if group == GATEWAY_GROUP && protocol_kinds.contains(&k.kind.as_str()) {
+                    ok.push(k.kind.clone());
+                } else {
+                    resolved = Condition::new(
+                        "ResolvedRefs",
+                        false,
+                        "InvalidRouteKinds",
+                        format!(
+                            "route kind {group}/{} cannot attach to a {} listener",
+                            k.kind, l.protocol
+                        ),
+                    );
+                }
+            }
+            ok
+        }
+    };
+    let mut accepted = Condition::new("Accepted", true, "Accepted", "listener accepted");
+    let mut programmed = Condition::new("Programmed", true, "Programmed", "listener programmed");
+    match l.protocol.as_str() {
+        "HTTP" => {}
+        "HTTPS" => {
+            // Frontend TLS is not served yet; the certificate refs are still checked so the
+            // status says what is wrong with them first.
+            let refs = l
+                .tls
+                .as_ref()
+                .and_then(|t| t.certificate_refs.as_ref())
+                .map_or(0, Vec::len);
+            if refs == 0 {
+                resolved = Condition::new(
+                    "ResolvedRefs",
+                    false,
+                    "InvalidCertificateRef",
+                    "an HTTPS listener needs tls.certificateRefs",
+                );
+            } else {
+                resolved = Condition::new(
+                    "ResolvedRefs",
+                    false,
+                    "InvalidCertificateRef",
+                    "certificate Secrets are not read by this proxy yet",
+                );
+            }
+            programmed = Condition::new(
+                "Programmed",
+                false,
+                "Invalid",
+                "HTTPS listeners are not served yet; use protocol HTTP",
+            );
+        }
+        other => {
+            accepted = Condition::new(
+                "Accepted",
+                false,
+                "UnsupportedProtocol",
+                format!("protocol {other} is not supported; use HTTP"),
+            );
+            programmed = Condition::new(
+                "Programmed",
+                false,
+                "Invalid",
+                format!("protocol {other} is not served"),
+            );
+        }
+    }
+    // Two listeners on one port with the same hostname cannot both get the traffic.
+    let clash = all.iter().any(|o| {
+        !std::ptr::eq(o, l)
+            && o.port == l.port
+            && (o.hostname == l.hostname || o.protocol != l.protocol)
+    });
+    let conflicted = if clash {
+        programmed = Condition::new(
+            "Programmed",
+            false,
+            "Invalid",
+            "the listener conflicts with another",
+        );
+        Condition::new(
+            "Conflicted",
+            true,
+            "HostnameConflict",
+            format!(
+                "another listener on port {} has the same hostname or another protocol",
+                l.port
+            ),
+        )
+    } else {
+        Condition::new("Conflicted", false, "NoConflicts", "no conflicts")
+    };
+    let served = accepted.is_true() && programmed.is_true() && l.protocol == "HTTP";
+    ListenerState {
+        name: l.name.clone(),
+        port: u16::try_from(l.port).unwrap_or(0),
+        protocol: l.protocol.clone(),
+        hostname: l.hostname.clone(),
+        supported_kinds,
+        conditions: vec![accepted, resolved, programmed, conflicted],
+        routes: Vec::new(),
+        served,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+use super::*;
+
+fn gateway(yaml: &str) -> Gateway {
+    serde_yaml_ng::from_str(yaml).expect("gateway yaml")
+}
+
+const GW: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: waypoint
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: foo, port: 80, protocol: HTTP, hostname: foo.example.com}
+  - {name: any-ns, port: 8080, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+  - name: labelled
+    port: 8081
+    protocol: HTTP
+    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: web}}}}
+  - name: tls
+    port: 443
+    protocol: HTTPS
+    tls: {certificateRefs: [{name: missing}]}
+  - {name: tcp, port: 9000, protocol: TCP}
+";
+
+fn key(ns: &str, name: &str) -> ServiceKey {
+    ServiceKey {
+        namespace: ns.into(),
+        name: name.into(),
+    }
+}
+
+fn parent(section: Option<&str>, port: Option<u16>) -> ParentGateway {
+    ParentGateway {
+        index: 0,
+        gateway: key("infra", "gw"),
+        section_name: section.map(str::to_owned),
+        port,
+    }
+}
+
+fn resolved() -> Condition {
+    Condition::new("ResolvedRefs", true, "ResolvedRefs", "")
+}
+
+/// Attaches one HTTPRoute in `ns` with `hostnames` and `parent`; returns its Accepted reason
+/// and the listeners it landed on.
+fn attach_route(ns: &str, hostnames: &[&str], parent: ParentGateway) -> (String, Vec<String>) {
+    let g = gateway(GW);
+    let hostnames: Vec<String> = hostnames.iter().map(|h| h.to_string()).collect();
+    let parents = [parent];
+    let routes = [RouteInput {
+        kind: "HTTPRoute",
+        namespace: ns,
+        hostnames: &hostnames,
+        parents: &parents,
+        resolved_refs: resolved(),
+    }];
+    let labels =
+        |ns: &str| (ns == "web").then(|| BTreeMap::from([("team".to_string(), "web".to_string())]));
+    let (states, statuses) = attach(
+        &[GatewayInput {
+            gateway: key("infra", "gw"),
+            spec: &g,
+        }],
+        &routes,
+        &labels,
+    );
+    let on: Vec<String> = states[0]
+        .listeners
+        .iter()
+        .filter(|l| !l.routes.is_empty())
+        .map(|l| l.name.clone())
+        .collect();
+    (statuses[0][0].conditions[0].reason.clone(), on)
+}
+
+#[test]
+fn attachment_reasons() {
+    let cases: Vec<(&str, &[&str], ParentGateway, &str, &[&str])> = vec![
+        (
+            "infra",
+            &[],
+            parent(None, None),
+            "Accepted",
+            &["http", "foo", "any-ns", "tls"],
+        ),
+        (
+            "infra",
+            &[],
+            parent(Some("http"), None),
+            "Accepted",
+            &["http"],
+        ),
+        (
+            "infra",
+            &[],
+            parent(None, Some(8080)),
+            "Accepted",
+            &["any-ns"],
+        ),
+        (
+            "infra",
+            &[],
+            parent(Some("nope"), None),
+            "NoMatchingParent",
+            &[],
+        ),
+        (
+            "infra",
+            &[],
+            parent(Some("http"), Some(8080)),
+            "NoMatchingParent",
+            &[],
+        ),
+        (
+            "infra",
+            &[],
+            parent(None, Some(81)),
+            "NoMatchingParent",
+            &[],
+        ),
+        (
+            "other",
+            &[],
+            parent(Some("http"), None),
+            "NotAllowedByListeners",
+            &[],
+        ),
+        ("other", &[], parent(None, None), "Accepted", &["any-ns"]),
+        (
+            "web",
+            &[],
+            parent(Some("labelled"), None),
+            "Accepted",
+            &["labelled"],
+        ),
+        (
+            "other",
+            &[],
+            parent(Some("labelled"), None),
+            "NotAllowedByListeners",
+            &[],
+        ),
+        (
+            "infra",
+            &[],
+            parent(Some("tcp"), None),
+            "NotAllowedByListeners",
+            &[],
+        ),
+        (
+            "infra",
+            &["bar.example.com"],
+            parent(Some("foo"), None),
+            "NoMatchingListenerHostname",
+            &[],
+        ),
+        (
+            "infra",
+            &["*.example.com"],
+            parent(Some("foo"), None),
+            "Accepted",
+            &["foo"],
+        ),
+    ];
+    for (ns, hosts, p, reason, on) in cases {
+        let desc = format!("{ns} {hosts:?} {p:?}");
+        let (got_reason, got_on) = attach_route(ns, hosts, p);
+        assert_eq!(got_reason, reason, "{desc}");
+        assert_eq!(got_on, on, "{desc}");
+    }
+}
+
+#[test]
+fn listener_conditions() {
+    let g = gateway(GW);
+    let (states, _) = attach(
+        &[GatewayInput {
+            gateway: key("infra", "gw"),
+            spec: &g,
+        }],
+        &[],
+        &|_| None,
+    );
+    let cond = |listener: &str, kind: &str| {
+        let l = states[0]
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .expect("listener");
+        let c = l.conditions.iter().find(|c| c.kind == kind).expect("cond");
+        (c.status, c.reason.clone())
+    };
+    assert_eq!(cond("http", "Accepted"), ("True", "Accepted".into()));
+    assert_eq!(cond("http", "Programmed"), ("True", "Programmed".into()));
+    assert_eq!(
+        cond("tls", "ResolvedRefs"),
+        ("False", "InvalidCertificateRef".into())
+    );
+    assert_eq!(cond("tls", "Programmed").0, "False");
+    assert_eq!(
+        cond("tcp", "Accepted"),
+        ("False", "UnsupportedProtocol".into())
+    );
+    assert!(states[0].conditions.iter().all(|c| c.is_true()));
+}
