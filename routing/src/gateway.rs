@@ -325,7 +325,7 @@ fn gateway_state(g: &GatewayInput<'_>) -> GatewayState {
 /// The route kinds a listener protocol carries.
 fn kinds_for(protocol: &str) -> &'static [&'static str] {
     match protocol {
-        "HTTP" | "HTTPS" => &["HTTPRoute"],
+        "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
         "TLS" => &["TLSRoute"],
         "TCP" => &["TCPRoute"],
         "UDP" => &["UDPRoute"],

@@ -12,6 +12,7 @@ mod backend;
 mod compile;
 mod filter;
 pub mod gateway;
+mod grpc;
 mod header_modifier;
 pub mod hostname;
 mod issue;
@@ -25,6 +26,7 @@ mod fixtures;
 
 pub use backend::{BackendLookup, BackendTarget, WeightedBackend};
 pub use compile::{compile_http_route, CompiledRoute, RouteId, Rule};
+pub use grpc::grpc_to_http;
 pub use header_modifier::HeaderModifier;
 pub use issue::{Issue, IssueReason, Severity};
 pub use parent::{

@@ -98,6 +98,8 @@ pub enum StartError {
 /// A running waypoint. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
     pub http_addr: Option<SocketAddr>,
+    /// Gateway role: each listener port and the address it is served on.
+    pub gateway_addrs: Vec<(u16, SocketAddr)>,
     pub admin_addr: SocketAddr,
     pub ready_addr: SocketAddr,
     pub hbone_addr: Option<SocketAddr>,
@@ -273,6 +275,11 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         v.sort();
         v.join(",")
     };
+    let mut gateway_addrs: Vec<(u16, SocketAddr)> = bound_ports
+        .iter()
+        .map(|(addr, port)| (*port, *addr))
+        .collect();
+    gateway_addrs.sort();
     let _ = gateway_ports.set(bound_ports);
     let admin_state = Arc::new(AdminState {
         live: live.clone(),
@@ -356,6 +363,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     );
     Ok(Running {
         http_addr,
+        gateway_addrs,
         admin_addr,
         ready_addr,
         hbone_addr,

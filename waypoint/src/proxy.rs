@@ -105,6 +105,8 @@ pub struct RequestCtx {
     upstream_hbone: Option<WorkloadIdentity>,
     /// Gateway role: the listener port the request arrived on.
     pub gateway_port: Option<u16>,
+    /// The backend port speaks cleartext HTTP/2 (prior knowledge), not HTTP/1.1.
+    upstream_h2c: bool,
 }
 
 impl RequestCtx {
@@ -123,6 +125,7 @@ impl RequestCtx {
             tunnel: None,
             upstream_hbone: None,
             gateway_port: None,
+            upstream_h2c: false,
         }
     }
 }
@@ -186,6 +189,10 @@ impl ProxyHttp for WaypointProxy {
         })?;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        if ctx.upstream_h2c {
+            // Plaintext with a minimum version of 2 is h2c with prior knowledge in pingora.
+            peer.options.set_http_version(2, 2);
+        }
         if let (Some(workload), Some(client)) = (&ctx.upstream_hbone, &self.hbone) {
             peer.options.custom_l4 = Some(Arc::new(HboneDial {
                 client: client.clone(),
@@ -463,6 +470,23 @@ fn choose_backend(
     }
 }
 
+/// Whether a service port speaks HTTP/2 in cleartext, as Kubernetes (`appProtocol`) and Istio
+/// (`appProtocol`, or the port name's protocol prefix) declare it.
+fn speaks_h2c(port: &crate::snapshot::ServicePort) -> bool {
+    let declared = port
+        .app_protocol
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_else(|| {
+            let name = port.name.to_ascii_lowercase();
+            name.split('-').next().unwrap_or_default().to_string()
+        });
+    matches!(
+        declared.as_str(),
+        "kubernetes.io/h2c" | "h2c" | "http2" | "grpc"
+    )
+}
+
 /// Picks an endpoint of the backend service port and records it in `ctx`.
 fn pick_endpoint(
     snapshot: &Snapshot,
@@ -496,6 +520,7 @@ fn pick_endpoint(
         })?;
     ctx.upstream = Some(backend.endpoints[idx].addr);
     ctx.upstream_hbone = backend.endpoints[idx].hbone.clone();
+    ctx.upstream_h2c = speaks_h2c(backend);
     ctx.backend = Some(backend_key);
     Ok(())
 }

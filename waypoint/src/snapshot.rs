@@ -631,7 +631,10 @@ impl<'a> Builder<'a> {
                     };
                     self.status(d, State::Accepted, issues);
                 }
-                Resource::Gateway(_) | Resource::HttpRoute(_) | Resource::TcpRoute(_) => {}
+                Resource::Gateway(_)
+                | Resource::HttpRoute(_)
+                | Resource::GrpcRoute(_)
+                | Resource::TcpRoute(_) => {}
                 Resource::Unsupported { api_version } => {
                     let reason = format!(
                         "kind {} ({api_version}) is not yet supported",
@@ -1212,6 +1215,7 @@ impl<'a> Builder<'a> {
     ) -> Vec<GatewayPort> {
         struct Compiled<'d> {
             doc: &'d Document,
+            kind: &'static str,
             route: Arc<CompiledRoute>,
             issues: Vec<StatusIssue>,
             hostnames: Vec<String>,
@@ -1223,8 +1227,20 @@ impl<'a> Builder<'a> {
         let mut attached: HashMap<(usize, u16), Vec<Arc<CompiledRoute>>> = HashMap::new();
         let mut compiled_routes: Vec<Compiled<'_>> = Vec::new();
         for d in docs {
-            let Resource::HttpRoute(route) = &d.resource else {
-                continue;
+            let converted;
+            let (kind, route) = match &d.resource {
+                Resource::HttpRoute(route) => ("HTTPRoute", &**route),
+                Resource::GrpcRoute(route) => match routing::grpc_to_http(route) {
+                    Ok(http) => {
+                        converted = http;
+                        ("GRPCRoute", &converted)
+                    }
+                    Err(issue) => {
+                        self.status(d, State::Error, vec![issue.into()]);
+                        continue;
+                    }
+                },
+                _ => continue,
             };
             let (parents, mut issues) = routing::parent_services(route);
             let gateway_parents = routing::gateway_parents(route);
@@ -1232,7 +1248,7 @@ impl<'a> Builder<'a> {
                 services,
                 by_key,
                 grants: &self.grants,
-                from_kind: "HTTPRoute",
+                from_kind: kind,
             };
             let (compiled, compile_issues) = routing::compile_http_route(route, &lookup);
             // Hostnames do matter on Gateway listeners; the compiler's GAMMA warning only
@@ -1253,6 +1269,7 @@ impl<'a> Builder<'a> {
             }
             compiled_routes.push(Compiled {
                 doc: d,
+                kind,
                 route: compiled,
                 issues,
                 hostnames: route.spec.hostnames.clone().unwrap_or_default(),
@@ -1303,7 +1320,7 @@ impl<'a> Builder<'a> {
         let route_inputs: Vec<routing::gateway::RouteInput<'_>> = compiled_routes
             .iter()
             .map(|c| routing::gateway::RouteInput {
-                kind: "HTTPRoute",
+                kind: c.kind,
                 namespace: &c.doc.object.namespace,
                 hostnames: &c.hostnames,
                 parents: &c.gateway_parents,
@@ -1348,6 +1365,7 @@ impl<'a> Builder<'a> {
         for (c, parents) in compiled_routes.into_iter().zip(parent_statuses) {
             let Compiled {
                 doc,
+                kind,
                 mut issues,
                 on_service,
                 not_ours,
@@ -1386,7 +1404,7 @@ impl<'a> Builder<'a> {
             self.status(doc, state, issues);
             if !parents.is_empty() {
                 route_statuses.push(RouteStatus {
-                    kind: "HTTPRoute".into(),
+                    kind: kind.into(),
                     namespace: doc.object.namespace.clone(),
                     name: doc.object.name.clone(),
                     parents,

@@ -6,6 +6,7 @@
 
 use super::ObjectRef;
 use gateway_api::experimental::gateways::Gateway;
+use gateway_api::experimental::grpcroutes::GrpcRoute;
 use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::experimental::referencegrants::ReferenceGrant;
 use gateway_api::experimental::tcproutes::TcpRoute;
@@ -26,6 +27,7 @@ pub enum Resource {
     Gateway(Box<Gateway>),
     HttpRoute(Box<HttpRoute>),
     TcpRoute(Box<TcpRoute>),
+    GrpcRoute(Box<GrpcRoute>),
     ReferenceGrant(Box<ReferenceGrant>),
     /// A kind this version does not act on. Kept so that it is reported, never silently lost.
     Unsupported {
@@ -172,6 +174,7 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
         ("gateway.networking.k8s.io", "Gateway" | "HTTPRoute") => &["v1", "v1beta1"],
         // TCPRoute went GA in Gateway API v1.6; the experimental v1alpha2 types read both.
         ("gateway.networking.k8s.io", "TCPRoute") => &["v1", "v1alpha2"],
+        ("gateway.networking.k8s.io", "GRPCRoute") => &["v1"],
         ("gateway.networking.k8s.io", "ReferenceGrant") => &["v1", "v1beta1", "v1alpha2"],
         _ => {
             return Ok(Parsed {
@@ -215,6 +218,7 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
         "Gateway" => Resource::Gateway(typed(value, &object, &mut unknown_fields)?),
         "HTTPRoute" => Resource::HttpRoute(typed(value, &object, &mut unknown_fields)?),
         "TCPRoute" => Resource::TcpRoute(typed(value, &object, &mut unknown_fields)?),
+        "GRPCRoute" => Resource::GrpcRoute(typed(value, &object, &mut unknown_fields)?),
         "ReferenceGrant" => Resource::ReferenceGrant(typed(value, &object, &mut unknown_fields)?),
         _ => Resource::Unsupported { api_version },
     };
