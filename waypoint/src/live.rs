@@ -176,6 +176,10 @@ fn log_report(report: &Report) {
     for w in report.warning_lines() {
         tracing::warn!("{w}");
     }
+    // Route errors Gateway API gives a runtime meaning are applied, not refused: say so.
+    for e in report.error_lines() {
+        tracing::warn!("applied with an error (its traffic gets 500 or no route): {e}");
+    }
 }
 
 #[cfg(test)]
