@@ -71,9 +71,10 @@ pub(crate) async fn weighted(ctx: Arc<Ctx>, case: &Case, wd: &WeightedDistributi
             if wd.entropy.is_some() && rand::random::<bool>() {
                 // Upstream adds jitter so that a hash-based balancer cannot pin every request
                 // to one backend.
-                c.request
-                    .headers
-                    .insert("X-Jitter".into(), rand::random_range(0..10000u32).to_string());
+                c.request.headers.insert(
+                    "X-Jitter".into(),
+                    rand::random_range(0..10000u32).to_string(),
+                );
             }
             c
         };
@@ -100,13 +101,21 @@ pub(crate) async fn weighted(ctx: Arc<Ctx>, case: &Case, wd: &WeightedDistributi
         }
         match bad {
             Some(e) => last = format!("a request failed: {e}"),
-            None => match check_weights(&counts, &wd.expected_weights, wd.total_requests, wd.tolerance) {
+            None => match check_weights(
+                &counts,
+                &wd.expected_weights,
+                wd.total_requests,
+                wd.tolerance,
+            ) {
                 Ok(()) => return Outcome::Pass,
                 Err(e) => last = e,
             },
         }
     }
-    Outcome::Fail(format!("no round within tolerance in {} rounds; last: {last}", wd.max_retries))
+    Outcome::Fail(format!(
+        "no round within tolerance in {} rounds; last: {last}",
+        wd.max_retries
+    ))
 }
 
 pub fn check_weights(
@@ -116,11 +125,16 @@ pub fn check_weights(
     tolerance: f64,
 ) -> Result<(), String> {
     if let Some(unknown) = counts.keys().find(|k| !expected.contains_key(*k)) {
-        return Err(format!("backend {unknown:?} answered but is not expected ({counts:?})"));
+        return Err(format!(
+            "backend {unknown:?} answered but is not expected ({counts:?})"
+        ));
     }
     let non_zero = expected.values().filter(|w| **w > 0.0).count();
     if counts.len() != non_zero {
-        return Err(format!("{} distinct backends answered, expected {non_zero} ({counts:?})", counts.len()));
+        return Err(format!(
+            "{} distinct backends answered, expected {non_zero} ({counts:?})",
+            counts.len()
+        ));
     }
     for (backend, weight) in expected {
         let share = *counts.get(backend).unwrap_or(&0) as f64 / total.max(1) as f64;
@@ -154,7 +168,13 @@ pub(crate) async fn mirror_distribution(ctx: Arc<Ctx>, md: &MirrorDistribution) 
                 tokio::time::sleep(pause).await;
             }
             let with_id = with_request_id(&case, &md.request_id_query_param, &uuid());
-            let results = burst(&ctx, md.total_requests, md.concurrency.unwrap_or(10), |_| with_id.clone()).await;
+            let results = burst(
+                &ctx,
+                md.total_requests,
+                md.concurrency.unwrap_or(10),
+                |_| with_id.clone(),
+            )
+            .await;
             if let Some(e) = results.iter().find_map(|r| match r {
                 Err(e) => Some(e.clone()),
                 Ok(resp) => judge(&ctx, &with_id, resp).err(),
@@ -170,9 +190,15 @@ pub(crate) async fn mirror_distribution(ctx: Arc<Ctx>, md: &MirrorDistribution) 
                 let p = m.percent.unwrap_or(100.0) / 100.0;
                 let got = mirrored_count(&ctx, &m.namespace, &m.name, &uri) as f64;
                 let sd = (n * p * (1.0 - p)).sqrt();
-                let (lo, hi) = (n * p - md.tolerance_std_devs * sd, n * p + md.tolerance_std_devs * sd);
+                let (lo, hi) = (
+                    n * p - md.tolerance_std_devs * sd,
+                    n * p + md.tolerance_std_devs * sd,
+                );
                 if got < lo || got > hi {
-                    Err(format!("{}/{} received {got} of {n} copies, expected [{lo:.1}, {hi:.1}]", m.namespace, m.name))
+                    Err(format!(
+                        "{}/{} received {got} of {n} copies, expected [{lo:.1}, {hi:.1}]",
+                        m.namespace, m.name
+                    ))
                 } else {
                     Ok(())
                 }
@@ -238,15 +264,22 @@ mod tests {
 
     #[test]
     fn deployment_from_pod_name() {
-        assert_eq!(deployment_of("infra-backend-v1-7d9f8c6b5-x2x4q"), "infra-backend-v1");
+        assert_eq!(
+            deployment_of("infra-backend-v1-7d9f8c6b5-x2x4q"),
+            "infra-backend-v1"
+        );
         assert_eq!(deployment_of("echo-v2-abc-def"), "echo-v2");
         assert_eq!(deployment_of("solo"), "solo");
     }
 
     #[test]
     fn weights_within_tolerance() {
-        let expected: BTreeMap<String, f64> =
-            [("a".to_string(), 0.7), ("b".to_string(), 0.3), ("c".to_string(), 0.0)].into();
+        let expected: BTreeMap<String, f64> = [
+            ("a".to_string(), 0.7),
+            ("b".to_string(), 0.3),
+            ("c".to_string(), 0.0),
+        ]
+        .into();
         let counts = |a: usize, b: usize| -> BTreeMap<String, usize> {
             [("a".to_string(), a), ("b".to_string(), b)].into()
         };

@@ -307,15 +307,18 @@ tests:
         let t = &file.tests[0];
         assert_eq!(t.gateway.as_ref().map(|g| g.port), Some(80));
         assert_eq!(t.cases[0].request.headers["X-Num"], "5");
-        assert_eq!(t.cases[0].redirect.as_ref().map(|r| r.port.as_str()), Some("8083"));
+        assert_eq!(
+            t.cases[0].redirect.as_ref().map(|r| r.port.as_str()),
+            Some("8083")
+        );
         assert_eq!(t.cases[1].expect, Some(Expectation::Failure));
         assert!(t.cases[1].response.status_codes.is_empty());
     }
 
     #[test]
     fn the_shared_case_file_loads() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/conformance/cases.yaml");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/cases.yaml");
         if path.exists() {
             let file = CaseFile::load(&path).expect("the shared case file loads");
             assert!(!file.tests.is_empty());

@@ -102,7 +102,11 @@ where
 fn build(req: &HttpRequest) -> Result<Request<Full<Bytes>>, String> {
     let method = Method::from_bytes(req.method.as_bytes())
         .map_err(|_| format!("invalid method {:?}", req.method))?;
-    let path = if req.path.is_empty() { "/" } else { req.path.as_str() };
+    let path = if req.path.is_empty() {
+        "/"
+    } else {
+        req.path.as_str()
+    };
     let mut builder = Request::builder().method(method);
     builder = if req.h2c {
         // HTTP/2 carries the host as :authority, which hyper takes from an absolute URI.
@@ -118,8 +122,8 @@ fn build(req: &HttpRequest) -> Result<Request<Full<Bytes>>, String> {
         .map_err(|e| format!("cannot build request {:?}: {e}", req.path))?;
     let headers = request.headers_mut();
     if !req.h2c {
-        let host = HeaderValue::from_str(&req.host)
-            .map_err(|_| format!("invalid Host {:?}", req.host))?;
+        let host =
+            HeaderValue::from_str(&req.host).map_err(|_| format!("invalid Host {:?}", req.host))?;
         headers.insert(http::header::HOST, host);
     }
     for (name, value) in &req.headers {
@@ -158,8 +162,12 @@ mod tests {
 
     #[tokio::test]
     async fn echo_reports_the_request_and_sets_headers() {
-        let echo = spawn_echo("127.0.0.1:0".parse().expect("addr"), id()).await.expect("echo");
-        let resp = send_tcp(echo.local_addr, &get("/a?b=c", false)).await.expect("sent");
+        let echo = spawn_echo("127.0.0.1:0".parse().expect("addr"), id())
+            .await
+            .expect("echo");
+        let resp = send_tcp(echo.local_addr, &get("/a?b=c", false))
+            .await
+            .expect("sent");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header_values("x-a"), ["1,2"]);
         assert_eq!(resp.header_values("x-content-type-options"), ["nosniff"]);
@@ -172,15 +180,21 @@ mod tests {
 
     #[tokio::test]
     async fn h2c_only_port_refuses_http1() {
-        let echo = spawn_echo("127.0.0.1:0".parse().expect("addr"), id()).await.expect("echo");
+        let echo = spawn_echo("127.0.0.1:0".parse().expect("addr"), id())
+            .await
+            .expect("echo");
         let h2c = echo
             .spawn_sibling("127.0.0.1:0".parse().expect("addr"), EchoMode::H2cOnly)
             .await
             .expect("h2c");
-        let resp = send_tcp(h2c.local_addr, &get("/", false)).await.expect("sent");
+        let resp = send_tcp(h2c.local_addr, &get("/", false))
+            .await
+            .expect("sent");
         assert_eq!(resp.status, 400);
         assert_eq!(&resp.body[..], b"Expected h2c request");
-        let resp = send_tcp(h2c.local_addr, &get("/", true)).await.expect("sent");
+        let resp = send_tcp(h2c.local_addr, &get("/", true))
+            .await
+            .expect("sent");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.protocol, "HTTP/2.0");
         assert_eq!(resp.echo("GET").expect("json").proto, "HTTP/2.0");
@@ -189,14 +203,33 @@ mod tests {
 
     #[tokio::test]
     async fn status_and_retry_handlers() {
-        let echo = spawn_echo("127.0.0.1:0".parse().expect("addr"), id()).await.expect("echo");
-        let resp = send_tcp(echo.local_addr, &get("/status/418", false)).await.expect("sent");
+        let echo = spawn_echo("127.0.0.1:0".parse().expect("addr"), id())
+            .await
+            .expect("echo");
+        let resp = send_tcp(echo.local_addr, &get("/status/418", false))
+            .await
+            .expect("sent");
         assert_eq!(resp.status, 418);
         let coded = "/retry/?responseCode=503&succeedAfter=1&uuid=u1";
-        assert_eq!(send_tcp(echo.local_addr, &get(coded, false)).await.map(|r| r.status), Ok(503));
-        assert_eq!(send_tcp(echo.local_addr, &get(coded, false)).await.map(|r| r.status), Ok(200));
+        assert_eq!(
+            send_tcp(echo.local_addr, &get(coded, false))
+                .await
+                .map(|r| r.status),
+            Ok(503)
+        );
+        assert_eq!(
+            send_tcp(echo.local_addr, &get(coded, false))
+                .await
+                .map(|r| r.status),
+            Ok(200)
+        );
         let reset = "/retry/?succeedAfter=1&uuid=u2";
         assert!(send_tcp(echo.local_addr, &get(reset, false)).await.is_err());
-        assert_eq!(send_tcp(echo.local_addr, &get(reset, false)).await.map(|r| r.status), Ok(200));
+        assert_eq!(
+            send_tcp(echo.local_addr, &get(reset, false))
+                .await
+                .map(|r| r.status),
+            Ok(200)
+        );
     }
 }

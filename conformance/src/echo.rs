@@ -125,12 +125,21 @@ impl Drop for EchoServer {
 /// Binds `addr` (port 0 picks a free port, see [`EchoServer::local_addr`]) and serves echo
 /// responses on it until the returned server is dropped.
 pub async fn spawn_echo(addr: SocketAddr, id: EchoIdentity) -> std::io::Result<EchoServer> {
+    spawn_echo_with_mode(addr, id, EchoMode::Any).await
+}
+
+/// [`spawn_echo`] whose first listener takes only `mode`'s protocols.
+pub async fn spawn_echo_with_mode(
+    addr: SocketAddr,
+    id: EchoIdentity,
+    mode: EchoMode,
+) -> std::io::Result<EchoServer> {
     let backend = Arc::new(Backend {
         id,
         log: RequestLog::default(),
         retries: RetryCounts::default(),
     });
-    spawn_listener(addr, backend, EchoMode::Any).await
+    spawn_listener(addr, backend, mode).await
 }
 
 async fn spawn_listener(
@@ -251,10 +260,16 @@ async fn echo(
     }
 
     if let Some(code) = parts.uri.path().strip_prefix("/status/") {
-        return Ok(match code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
-            Some(status) => text_response(status, ""),
-            None => text_response(StatusCode::BAD_REQUEST, "invalid status code"),
-        });
+        return Ok(
+            match code
+                .parse::<u16>()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+            {
+                Some(status) => text_response(status, ""),
+                None => text_response(StatusCode::BAD_REQUEST, "invalid status code"),
+            },
+        );
     }
 
     if parts.uri.path().starts_with("/retry") {
@@ -348,7 +363,11 @@ fn retry_failure(
     }
     match query_param(query, "responseCode") {
         Some(code) => Ok(Some(
-            match code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+            match code
+                .parse::<u16>()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+            {
                 Some(status) => text_response(status, ""),
                 None => text_response(StatusCode::BAD_REQUEST, "invalid responseCode"),
             },

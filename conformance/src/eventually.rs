@@ -90,7 +90,10 @@ mod tests {
             .run(|| {
                 let i = calls.get();
                 calls.set(i + 1);
-                let next = script.get(i).cloned().unwrap_or(Attempt::Retry("script ended".into()));
+                let next = script
+                    .get(i)
+                    .cloned()
+                    .unwrap_or(Attempt::Retry("script ended".into()));
                 async move { next }
             })
             .await;
@@ -133,8 +136,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fatal_ends_at_once() {
-        let (r, calls) =
-            replay(&[Attempt::Pass, Attempt::Fatal("got 200".into())], Streak::EXPECT_FAILURE).await;
+        let (r, calls) = replay(
+            &[Attempt::Pass, Attempt::Fatal("got 200".into())],
+            Streak::EXPECT_FAILURE,
+        )
+        .await;
         assert_eq!(r, Err("got 200".into()));
         assert_eq!(calls, 2);
     }

@@ -96,7 +96,10 @@ pub fn prepare(case: &Case, plan: &Plan) -> Result<Case, String> {
         || case.request.protocol.as_deref() == Some("H2")
         || case.request.sni.is_some()
         || case.request.client_cert.is_some()
-        || case.expected_request.as_ref().is_some_and(|e| e.sni.is_some() || e.client_cert.is_some())
+        || case
+            .expected_request
+            .as_ref()
+            .is_some_and(|e| e.sni.is_some() || e.client_cert.is_some())
     {
         return Err(format!("TLS case: {}", runtime()));
     }
@@ -123,7 +126,11 @@ pub fn prepare(case: &Case, plan: &Plan) -> Result<Case, String> {
             fill(v)?;
         }
     }
-    let has_uuid = case.request.path.as_deref().is_some_and(|p| p.contains("{uuid}"));
+    let has_uuid = case
+        .request
+        .path
+        .as_deref()
+        .is_some_and(|p| p.contains("{uuid}"));
     if case.runtime_dependent.is_some() && !filled_any && !has_uuid {
         // The data it depends on is not a placeholder the runner fills (e.g. endpoints
         // upstream patches into objects at run time).

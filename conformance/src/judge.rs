@@ -174,16 +174,25 @@ fn judge_echo(
 ) -> Result<(), String> {
     if let Some(host) = expected.host.as_deref().filter(|h| !h.is_empty()) {
         if echo.host != host {
-            return Err(format!("backend saw host {:?}, expected {host:?}", echo.host));
+            return Err(format!(
+                "backend saw host {:?}, expected {host:?}",
+                echo.host
+            ));
         }
     }
     let path = expected.path.as_deref().unwrap_or("");
     if echo.path != path {
-        return Err(format!("backend saw path {:?}, expected {path:?}", echo.path));
+        return Err(format!(
+            "backend saw path {:?}, expected {path:?}",
+            echo.path
+        ));
     }
     let method = expected.method.as_deref().unwrap_or("GET");
     if echo.method != method {
-        return Err(format!("backend saw method {}, expected {method}", echo.method));
+        return Err(format!(
+            "backend saw method {}, expected {method}",
+            echo.method
+        ));
     }
     let namespace = case.namespace.as_deref().unwrap_or("");
     if echo.namespace != namespace {
@@ -195,7 +204,10 @@ fn judge_echo(
     judge_request_headers(expected, echo)?;
     if let Some(port) = &expected.http_port {
         if &echo.http_port != port {
-            return Err(format!("backend httpPort {:?}, expected {port:?}", echo.http_port));
+            return Err(format!(
+                "backend httpPort {:?}, expected {port:?}",
+                echo.http_port
+            ));
         }
     }
     judge_response_headers(case, resp, false)?;
@@ -207,7 +219,10 @@ fn judge_echo(
         }
     }
     if let Some(cert) = &expected.client_cert {
-        let seen = echo.tls.as_ref().is_some_and(|t| t.peer_certificates.contains(cert));
+        let seen = echo
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.peer_certificates.contains(cert));
         if !seen {
             return Err("backend did not see the expected client certificate".into());
         }
@@ -229,19 +244,29 @@ fn judge_request_headers(expected: &ExpectedRequest, echo: &EchoData) -> Result<
                     "backend saw header {name}: {got:?}, expected {want:?}"
                 ))
             }
-            None => return Err(format!("backend did not see header {name} (expected {want:?})")),
+            None => {
+                return Err(format!(
+                    "backend did not see header {name} (expected {want:?})"
+                ))
+            }
         }
     }
     for name in &expected.absent_headers {
         if let Some(got) = echo.header_joined(name) {
-            return Err(format!("backend saw header {name}: {got:?}, expected it absent"));
+            return Err(format!(
+                "backend saw header {name}: {got:?}, expected it absent"
+            ));
         }
     }
     Ok(())
 }
 
 /// `first_value_only`: the mesh driver compares only the first value (section 5).
-fn judge_response_headers(case: &Case, resp: &Observed, first_value_only: bool) -> Result<(), String> {
+fn judge_response_headers(
+    case: &Case,
+    resp: &Observed,
+    first_value_only: bool,
+) -> Result<(), String> {
     let squeeze = |s: &str| -> String {
         if case.response.ignore_whitespace {
             s.chars().filter(|c| *c != ' ').collect()
@@ -260,19 +285,25 @@ fn judge_response_headers(case: &Case, resp: &Observed, first_value_only: bool) 
         let got = actual(name)
             .ok_or_else(|| format!("response lacks header {name} (allowed {allowed:?})"))?;
         if !allowed.iter().any(|a| squeeze(a) == squeeze(&got)) {
-            return Err(format!("response header {name}: {got:?} not one of {allowed:?}"));
+            return Err(format!(
+                "response header {name}: {got:?} not one of {allowed:?}"
+            ));
         }
     }
     for (name, want) in &case.response.headers {
         let got = actual(name)
             .ok_or_else(|| format!("response lacks header {name} (expected {want:?})"))?;
         if squeeze(&got) != squeeze(want) {
-            return Err(format!("response header {name}: {got:?}, expected {want:?}"));
+            return Err(format!(
+                "response header {name}: {got:?}, expected {want:?}"
+            ));
         }
     }
     for name in &case.response.absent_headers {
         if let Some(got) = resp.header_joined(name) {
-            return Err(format!("response has header {name}: {got:?}, expected it absent"));
+            return Err(format!(
+                "response has header {name}: {got:?}, expected it absent"
+            ));
         }
     }
     Ok(())
@@ -324,11 +355,17 @@ impl Location {
             return None;
         }
         let (scheme, rest) = match text.split_once("://") {
-            Some((s, rest)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+            Some((s, rest))
+                if !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
                 (s.to_ascii_lowercase(), rest)
             }
             _ => (String::new(), text),
         };
+        // The fragment never reaches a server; drop it before splitting path and query.
+        let rest = rest.split('#').next().unwrap_or("");
         let (authority, path_query) = if scheme.is_empty() {
             if let Some(rest) = rest.strip_prefix("//") {
                 split_authority(rest)
@@ -343,7 +380,6 @@ impl Location {
             Some((p, q)) => (p, q),
             None => (path_query, ""),
         };
-        let path = path.split('#').next().unwrap_or("");
         Some(Location {
             scheme,
             host,
@@ -411,7 +447,10 @@ pub fn judge_redirect(
         ));
     }
     if actual.scheme != scheme {
-        return Err(format!("redirect scheme {:?}, expected {scheme:?}", actual.scheme));
+        return Err(format!(
+            "redirect scheme {:?}, expected {scheme:?}",
+            actual.scheme
+        ));
     }
     if !expected.host.is_empty() && actual.host != expected.host {
         return Err(format!(
@@ -420,7 +459,10 @@ pub fn judge_redirect(
         ));
     }
     if actual.path != path {
-        return Err(format!("redirect path {:?}, expected {path:?}", actual.path));
+        return Err(format!(
+            "redirect path {:?}, expected {path:?}",
+            actual.path
+        ));
     }
     Ok(())
 }

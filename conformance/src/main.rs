@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Parser)]
-#[command(name = "conformance", about = "Replay Gateway API conformance cases against the waypoint")]
+#[command(
+    name = "conformance",
+    about = "Replay Gateway API conformance cases against the waypoint"
+)]
 struct Cli {
     /// The case file (gwapi-conformance-cases/v1).
     #[arg(long, value_name = "FILE")]
@@ -29,7 +32,12 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     waypoint: Option<PathBuf>,
     /// Replace the built-in supported feature list.
-    #[arg(long, value_name = "A,B,C", value_delimiter = ',', conflicts_with = "all_features")]
+    #[arg(
+        long,
+        value_name = "A,B,C",
+        value_delimiter = ',',
+        conflicts_with = "all_features"
+    )]
     supported_features: Option<Vec<String>>,
     /// Try every test, whatever features it needs.
     #[arg(long)]
@@ -72,14 +80,23 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => p,
         None => conformance::waypoint_proc::build_waypoint(&root)?,
     };
-    let settings = Settings { waypoint, manifests, features: features.clone() };
+    let settings = Settings {
+        waypoint,
+        manifests,
+        features: features.clone(),
+    };
 
     let tests: Vec<_> = file
         .tests
         .iter()
         .filter(|t| cli.only.is_empty() || cli.only.iter().any(|o| o == &t.name))
         .collect();
-    anyhow::ensure!(!tests.is_empty(), "no test in {} matches --only {:?}", cli.cases.display(), cli.only);
+    anyhow::ensure!(
+        !tests.is_empty(),
+        "no test in {} matches --only {:?}",
+        cli.cases.display(),
+        cli.only
+    );
     let mut results = Vec::new();
     for (i, test) in tests.iter().enumerate() {
         eprintln!("[{}/{}] {}", i + 1, tests.len(), test.name);
@@ -100,18 +117,30 @@ async fn main() -> anyhow::Result<()> {
             .map_or_else(|| root.join("target"), PathBuf::from)
             .join("conformance-report.yaml")
     });
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let yaml = report::conformance_report(
         &results,
         &features,
-        &Implementation { version: env!("CARGO_PKG_VERSION").into() },
+        &Implementation {
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
         &report::rfc3339(now),
     );
     if let Some(dir) = report_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(&report_path, yaml).with_context(|| format!("cannot write {}", report_path.display()))?;
-    println!("{}", report::render(&results).trim_end_matches('\n').replace("\nconformance:", &format!("\nreport: {}\n\nconformance:", report_path.display())));
+    std::fs::write(&report_path, yaml)
+        .with_context(|| format!("cannot write {}", report_path.display()))?;
+    println!(
+        "{}",
+        report::render(&results).trim_end_matches('\n').replace(
+            "\nconformance:",
+            &format!("\nreport: {}\n\nconformance:", report_path.display())
+        )
+    );
     let failed: usize = results.iter().map(|r| r.failed()).sum();
     if failed > 0 {
         std::process::exit(1);

@@ -46,7 +46,9 @@ pub fn load(root: &Path, files: &[String]) -> anyhow::Result<Vec<Value>> {
 /// `metadata.namespace` ("default" when unset) and `metadata.name`.
 pub fn key(doc: &Value) -> (String, String) {
     (
-        str_at(doc, &["metadata", "namespace"]).unwrap_or("default").to_owned(),
+        str_at(doc, &["metadata", "namespace"])
+            .unwrap_or("default")
+            .to_owned(),
         str_at(doc, &["metadata", "name"]).unwrap_or("").to_owned(),
     )
 }
@@ -168,7 +170,11 @@ pub fn plan(mut docs: Vec<Value>, mesh: bool, slot: u8) -> Plan {
                     .filter_map(|p| {
                         let port = port_of(p.get("port")?)?;
                         Some(ServicePort {
-                            name: p.get("name").and_then(Value::as_str).unwrap_or("").to_owned(),
+                            name: p
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_owned(),
                             port,
                             target: match p.get("targetPort") {
                                 None => Some(port),
@@ -205,7 +211,16 @@ pub fn plan(mut docs: Vec<Value>, mesh: bool, slot: u8) -> Plan {
                 .and_then(Value::as_str)
                 .is_some_and(|image| ECHO_IMAGES.iter().any(|e| image.contains(e)))
         });
-        if !is_echo {
+        // echo-basic with GRPC_ECHO_SERVER set is upstream's gRPC echo, not an HTTP one.
+        let grpc = containers.iter().any(|c| {
+            c.get("env")
+                .and_then(Value::as_sequence)
+                .is_some_and(|env| {
+                    env.iter()
+                        .any(|e| e.get("name").and_then(Value::as_str) == Some("GRPC_ECHO_SERVER"))
+                })
+        });
+        if !is_echo || grpc {
             continue;
         }
         let (namespace, deployment) = key(doc);
@@ -274,7 +289,10 @@ fn pod_name(namespace: &str, deployment: &str) -> String {
     let suffix: String = (0..5)
         .map(|i| ALPHABET[((hash >> (i * 6)) % ALPHABET.len() as u64) as usize] as char)
         .collect();
-    format!("{deployment}-{:010x}-{suffix}", (hash >> 24) & 0xff_ffff_ffff)
+    format!(
+        "{deployment}-{:010x}-{suffix}",
+        (hash >> 24) & 0xff_ffff_ffff
+    )
 }
 
 /// The ports an echo serves: echo-basic's defaults (or its HTTP_PORT / H2C_PORT env), its
@@ -300,7 +318,12 @@ fn echo_ports(
     http.insert(env("HTTP_PORT").unwrap_or(DEFAULT_HTTP_PORT));
     h2c.insert(env("H2C_PORT").unwrap_or(DEFAULT_H2C_PORT));
     for c in containers {
-        for p in c.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
+        for p in c
+            .get("ports")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
             if let Some(port) = p.get("containerPort").and_then(port_of) {
                 http.insert(port);
             }
@@ -457,7 +480,13 @@ impl ConfigDir {
             let file_name = format!("{i:04}-{}-{ns}-{name}.yaml", kind.to_ascii_lowercase());
             let file_name: String = file_name
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             let path = dir.join(file_name);
             let text = serde_yaml_ng::to_string(doc)?;

@@ -32,28 +32,49 @@ pub fn render(results: &[TestResult]) -> String {
     for t in results {
         for u in &t.units {
             if let Outcome::Skip(why) = &u.outcome {
-                skips.entry(why.clone()).or_default().push(format!("{} / {}", t.name, u.name));
+                skips
+                    .entry(why.clone())
+                    .or_default()
+                    .push(format!("{} / {}", t.name, u.name));
             }
         }
     }
     if !skips.is_empty() {
         let _ = writeln!(out, "\nSKIPPED (by reason)");
         for (why, units) in &skips {
-            let tests: BTreeSet<&str> = units.iter().filter_map(|u| u.split(" / ").next()).collect();
+            let tests: BTreeSet<&str> =
+                units.iter().filter_map(|u| u.split(" / ").next()).collect();
             let _ = writeln!(out, "  {} unit(s): {why}", units.len());
-            let _ = writeln!(out, "      in {}", tests.into_iter().collect::<Vec<_>>().join(", "));
+            let _ = writeln!(
+                out,
+                "      in {}",
+                tests.into_iter().collect::<Vec<_>>().join(", ")
+            );
         }
     }
 
-    let width = results.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "\n{:width$}  {:32}  {:>6} {:>6} {:>7}  result", "test", "profiles", "passed", "failed", "skipped");
+    let width = results
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "\n{:width$}  {:32}  {:>6} {:>6} {:>7}  result",
+        "test", "profiles", "passed", "failed", "skipped"
+    );
     for t in results {
         let profiles: Vec<String> = t.profiles.iter().map(|(p, l)| format!("{p}:{l}")).collect();
         let _ = writeln!(
             out,
             "{:width$}  {:32}  {:>6} {:>6} {:>7}  {}",
             t.name,
-            if profiles.is_empty() { "-".to_owned() } else { profiles.join(",") },
+            if profiles.is_empty() {
+                "-".to_owned()
+            } else {
+                profiles.join(",")
+            },
             t.passed(),
             t.failed(),
             t.skipped(),
@@ -61,7 +82,11 @@ pub fn render(results: &[TestResult]) -> String {
         );
     }
 
-    let _ = writeln!(out, "\n{:14} {:9} {:>6} {:>6} {:>7}   (tests)", "profile", "level", "passed", "failed", "skipped");
+    let _ = writeln!(
+        out,
+        "\n{:14} {:9} {:>6} {:>6} {:>7}   (tests)",
+        "profile", "level", "passed", "failed", "skipped"
+    );
     for (profile, levels) in profile_tests(results) {
         for (level, tests) in levels {
             let count = |v: &str| tests.iter().filter(|t| t.verdict() == v).count();
@@ -79,7 +104,10 @@ pub fn render(results: &[TestResult]) -> String {
     let passed: usize = results.iter().map(TestResult::passed).sum();
     let failed: usize = results.iter().map(TestResult::failed).sum();
     let skipped: usize = results.iter().map(TestResult::skipped).sum();
-    let _ = write!(out, "\nconformance: {passed} passed, {failed} failed, {skipped} skipped");
+    let _ = write!(
+        out,
+        "\nconformance: {passed} passed, {failed} failed, {skipped} skipped"
+    );
     out
 }
 
@@ -88,7 +116,11 @@ fn profile_tests(results: &[TestResult]) -> BTreeMap<String, BTreeMap<String, Ve
     let mut map: BTreeMap<String, BTreeMap<String, Vec<&TestResult>>> = BTreeMap::new();
     for t in results {
         for (profile, level) in &t.profiles {
-            map.entry(profile.clone()).or_default().entry(level.clone()).or_default().push(t);
+            map.entry(profile.clone())
+                .or_default()
+                .entry(level.clone())
+                .or_default()
+                .push(t);
         }
     }
     map
@@ -100,7 +132,12 @@ pub struct Implementation {
 }
 
 /// The Gateway API ConformanceReport (apis/v1 ConformanceReport shape) as YAML.
-pub fn conformance_report(results: &[TestResult], features: &FeatureSet, implementation: &Implementation, date: &str) -> String {
+pub fn conformance_report(
+    results: &[TestResult],
+    features: &FeatureSet,
+    implementation: &Implementation,
+    date: &str,
+) -> String {
     let mut profiles = Vec::new();
     for (profile, levels) in profile_tests(results) {
         let mut entry = serde_json::Map::new();
@@ -108,7 +145,11 @@ pub fn conformance_report(results: &[TestResult], features: &FeatureSet, impleme
         for level in ["core", "extended"] {
             let tests = levels.get(level).cloned().unwrap_or_default();
             let names = |v: &str| -> Vec<String> {
-                tests.iter().filter(|t| t.verdict() == v).map(|t| t.name.clone()).collect()
+                tests
+                    .iter()
+                    .filter(|t| t.verdict() == v)
+                    .map(|t| t.name.clone())
+                    .collect()
             };
             let (passed, failed, skipped) = (names("PASS"), names("FAIL"), names("SKIP"));
             let result = if !failed.is_empty() {
@@ -127,8 +168,12 @@ pub fn conformance_report(results: &[TestResult], features: &FeatureSet, impleme
                 "failedTests": failed,
             });
             if level == "extended" {
-                let all: BTreeSet<&str> = tests.iter().flat_map(|t| t.features.iter().map(String::as_str)).collect();
-                let (supported, unsupported): (Vec<&str>, Vec<&str>) = all.into_iter().partition(|f| features.supports(f));
+                let all: BTreeSet<&str> = tests
+                    .iter()
+                    .flat_map(|t| t.features.iter().map(String::as_str))
+                    .collect();
+                let (supported, unsupported): (Vec<&str>, Vec<&str>) =
+                    all.into_iter().partition(|f| features.supports(f));
                 body["supportedFeatures"] = supported.into();
                 body["unsupportedFeatures"] = unsupported.into();
             }
@@ -186,7 +231,13 @@ mod tests {
             name: name.into(),
             profiles: [("MESH-HTTP".to_string(), "core".to_string())].into(),
             features: vec!["Mesh".into()],
-            units: outcomes.into_iter().map(|outcome| Unit { name: "u".into(), outcome }).collect(),
+            units: outcomes
+                .into_iter()
+                .map(|outcome| Unit {
+                    name: "u".into(),
+                    outcome,
+                })
+                .collect(),
         }
     }
 
@@ -196,7 +247,10 @@ mod tests {
             result("A", vec![Outcome::Pass, Outcome::Skip("x".into())]),
             result("B", vec![Outcome::Fail("boom".into())]),
         ]);
-        assert_eq!(text.lines().last(), Some("conformance: 1 passed, 1 failed, 1 skipped"));
+        assert_eq!(
+            text.lines().last(),
+            Some("conformance: 1 passed, 1 failed, 1 skipped")
+        );
         assert!(text.contains("B / u: boom"));
     }
 
@@ -205,7 +259,9 @@ mod tests {
         let yaml = conformance_report(
             &[result("A", vec![Outcome::Pass])],
             &FeatureSet::default(),
-            &Implementation { version: "0.1.0".into() },
+            &Implementation {
+                version: "0.1.0".into(),
+            },
             "2025-01-01T00:00:00Z",
         );
         assert!(yaml.contains("kind: ConformanceReport"), "{yaml}");

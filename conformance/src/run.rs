@@ -3,7 +3,7 @@
 
 use crate::cases::{Case, Driver, Expectation, GatewayTarget, MeshClient, TestSpec};
 use crate::client::{send_on, send_tcp, HttpRequest};
-use crate::echo::{spawn_echo, EchoIdentity, EchoMode, EchoServer, RequestLog};
+use crate::echo::{spawn_echo_with_mode, EchoIdentity, EchoMode, EchoServer, RequestLog};
 use crate::eventually::{Attempt, Streak};
 use crate::features::{prepare, uuid, FeatureSet};
 use crate::judge::{default_host, is_redirect, judge_gateway, judge_mesh, Location, Observed};
@@ -93,7 +93,10 @@ fn unit_names(test: &TestSpec) -> Vec<String> {
         (test.websocket.is_some(), "websocket"),
         (test.weighted_distribution.is_some(), "weightedDistribution"),
         (test.mirror_distribution.is_some(), "mirrorDistribution"),
-        (test.header_matches_backend.is_some(), "headerMatchesBackend"),
+        (
+            test.header_matches_backend.is_some(),
+            "headerMatchesBackend",
+        ),
     ] {
         if present {
             names.push(name.into());
@@ -107,7 +110,11 @@ fn case_name(i: usize, c: &Case) -> String {
         format!(
             "{} {}{}",
             c.request.method.as_deref().unwrap_or("GET"),
-            c.request.host.as_deref().map(|h| format!("{h} ")).unwrap_or_default(),
+            c.request
+                .host
+                .as_deref()
+                .map(|h| format!("{h} "))
+                .unwrap_or_default(),
             c.request.path.as_deref().unwrap_or("/")
         )
     });
@@ -191,7 +198,8 @@ struct Deployed {
 
 impl Deployed {
     async fn up(settings: &Settings, test: &TestSpec, slot: u8) -> Result<Deployed, String> {
-        let docs = manifests::load(&settings.manifests, &test.manifests).map_err(|e| e.to_string())?;
+        let docs =
+            manifests::load(&settings.manifests, &test.manifests).map_err(|e| e.to_string())?;
         let mesh = test.driver == Driver::Mesh;
         let plan = manifests::plan(docs, mesh, slot);
 
@@ -203,24 +211,28 @@ impl Deployed {
                 service: String::new(),
                 pod: e.pod.clone(),
             };
-            let mut ports = e.http_ports.iter();
-            let first = ports
+            let mut ports = e
+                .http_ports
+                .iter()
+                .map(|p| (*p, EchoMode::Any))
+                .chain(e.h2c_ports.iter().map(|p| (*p, EchoMode::H2cOnly)));
+            let (first, first_mode) = ports
                 .next()
-                .ok_or_else(|| format!("echo {} has no HTTP port", e.pod))?;
-            let main = spawn_echo(SocketAddr::new(e.ip.into(), *first), id)
+                .ok_or_else(|| format!("echo {} has no port", e.pod))?;
+            let main = spawn_echo_with_mode(SocketAddr::new(e.ip.into(), first), id, first_mode)
                 .await
                 .map_err(|err| format!("echo {} on {}:{first}: {err}", e.pod, e.ip))?;
-            for (port, mode) in ports
-                .map(|p| (*p, EchoMode::Any))
-                .chain(e.h2c_ports.iter().map(|p| (*p, EchoMode::H2cOnly)))
-            {
+            for (port, mode) in ports {
                 let sibling = main
                     .spawn_sibling(SocketAddr::new(e.ip.into(), port), mode)
                     .await
                     .map_err(|err| format!("echo {} on {}:{port}: {err}", e.pod, e.ip))?;
                 echoes.push(sibling);
             }
-            logs.insert((e.namespace.clone(), e.deployment.clone()), main.log.clone());
+            logs.insert(
+                (e.namespace.clone(), e.deployment.clone()),
+                main.log.clone(),
+            );
             echoes.push(main);
         }
 
@@ -250,7 +262,19 @@ impl Deployed {
             args.extend_from_slice(extra);
             args
         };
-        if mesh {
+        if test.status_only {
+            // Nothing is sent, so nothing needs serving: status comes from `waypoint check`,
+            // and the addresses the runner would assign count as the Gateways' addresses.
+            for g in &plan.gateways {
+                gateways.insert(
+                    (g.namespace.clone(), g.name.clone()),
+                    GatewayAddr {
+                        ip: g.ip.into(),
+                        offset: DEFAULT_PORT_OFFSET,
+                    },
+                );
+            }
+        } else if mesh {
             let ca = DemoCa::generate(TRUST_DOMAIN).map_err(|e| format!("CA: {e}"))?;
             let wp_ns = plan
                 .mesh_waypoint_namespace
@@ -347,7 +371,8 @@ impl Deployed {
             units.extend(self.status_units(settings).await);
         }
 
-        let sequential = test.sequential || test.cases.iter().any(|c| c.config_change_before.is_some());
+        let sequential =
+            test.sequential || test.cases.iter().any(|c| c.config_change_before.is_some());
         let mut case_units = Vec::new();
         if sequential {
             for (i, case) in test.cases.iter().enumerate() {
@@ -359,7 +384,14 @@ impl Deployed {
                 }
                 let outcome = match outcome {
                     Some(o) => o,
-                    None => run_case(self.ctx.clone(), case.clone(), case.config_change_before.is_some()).await,
+                    None => {
+                        run_case(
+                            self.ctx.clone(),
+                            case.clone(),
+                            case.config_change_before.is_some(),
+                        )
+                        .await
+                    }
                 };
                 case_units.push(Unit {
                     name: case_name(i, case),
@@ -373,26 +405,42 @@ impl Deployed {
                 let case = case.clone();
                 set.spawn(async move {
                     let name = case_name(i, &case);
-                    (i, Unit { name, outcome: run_case(ctx, case, false).await })
+                    (
+                        i,
+                        Unit {
+                            name,
+                            outcome: run_case(ctx, case, false).await,
+                        },
+                    )
                 });
             }
             let mut done = Vec::new();
             while let Some(r) = set.join_next().await {
                 match r {
                     Ok(u) => done.push(u),
-                    Err(e) => done.push((usize::MAX, Unit { name: "case".into(), outcome: Outcome::Fail(format!("case task panicked: {e}")) })),
+                    Err(e) => done.push((
+                        usize::MAX,
+                        Unit {
+                            name: "case".into(),
+                            outcome: Outcome::Fail(format!("case task panicked: {e}")),
+                        },
+                    )),
                 }
             }
             done.sort_by_key(|(i, _)| *i);
             case_units.extend(done.into_iter().map(|(_, u)| u));
         }
-        let first_case_passed = case_units.first().is_some_and(|u| u.outcome == Outcome::Pass);
+        let first_case_passed = case_units
+            .first()
+            .is_some_and(|u| u.outcome == Outcome::Pass);
         units.extend(case_units);
 
         if test.websocket.is_some() {
             units.push(Unit {
                 name: "websocket".into(),
-                outcome: Outcome::Skip("websocket checks are not implemented by the runner's echo".into()),
+                outcome: Outcome::Skip(
+                    "websocket checks are not implemented by the runner's echo".into(),
+                ),
             });
         }
         if let Some(wd) = &test.weighted_distribution {
@@ -404,7 +452,10 @@ impl Deployed {
                     None => Outcome::Skip("weightedDistribution without a case to repeat".into()),
                 }
             };
-            units.push(Unit { name: "weightedDistribution".into(), outcome });
+            units.push(Unit {
+                name: "weightedDistribution".into(),
+                outcome,
+            });
         }
         if let Some(md) = &test.mirror_distribution {
             units.push(Unit {
@@ -429,9 +480,13 @@ impl Deployed {
     async fn status_units(&self, settings: &Settings) -> Vec<Unit> {
         let test = &self.ctx.test;
         let names = unit_names(test);
-        let status = match check_status(&settings.waypoint, &self.config_dir, manifests::GATEWAY_CLASS)
-            .await
-            .and_then(|json| StatusList::parse(&json))
+        let status = match check_status(
+            &settings.waypoint,
+            &self.config_dir,
+            manifests::GATEWAY_CLASS,
+        )
+        .await
+        .and_then(|json| StatusList::parse(&json))
         {
             Ok(s) => s,
             Err(why) => {
@@ -439,13 +494,18 @@ impl Deployed {
                     .status_checks
                     .iter()
                     .zip(names)
-                    .map(|(_, name)| Unit { name, outcome: Outcome::Fail(why.clone()) })
+                    .map(|(_, name)| Unit {
+                        name,
+                        outcome: Outcome::Fail(why.clone()),
+                    })
                     .collect();
             }
         };
         let addressed = |reference: &str| {
             let (ns, name) = reference.split_once('/').unwrap_or(("default", reference));
-            self.ctx.gateways.contains_key(&(ns.to_owned(), name.to_owned()))
+            self.ctx
+                .gateways
+                .contains_key(&(ns.to_owned(), name.to_owned()))
         };
         test.status_checks
             .iter()
@@ -464,7 +524,10 @@ impl Deployed {
 
     fn apply_change(&self, change: &crate::cases::ConfigChange) -> Result<(), String> {
         if change.op != "delete" {
-            return Err(format!("config change op {:?} is not supported by the runner", change.op));
+            return Err(format!(
+                "config change op {:?} is not supported by the runner",
+                change.op
+            ));
         }
         let mut config = self.config.lock().unwrap_or_else(|p| p.into_inner());
         match config.delete(&change.kind, &change.reference) {
@@ -483,7 +546,9 @@ async fn run_case(ctx: Arc<Ctx>, case: Case, after_change: bool) -> Outcome {
     };
     let mut streak = match case.expect {
         Some(Expectation::TlsFailure) => {
-            return Outcome::Skip("tlsFailure cases need HTTPS listeners with generated certificates".into())
+            return Outcome::Skip(
+                "tlsFailure cases need HTTPS listeners with generated certificates".into(),
+            )
         }
         Some(Expectation::Failure) => Streak::EXPECT_FAILURE,
         None => Streak::CASE,
@@ -495,7 +560,10 @@ async fn run_case(ctx: Arc<Ctx>, case: Case, after_change: bool) -> Outcome {
     let mirror_param = if case.mirrored_to.is_empty() {
         None
     } else {
-        ctx.test.mirror.as_ref().map(|m| m.request_id_query_param.clone())
+        ctx.test
+            .mirror
+            .as_ref()
+            .map(|m| m.request_id_query_param.clone())
     };
     let case = match &mirror_param {
         Some(param) => with_request_id(&case, param, &uuid()),
@@ -522,7 +590,9 @@ async fn run_case(ctx: Arc<Ctx>, case: Case, after_change: bool) -> Outcome {
             .unwrap_or(Duration::from_secs(10));
         let path = case.request.path.clone().unwrap_or_else(|| "/".into());
         for target in &case.mirrored_to {
-            if let Err(why) = wait_mirrored(&ctx, &target.namespace, &target.name, &path, window).await {
+            if let Err(why) =
+                wait_mirrored(&ctx, &target.namespace, &target.name, &path, window).await
+            {
                 return Outcome::Fail(why);
             }
         }
@@ -568,29 +638,49 @@ fn backend_logs(ctx: &Ctx, ns: &str, name: &str) -> Vec<RequestLog> {
         .filter(|s| s.namespace == ns && s.name == name && !s.selector.is_empty())
         .flat_map(|s| {
             ctx.plan.echoes.iter().filter(move |e| {
-                e.namespace == s.namespace && s.selector.iter().all(|(k, v)| e.labels.get(k) == Some(v))
+                e.namespace == s.namespace
+                    && s.selector.iter().all(|(k, v)| e.labels.get(k) == Some(v))
             })
         })
-        .filter_map(|e| ctx.logs.get(&(e.namespace.clone(), e.deployment.clone())).cloned())
+        .filter_map(|e| {
+            ctx.logs
+                .get(&(e.namespace.clone(), e.deployment.clone()))
+                .cloned()
+        })
         .collect();
     if !by_service.is_empty() {
         return by_service;
     }
-    ctx.logs.get(&(ns.to_owned(), name.to_owned())).cloned().into_iter().collect()
+    ctx.logs
+        .get(&(ns.to_owned(), name.to_owned()))
+        .cloned()
+        .into_iter()
+        .collect()
 }
 
 pub(crate) fn mirrored_count(ctx: &Ctx, ns: &str, name: &str, uri: &str) -> usize {
-    backend_logs(ctx, ns, name).iter().map(|l| l.count(uri)).sum()
+    backend_logs(ctx, ns, name)
+        .iter()
+        .map(|l| l.count(uri))
+        .sum()
 }
 
-async fn wait_mirrored(ctx: &Ctx, ns: &str, name: &str, uri: &str, window: Duration) -> Result<(), String> {
+async fn wait_mirrored(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    uri: &str,
+    window: Duration,
+) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + window;
     loop {
         if mirrored_count(ctx, ns, name, uri) > 0 {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!("mirror backend {ns}/{name} did not receive {uri} within {window:?}"));
+            return Err(format!(
+                "mirror backend {ns}/{name} did not receive {uri} within {window:?}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -612,8 +702,12 @@ async fn attempt(ctx: &Ctx, case: &Case, expect: Option<Expectation>) -> Attempt
     match expect {
         Some(Expectation::Failure) => match sent {
             Err(why) => Attempt::Retry(why),
-            Ok(r) if r.status == 408 || r.status == 504 => Attempt::Retry(format!("status {}", r.status)),
-            Ok(r) if r.status == 200 => Attempt::Fatal("got 200, expected the request to fail".into()),
+            Ok(r) if r.status == 408 || r.status == 504 => {
+                Attempt::Retry(format!("status {}", r.status))
+            }
+            Ok(r) if r.status == 200 => {
+                Attempt::Fatal("got 200, expected the request to fail".into())
+            }
             Ok(_) => Attempt::Pass,
         },
         _ => match sent {
@@ -650,7 +744,12 @@ async fn exchange_gateway(ctx: &Ctx, case: &Case) -> Result<Observed, String> {
         .gateways
         .get(&(target.namespace.clone(), target.name.clone()))
         .copied()
-        .ok_or_else(|| format!("Gateway {}/{} is not served by the runner", target.namespace, target.name))?;
+        .ok_or_else(|| {
+            format!(
+                "Gateway {}/{} is not served by the runner",
+                target.namespace, target.name
+            )
+        })?;
     let r = &case.request;
     let mut headers: Vec<(String, String)> = r
         .headers
@@ -686,20 +785,34 @@ async fn exchange_gateway(ctx: &Ctx, case: &Case) -> Result<Observed, String> {
         if r.unfollow_redirect || !is_redirect(resp.status) {
             return Ok(resp);
         }
-        let Some(location) = resp.header_values("location").first().and_then(|l| Location::parse(l)) else {
+        let Some(location) = resp
+            .header_values("location")
+            .first()
+            .and_then(|l| Location::parse(l))
+        else {
             return Ok(resp);
         };
         // Hostnames in tests do not resolve; every hop goes back to the same Gateway.
         if !location.scheme.is_empty() && location.scheme != "http" {
-            return Err(format!("redirect to {} is not followed by the runner", location.scheme));
+            return Err(format!(
+                "redirect to {} is not followed by the runner",
+                location.scheme
+            ));
         }
         if !location.port.is_empty() {
-            port = location.port.parse().map_err(|_| format!("bad redirect port {:?}", location.port))?;
+            port = location
+                .port
+                .parse()
+                .map_err(|_| format!("bad redirect port {:?}", location.port))?;
         } else if !location.host.is_empty() {
             port = 80;
         }
         if !location.host.is_empty() {
-            req.host = if port == 80 { location.host.clone() } else { format!("{}:{port}", location.host) };
+            req.host = if port == 80 {
+                location.host.clone()
+            } else {
+                format!("{}:{port}", location.host)
+            };
         }
         req.path = if location.query.is_empty() {
             location.path.clone()
@@ -753,7 +866,12 @@ async fn exchange_mesh(ctx: &Ctx, case: &Case) -> Result<Observed, String> {
             };
             tokio::time::timeout(crate::client::REQUEST_TIMEOUT, send)
                 .await
-                .map_err(|_| format!("no response for {vip} within {:?}", crate::client::REQUEST_TIMEOUT))?
+                .map_err(|_| {
+                    format!(
+                        "no response for {vip} within {:?}",
+                        crate::client::REQUEST_TIMEOUT
+                    )
+                })?
         }
     }
 }
@@ -775,4 +893,3 @@ impl Mesh {
         Ok(dialer)
     }
 }
-

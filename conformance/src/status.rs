@@ -79,7 +79,10 @@ impl<'a> Want<'a> {
     fn from(check: &'a Value) -> Want<'a> {
         Want {
             kind: check.get("type").and_then(Value::as_str).unwrap_or(""),
-            status: check.get("status").and_then(Value::as_str).unwrap_or("True"),
+            status: check
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("True"),
             reason: check.get("reason").and_then(Value::as_str),
         }
     }
@@ -109,8 +112,7 @@ impl<'a> Want<'a> {
                 ));
             }
         }
-        if let (Some(seen), Some(gen)) =
-            (c.get("observedGeneration").and_then(Value::as_i64), gen)
+        if let (Some(seen), Some(gen)) = (c.get("observedGeneration").and_then(Value::as_i64), gen)
         {
             if seen != gen {
                 return Err(format!(
@@ -127,18 +129,33 @@ impl<'a> Want<'a> {
 /// to the Gateway API group and Gateway; namespace may be omitted when it is the route's).
 fn parent_matches(actual: &Value, kind: &str, reference: &str, route_ns: &str) -> bool {
     let (ns, name) = split_ref(reference);
-    let group = actual.get("group").and_then(Value::as_str).unwrap_or(GATEWAY_GROUP);
-    let k = actual.get("kind").and_then(Value::as_str).unwrap_or("Gateway");
+    let group = actual
+        .get("group")
+        .and_then(Value::as_str)
+        .unwrap_or(GATEWAY_GROUP);
+    let k = actual
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("Gateway");
     let n = actual.get("name").and_then(Value::as_str).unwrap_or("");
-    let actual_ns = actual.get("namespace").and_then(Value::as_str).unwrap_or(route_ns);
+    let actual_ns = actual
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or(route_ns);
     group == GATEWAY_GROUP && k == kind && n == name && actual_ns == ns
 }
 
 fn parent_of(check: &Value, key: &str) -> (String, String) {
     let p = check.get(key);
     (
-        p.and_then(|p| p.get("kind")).and_then(Value::as_str).unwrap_or("Gateway").to_owned(),
-        p.and_then(|p| p.get("ref")).and_then(Value::as_str).unwrap_or("").to_owned(),
+        p.and_then(|p| p.get("kind"))
+            .and_then(Value::as_str)
+            .unwrap_or("Gateway")
+            .to_owned(),
+        p.and_then(|p| p.get("ref"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
     )
 }
 

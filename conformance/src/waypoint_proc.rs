@@ -19,7 +19,14 @@ pub fn build_waypoint(workspace: &Path) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = std::process::Command::new(cargo)
         .current_dir(workspace)
-        .args(["build", "-p", "waypoint", "--bin", "waypoint", "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "-p",
+            "waypoint",
+            "--bin",
+            "waypoint",
+            "--message-format=json-render-diagnostics",
+        ])
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| anyhow::anyhow!("cannot run cargo to build the waypoint: {e}"))?;
@@ -48,7 +55,13 @@ impl WaypointProcess {
     pub async fn start(bin: &Path, args: &[String]) -> Result<WaypointProcess, String> {
         let mut child = Command::new(bin)
             .args(args)
-            .env("RUST_LOG", std::env::var("WAYPOINT_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("WAYPOINT_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            // A start-up error should read as its message, not as a stack trace.
+            .env("RUST_LIB_BACKTRACE", "0")
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -91,7 +104,10 @@ impl WaypointProcess {
                 // stderr closed without the start line: the process exited. Give the reader
                 // a moment to store the last lines, which say why.
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                Err(format!("waypoint exited before starting: {}", proc.stderr_tail()))
+                Err(format!(
+                    "waypoint exited before starting: {}",
+                    proc.stderr_tail()
+                ))
             }
             Err(_) => Err(format!(
                 "waypoint did not log `waypoint started` within {START_TIMEOUT:?}: {}",
