@@ -166,7 +166,15 @@ pub async fn check_status(bin: &Path, dir: &Path, class: &str) -> Result<String,
         .map_err(|e| format!("cannot run `waypoint check`: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let short: String = stderr.chars().take(600).collect();
+        // One line per failure in the report.
+        let short: String = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .chars()
+            .take(600)
+            .collect();
         return Err(format!(
             "`waypoint check --status` exited with {}: {short}",
             output.status
