@@ -5,15 +5,18 @@
 //! case tells which `backendRef` a route sent it to and what the proxy did to the request on the
 //! way. HTTP/1.1 and h2c (prior knowledge) share one port, as the mesh may speak either to a pod.
 //!
-//! Like upstream, two request knobs exist because conformance cases depend on them:
+//! Like upstream, request knobs exist because conformance cases depend on them:
 //! `X-Echo-Set-Header: Name:value,Other:value` copies those headers into the response (response
-//! header modifiers are checked this way), and a `delay` query parameter (`?delay=1s`) holds the
-//! response back (request timeouts are checked this way).
+//! header modifiers are checked this way), a `delay` query parameter (`?delay=1s`) holds the
+//! response back (request timeouts), `/status/NNN` answers NNN (error handling), and
+//! `/retry/?uuid=U&succeedAfter=N[&responseCode=C]` fails the first N requests for U (retries).
+//! Every request-URI is remembered in a [`RequestLog`], which is how mirror checks see that a
+//! backend received a copy. [`EchoMode::H2cOnly`] is upstream's second port (3001): HTTP/2 with
+//! prior knowledge only, so a proxy that speaks HTTP/1.1 to an h2c backend is caught.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,15 +40,74 @@ pub struct EchoIdentity {
     pub pod: String,
 }
 
+/// Which protocols a listener takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EchoMode {
+    /// HTTP/1.1 and h2c prior knowledge, whichever the client speaks.
+    #[default]
+    Any,
+    /// h2c prior knowledge only; an HTTP/1.1 request gets 400 "Expected h2c request".
+    H2cOnly,
+}
+
+/// The request-URIs a backend received, in arrival order, shared by all its listeners.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<String>>>);
+
+impl RequestLog {
+    fn record(&self, uri: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(uri.to_owned());
+    }
+
+    /// How many requests arrived for exactly this request-URI (path and query).
+    pub fn count(&self, uri: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|u| *u == uri)
+            .count()
+    }
+}
+
+/// Per-backend state of the `/retry/` handler: requests seen per uuid. Shared by all
+/// listeners of a backend, as upstream keeps it per process.
+#[derive(Debug, Clone, Default)]
+struct RetryCounts(Arc<Mutex<HashMap<String, u64>>>);
+
+/// Everything one backend's listeners share.
+#[derive(Debug)]
+struct Backend {
+    id: EchoIdentity,
+    log: RequestLog,
+    retries: RetryCounts,
+}
+
 /// A running echo backend. Dropping it (or calling [`EchoServer::shutdown`]) stops accepting
 /// and closes every connection it was serving.
 #[derive(Debug)]
 pub struct EchoServer {
     pub local_addr: SocketAddr,
+    /// What this listener (and any listener spawned with [`EchoServer::spawn_sibling`]) received.
+    pub log: RequestLog,
+    backend: Arc<Backend>,
     task: JoinHandle<()>,
 }
 
 impl EchoServer {
+    /// Another listener of the same backend (same identity, log and retry state), as a pod
+    /// has several ports.
+    pub async fn spawn_sibling(
+        &self,
+        addr: SocketAddr,
+        mode: EchoMode,
+    ) -> std::io::Result<EchoServer> {
+        spawn_listener(addr, self.backend.clone(), mode).await
+    }
+
     /// Stops the server; equivalent to dropping it, spelled out for readability at call sites.
     pub fn shutdown(self) {
         drop(self);
@@ -63,11 +125,37 @@ impl Drop for EchoServer {
 /// Binds `addr` (port 0 picks a free port, see [`EchoServer::local_addr`]) and serves echo
 /// responses on it until the returned server is dropped.
 pub async fn spawn_echo(addr: SocketAddr, id: EchoIdentity) -> std::io::Result<EchoServer> {
+    spawn_echo_with_mode(addr, id, EchoMode::Any).await
+}
+
+/// [`spawn_echo`] whose first listener takes only `mode`'s protocols.
+pub async fn spawn_echo_with_mode(
+    addr: SocketAddr,
+    id: EchoIdentity,
+    mode: EchoMode,
+) -> std::io::Result<EchoServer> {
+    let backend = Arc::new(Backend {
+        id,
+        log: RequestLog::default(),
+        retries: RetryCounts::default(),
+    });
+    spawn_listener(addr, backend, mode).await
+}
+
+async fn spawn_listener(
+    addr: SocketAddr,
+    backend: Arc<Backend>,
+    mode: EchoMode,
+) -> std::io::Result<EchoServer> {
     let listener = TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
-    let id = Arc::new(id);
-    let task = tokio::spawn(accept_loop(listener, id));
-    Ok(EchoServer { local_addr, task })
+    let task = tokio::spawn(accept_loop(listener, backend.clone(), mode));
+    Ok(EchoServer {
+        local_addr,
+        log: backend.log.clone(),
+        backend,
+        task,
+    })
 }
 
 /// [`spawn_echo`] on a free loopback port.
@@ -75,15 +163,17 @@ pub async fn spawn_echo_on_free_port(id: EchoIdentity) -> std::io::Result<EchoSe
     spawn_echo(SocketAddr::from(([127, 0, 0, 1], 0)), id).await
 }
 
-async fn accept_loop(listener: TcpListener, id: Arc<EchoIdentity>) {
+async fn accept_loop(listener: TcpListener, backend: Arc<Backend>, mode: EchoMode) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let id = id.clone();
+                    let backend = backend.clone();
                     connections.spawn(async move {
-                        let service = service_fn(move |req| echo(req, id.clone()));
+                        let service =
+                            service_fn(move |req| echo(req, backend.clone(), mode, port));
                         let builder = auto::Builder::new(TokioExecutor::new());
                         if let Err(error) = builder
                             .serve_connection(TokioIo::new(stream), service)
@@ -115,12 +205,23 @@ struct EchoResponse<'a> {
     ingress: &'static str,
     service: &'a str,
     pod: &'a str,
+    #[serde(rename = "httpPort")]
+    http_port: String,
 }
+
+/// Returned by the service to make hyper drop the connection without an answer, which is how
+/// `/retry/` without a responseCode fails a request (upstream resets the TCP connection).
+#[derive(Debug, thiserror::Error)]
+#[error("dropping the connection as /retry/ asked")]
+struct DropConnection;
 
 async fn echo(
     req: Request<Incoming>,
-    id: Arc<EchoIdentity>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+    backend: Arc<Backend>,
+    mode: EchoMode,
+    port: u16,
+) -> Result<Response<Full<Bytes>>, DropConnection> {
+    let id = &backend.id;
     let (parts, mut body) = req.into_parts();
     // Drain the body so that a keep-alive connection stays usable and the client is not stuck
     // on flow control; the content itself is not part of the echo.
@@ -128,6 +229,20 @@ async fn echo(
         if frame.is_err() {
             break;
         }
+    }
+
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    backend.log.record(&path);
+    tracing::debug!(pod = %id.pod, "Echoing back request made to {path}");
+
+    if mode == EchoMode::H2cOnly && parts.version != Version::HTTP_2 {
+        return Ok(text_response(
+            StatusCode::BAD_REQUEST,
+            "Expected h2c request",
+        ));
     }
 
     if let Some(delay) = query_param(parts.uri.query(), "delay") {
@@ -144,10 +259,25 @@ async fn echo(
         }
     }
 
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    if let Some(code) = parts.uri.path().strip_prefix("/status/") {
+        return Ok(
+            match code
+                .parse::<u16>()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+            {
+                Some(status) => text_response(status, ""),
+                None => text_response(StatusCode::BAD_REQUEST, "invalid status code"),
+            },
+        );
+    }
+
+    if parts.uri.path().starts_with("/retry") {
+        if let Some(failure) = retry_failure(&backend.retries, parts.uri.query())? {
+            return Ok(failure);
+        }
+    }
+
     // Go's server prefers the request-target's authority (h2 `:authority`, h1 absolute-form)
     // and falls back to the Host header; mirror it so `host` means the same thing upstream.
     let host = parts
@@ -184,6 +314,7 @@ async fn echo(
         ingress: "",
         service: &id.service,
         pod: &id.pod,
+        http_port: port.to_string(),
     };
     // Serializing strings and string maps cannot fail; should it ever, answer with an empty
     // object rather than take the connection down.
@@ -191,10 +322,64 @@ async fn echo(
     let mut response = json_response(StatusCode::OK, json);
     for value in parts.headers.get_all("x-echo-set-header") {
         for (name, value) in parse_set_header(value) {
-            response.headers_mut().insert(name, value);
+            // Upstream appends ",value" to a name given twice rather than adding a second
+            // header line.
+            let merged = match response.headers().get(&name) {
+                Some(existing) => {
+                    let mut joined = existing.as_bytes().to_vec();
+                    joined.push(b',');
+                    joined.extend_from_slice(value.as_bytes());
+                    HeaderValue::from_bytes(&joined).unwrap_or(value)
+                }
+                None => value,
+            };
+            response.headers_mut().insert(name, merged);
         }
     }
     Ok(response)
+}
+
+/// The `/retry/` handler: counts requests per `uuid` and fails the first `succeedAfter` of
+/// them, with `responseCode` when given and otherwise by dropping the connection. `None` means
+/// the request should get the ordinary echo reply.
+fn retry_failure(
+    counts: &RetryCounts,
+    query: Option<&str>,
+) -> Result<Option<Response<Full<Bytes>>>, DropConnection> {
+    let Some(uuid) = query_param(query, "uuid") else {
+        return Ok(Some(text_response(StatusCode::BAD_REQUEST, "missing uuid")));
+    };
+    let succeed_after: u64 = query_param(query, "succeedAfter")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let seen = {
+        let mut map = counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(uuid.to_owned()).or_default();
+        *n += 1;
+        *n
+    };
+    if seen > succeed_after {
+        return Ok(None);
+    }
+    match query_param(query, "responseCode") {
+        Some(code) => Ok(Some(
+            match code
+                .parse::<u16>()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+            {
+                Some(status) => text_response(status, ""),
+                None => text_response(StatusCode::BAD_REQUEST, "invalid responseCode"),
+            },
+        )),
+        None => Err(DropConnection),
+    }
+}
+
+fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -260,7 +445,7 @@ fn query_param<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
 
 /// A subset of Go's `time.ParseDuration`: one or more `<decimal><unit>` terms, e.g. `1s`,
 /// `1.5s`, `1m30s`, `250ms`. Negative durations are rejected: there is nothing to wait for.
-fn parse_go_duration(text: &str) -> Option<Duration> {
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
     let mut rest = text;
     let mut total = Duration::ZERO;
     if rest.is_empty() {
