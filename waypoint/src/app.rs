@@ -11,14 +11,14 @@ use crate::listener::{self, Proxy};
 use crate::live::{ConfigError, LiveConfig};
 use crate::proxy::WaypointProxy;
 use crate::snapshot::GatewayRef;
+use arc_swap::ArcSwap;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions};
 use pingora_core::server::configuration::ServerConf;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -214,7 +214,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     });
     // Filled once the Gateway role's listeners are bound: which listener port a connection's
     // local address serves.
-    let gateway_ports: Arc<OnceLock<HashMap<SocketAddr, u16>>> = Arc::new(OnceLock::new());
+    let gateway_ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>> = Arc::default();
     // One inner proxy, two front ends: the plain listener and h2 tunnels need h2c detection;
     // HTTP/1.1 tunnels must not be peeked at, since a tunnel cannot peek.
     let make_proxy = |h2c: bool| {
@@ -249,38 +249,27 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         }
         None => None,
     };
-    let mut bound_ports = HashMap::new();
-    for port in live.snapshot().listeners.iter().map(|p| p.port) {
-        let Some(bind_port) = port.checked_add(opts.gateway_port_offset) else {
-            return Err(StartError::PortOffset {
-                port,
-                offset: opts.gateway_port_offset,
-            });
-        };
-        let addr = SocketAddr::new(opts.gateway_address, bind_port);
-        let l = bind(addr, "Gateway listener", "gateway-address").await?;
-        bound_ports.insert(local_addr(&l, addr), port);
-        tracker.spawn(listener::serve_http(
-            l,
-            proxy.clone(),
-            shutdown_rx.clone(),
-            tracker.clone(),
-        ));
-    }
-    let gateway_listen = {
-        let mut v: Vec<String> = bound_ports
-            .iter()
-            .map(|(addr, port)| format!("{port}@{addr}"))
-            .collect();
-        v.sort();
-        v.join(",")
+    let gateway = GatewayListeners {
+        live: live.clone(),
+        address: opts.gateway_address,
+        offset: opts.gateway_port_offset,
+        proxy: proxy.clone(),
+        ports: gateway_ports.clone(),
+        tracker: tracker.clone(),
     };
-    let mut gateway_addrs: Vec<(u16, SocketAddr)> = bound_ports
+    let mut bound = BTreeMap::new();
+    for port in live.snapshot().listeners.iter().map(|p| p.port) {
+        bound.insert(port, gateway.bind(port).await?);
+    }
+    gateway.publish(&bound);
+    let gateway_addrs: Vec<(u16, SocketAddr)> =
+        bound.iter().map(|(port, l)| (*port, l.addr)).collect();
+    let gateway_listen = gateway_addrs
         .iter()
-        .map(|(addr, port)| (*port, *addr))
-        .collect();
-    gateway_addrs.sort();
-    let _ = gateway_ports.set(bound_ports);
+        .map(|(port, addr)| format!("{port}@{addr}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    tracker.spawn(gateway.reconcile(bound, shutdown_rx.clone()));
     let admin_state = Arc::new(AdminState {
         live: live.clone(),
         ready: false.into(),
@@ -396,6 +385,100 @@ impl Running {
             tracing::info!("drained");
         } else {
             tracing::warn!(timeout = ?self.drain_timeout, "drain timed out; closing remaining connections");
+        }
+    }
+}
+
+/// One bound Gateway listener port and the switch that stops its accept loop.
+struct BoundListener {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+/// The Gateway role's listener ports, kept in step with the configuration: a reload that adds
+/// a listener port binds it, one that removes a port stops accepting there (connections in
+/// flight finish).
+struct GatewayListeners {
+    live: Arc<LiveConfig>,
+    address: std::net::IpAddr,
+    offset: u16,
+    proxy: Arc<Proxy>,
+    ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>>,
+    tracker: TaskTracker,
+}
+
+impl GatewayListeners {
+    async fn bind(&self, port: u16) -> Result<BoundListener, StartError> {
+        let Some(bind_port) = port.checked_add(self.offset) else {
+            return Err(StartError::PortOffset {
+                port,
+                offset: self.offset,
+            });
+        };
+        let addr = SocketAddr::new(self.address, bind_port);
+        let l = bind(addr, "Gateway listener", "gateway-address").await?;
+        let addr = local_addr(&l, addr);
+        let (stop, stopped) = watch::channel(false);
+        self.tracker.spawn(listener::serve_http(
+            l,
+            self.proxy.clone(),
+            stopped,
+            self.tracker.clone(),
+        ));
+        Ok(BoundListener { addr, stop })
+    }
+
+    /// Tells the proxy which listener port each bound address serves.
+    fn publish(&self, bound: &BTreeMap<u16, BoundListener>) {
+        self.ports
+            .store(Arc::new(bound.iter().map(|(p, l)| (l.addr, *p)).collect()));
+    }
+
+    async fn reconcile(
+        self,
+        mut bound: BTreeMap<u16, BoundListener>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut changes = self.live.subscribe();
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                _ = listener::stopped(&mut shutdown) => break,
+            }
+            let wanted: Vec<u16> = self
+                .live
+                .snapshot()
+                .listeners
+                .iter()
+                .map(|p| p.port)
+                .collect();
+            let added: Vec<u16> = wanted
+                .iter()
+                .copied()
+                .filter(|p| !bound.contains_key(p))
+                .collect();
+            for port in &added {
+                match self.bind(*port).await {
+                    Ok(l) => {
+                        tracing::info!(port, addr = %l.addr, "Gateway listener added");
+                        bound.insert(*port, l);
+                    }
+                    Err(e) => tracing::error!("Gateway listener port {port} not served: {e}"),
+                }
+            }
+            bound.retain(|port, l| {
+                let keep = wanted.contains(port);
+                if !keep {
+                    tracing::info!(port, addr = %l.addr, "Gateway listener removed");
+                    let _ = l.stop.send(true);
+                }
+                keep
+            });
+            self.publish(&bound);
+        }
+        // The drain stops every listener, including the ones added since start.
+        for l in bound.values() {
+            let _ = l.stop.send(true);
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct LiveConfig {
     report: ArcSwap<Report>,
     record: ArcSwap<ReloadRecord>,
     next_version: AtomicU64,
+    /// The version in force, for whoever must act on a change (the Gateway role's listeners).
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 /// Whether a reload replaced the snapshot.
@@ -98,6 +100,7 @@ impl LiveConfig {
             report: ArcSwap::from_pointee(report),
             record: ArcSwap::from_pointee(ReloadRecord::default()),
             next_version: AtomicU64::new(2),
+            applied: tokio::sync::watch::Sender::new(1),
         }))
     }
 
@@ -112,6 +115,11 @@ impl LiveConfig {
 
     pub fn report(&self) -> Arc<Report> {
         self.report.load_full()
+    }
+
+    /// Wakes on every applied reload with the new version.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     pub fn reload_record(&self) -> Arc<ReloadRecord> {
@@ -135,6 +143,7 @@ impl LiveConfig {
                 self.snapshot.store(Arc::new(snapshot));
                 self.report.store(Arc::new(report));
                 record.last_errors.clear();
+                self.applied.send_replace(version);
                 ReloadOutcome::Applied { version }
             }
             Ok((_, report)) => {

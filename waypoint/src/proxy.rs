@@ -10,6 +10,7 @@ use crate::hbone::client::{HboneClient, HboneDial};
 use crate::hbone::context::{TunnelContext, TunnelRegistry};
 use crate::live::LiveConfig;
 use crate::snapshot::{Destination, NotFound, Snapshot, WorkloadIdentity};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -20,7 +21,7 @@ use pingora_proxy::{ProxyHttp, Session};
 use routing::{BackendTarget, HeaderModifier, RequestView, RouteMatch, ServiceKey};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The header Envoy uses to tell a backend who the client was.
@@ -35,7 +36,7 @@ pub struct WaypointProxy {
     /// Set when the waypoint has a workload identity: ambient endpoints are reached over HBONE.
     hbone: Option<Arc<HboneClient>>,
     /// Gateway role: the listener port each bound local address serves.
-    gateway_ports: Arc<OnceLock<HashMap<SocketAddr, u16>>>,
+    gateway_ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>>,
 }
 
 impl WaypointProxy {
@@ -43,7 +44,7 @@ impl WaypointProxy {
         live: Arc<LiveConfig>,
         tunnels: Arc<TunnelRegistry>,
         hbone: Option<Arc<HboneClient>>,
-        gateway_ports: Arc<OnceLock<HashMap<SocketAddr, u16>>>,
+        gateway_ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>>,
     ) -> Self {
         WaypointProxy {
             live,
@@ -151,7 +152,7 @@ impl ProxyHttp for WaypointProxy {
             ctx.gateway_port = session
                 .server_addr()
                 .and_then(|a| a.as_inet())
-                .and_then(|a| self.gateway_ports.get()?.get(a).copied());
+                .and_then(|a| self.gateway_ports.load().get(a).copied());
         }
         Ok(())
     }
