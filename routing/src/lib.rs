@@ -10,25 +10,35 @@
 
 mod backend;
 mod compile;
+mod cors;
 mod filter;
 mod header_modifier;
 mod issue;
+mod mirror;
 mod parent;
+mod path_modifier;
+mod redirect;
 mod request_match;
 mod table;
 mod tcp;
+mod timeouts;
 
 #[cfg(test)]
 mod fixtures;
 
 pub use backend::{BackendLookup, BackendTarget, WeightedBackend};
 pub use compile::{compile_http_route, CompiledRoute, RouteId, Rule};
+pub use cors::Cors;
 pub use header_modifier::HeaderModifier;
 pub use issue::{Issue, IssueReason, Severity};
+pub use mirror::Mirror;
 pub use parent::{parent_services, tcp_parent_services, ParentService, ServiceKey};
+pub use path_modifier::PathModifier;
+pub use redirect::{Redirect, RedirectInput, UrlRewrite, DEFAULT_REDIRECT_STATUS};
 pub use request_match::{
     HeaderMatch, HeaderValueMatch, PathMatch, QueryParamMatch, QueryValueMatch, RequestMatch,
     RequestView,
 };
 pub use table::{RouteMatch, RouteTable};
 pub use tcp::{compile_tcp_route, CompiledTcpRoute};
+pub use timeouts::{parse_duration, Retry, Timeouts, DEFAULT_RETRY_ATTEMPTS};

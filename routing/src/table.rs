@@ -44,6 +44,8 @@ struct Precedence<'a> {
 pub struct RouteMatch<'a> {
     pub route: &'a CompiledRoute,
     pub rule: &'a Rule,
+    /// The match of the rule that selected the request: ReplacePrefixMatch replaces its path.
+    pub request_match: &'a RequestMatch,
 }
 
 impl RouteTable {
@@ -83,9 +85,12 @@ impl RouteTable {
         self.candidates.iter().find_map(|c| {
             let route = &self.routes[c.route];
             let rule = &route.rules[c.rule];
-            rule.matches[c.request_match]
-                .matches(req)
-                .then_some(RouteMatch { route, rule })
+            let request_match = &rule.matches[c.request_match];
+            request_match.matches(req).then_some(RouteMatch {
+                route,
+                rule,
+                request_match,
+            })
         })
     }
 }
