@@ -31,6 +31,10 @@ const XFCC: &str = "x-forwarded-client-cert";
 /// How long a TCP connect to an endpoint may take before the request fails over to an error.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most tries (first attempt included) a request gets, whatever a route's `retry.attempts`
+/// asks: pingora's default, which bounds the work one request can cause.
+pub const MAX_TRIES: usize = 16;
+
 /// How long a mirrored request may run before it is dropped, so slow mirror backends cannot
 /// pile up tasks.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
@@ -337,7 +341,7 @@ impl ProxyHttp for WaypointProxy {
         session: &mut Session,
         e: Box<Error>,
         ctx: &mut RequestCtx,
-        client_reused: bool,
+        _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         let truncated = session.as_ref().retry_buffer_truncated();
@@ -346,13 +350,22 @@ impl ProxyHttp for WaypointProxy {
             // long as the request body can be sent again.
             return e;
         }
+        // Only the route's retry policy retries; any other failure is final, as it was before
+        // routes could ask for retries.
         ctx.retrying_status = None;
-        // pingora's default policy for every other failure.
-        if !session.req_header().method.is_idempotent() || truncated {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
+        e.set_retry(false);
+        e
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // A failed connect is reported (503 UF), not retried: route retries are on status.
+        e.set_retry(false);
         e
     }
 

@@ -57,7 +57,13 @@ fn replace_prefix_with_another_match_type_keeps_the_path_and_is_reported() {
         ..RequestMatch::any()
     };
     let mut issues = Vec::new();
-    let m = PathModifier::compile(true, Some("/bar"), &[exact.clone()], "f", &mut issues);
+    let m = PathModifier::compile(
+        true,
+        Some("/bar"),
+        std::slice::from_ref(&exact),
+        "f",
+        &mut issues,
+    );
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0].field, "f.type");
     let m = m.expect("kept");

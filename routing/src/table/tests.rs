@@ -386,7 +386,7 @@ fn index_finds_what_the_linear_walk_finds() {
         let mut path: String = (0..depth)
             .map(|_| format!("/{}", rng.pick(SEGMENTS)))
             .collect();
-        if path.is_empty() || rng.next() % 5 == 0 {
+        if path.is_empty() || rng.next().is_multiple_of(5) {
             path.push('/');
         }
         path
