@@ -251,5 +251,42 @@ pub(crate) fn pick(backends: &[WeightedBackend], random: u32) -> Option<&Weighte
     None
 }
 
+// Named in full here so the imports above stay untouched by this addition.
+use gateway_api::experimental::httproutes::HttpRouteRulesFiltersRequestMirrorBackendRef as MirrorBackendRef;
+
+/// A RequestMirror backendRef has no weight; otherwise it reads like any backendRef.
+impl<'a> From<&'a MirrorBackendRef> for BackendRefView<'a> {
+    fn from(b: &'a MirrorBackendRef) -> Self {
+        BackendRefView {
+            group: b.group.as_deref(),
+            kind: b.kind.as_deref(),
+            name: &b.name,
+            namespace: b.namespace.as_deref(),
+            port: b.port,
+            weight: None,
+        }
+    }
+}
+
+/// The target of a RequestMirror filter at `field` (e.g.
+/// "spec.rules[0].filters[1].requestMirror.backendRef"), resolved exactly like a backendRef so
+/// the same kinds, namespaces and lookups are accepted.
+pub(crate) fn compile_mirror_backend_ref(
+    backend: &MirrorBackendRef,
+    field: &str,
+    route_namespace: &str,
+    lookup: &dyn BackendLookup,
+    issues: &mut Vec<Issue>,
+) -> BackendTarget {
+    let (target, _weight) = target_and_weight(
+        &BackendRefView::from(backend),
+        field,
+        route_namespace,
+        lookup,
+        issues,
+    );
+    target
+}
+
 #[cfg(test)]
 mod tests;

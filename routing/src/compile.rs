@@ -3,10 +3,14 @@
 use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteRules};
 
 use crate::backend::{compile_backend_ref, pick, BackendLookup, WeightedBackend};
-use crate::filter::compile_rule_filters;
+use crate::cors::Cors;
+use crate::filter::{compile_rule_filters, RuleContext};
 use crate::header_modifier::HeaderModifier;
 use crate::issue::{Issue, IssueReason};
+use crate::mirror::Mirror;
+use crate::redirect::{Redirect, UrlRewrite};
 use crate::request_match::RequestMatch;
+use crate::timeouts::{Retry, Timeouts};
 
 /// Which route a decision came from, for logs, metrics and status.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -58,6 +62,16 @@ pub struct Rule {
     pub matches: Vec<RequestMatch>,
     pub request_header_modifier: Option<HeaderModifier>,
     pub response_header_modifier: Option<HeaderModifier>,
+    /// Set: the waypoint answers with a redirect and forwards nothing.
+    pub redirect: Option<Redirect>,
+    pub rewrite: Option<UrlRewrite>,
+    pub mirrors: Vec<Mirror>,
+    pub cors: Option<Cors>,
+    pub timeouts: Timeouts,
+    pub retry: Option<Retry>,
+    /// A filter the spec forbids skipping (ExtensionRef, ExternalAuth) is not supported:
+    /// matched requests are answered with 500, and this says why.
+    pub unsupported_filter: Option<String>,
     pub backends: Vec<WeightedBackend>,
 }
 
@@ -113,6 +127,13 @@ pub fn compile_http_route(
             matches: vec![RequestMatch::any()],
             request_header_modifier: None,
             response_header_modifier: None,
+            redirect: None,
+            rewrite: None,
+            mirrors: Vec::new(),
+            cors: None,
+            timeouts: Timeouts::default(),
+            retry: None,
+            unsupported_filter: None,
             backends: Vec::new(),
         }],
         Some(rules) => rules
@@ -151,23 +172,30 @@ fn compile_rule(
             })
             .collect(),
     };
-    let unsupported = [
-        ("timeouts", rule.timeouts.is_some()),
-        ("retry", rule.retry.is_some()),
-        ("sessionPersistence", rule.session_persistence.is_some()),
-    ];
-    for (key, present) in unsupported {
-        if present {
-            issues.push(Issue::error(
-                IssueReason::Unsupported,
-                format!("{field}.{key}"),
-                format!("{key} is not supported yet"),
-            ));
-        }
+    if rule.session_persistence.is_some() {
+        issues.push(Issue::error(
+            IssueReason::Unsupported,
+            format!("{field}.sessionPersistence"),
+            "sessionPersistence is not supported yet; requests are balanced without affinity",
+        ));
     }
+    let timeouts = rule
+        .timeouts
+        .as_ref()
+        .map(|t| Timeouts::compile(t, &format!("{field}.timeouts"), issues))
+        .unwrap_or_default();
+    let retry = rule
+        .retry
+        .as_ref()
+        .map(|r| Retry::compile(r, &format!("{field}.retry"), issues));
     let filters = compile_rule_filters(
         rule.filters.as_deref().unwrap_or_default(),
         &format!("{field}.filters"),
+        &RuleContext {
+            matches: &matches,
+            route_namespace,
+            lookup,
+        },
         issues,
     );
     let backends = rule
@@ -191,6 +219,13 @@ fn compile_rule(
         matches,
         request_header_modifier: filters.request_header_modifier,
         response_header_modifier: filters.response_header_modifier,
+        redirect: filters.redirect,
+        rewrite: filters.rewrite,
+        mirrors: filters.mirrors,
+        cors: filters.cors,
+        timeouts,
+        retry,
+        unsupported_filter: filters.unsupported,
         backends,
     }
 }

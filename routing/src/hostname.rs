@@ -98,7 +98,9 @@ mod tests {
     #[test]
     fn intersection() {
         let s = |v: &[&str]| v.iter().map(|h| h.to_string()).collect::<Vec<_>>();
-        let cases: Vec<(Option<&str>, Vec<String>, Option<Vec<String>>)> = vec![
+        /// Listener hostname, route hostnames, expected intersection.
+        type Case = (Option<&'static str>, Vec<String>, Option<Vec<String>>);
+        let cases: Vec<Case> = vec![
             (None, vec![], Some(vec![])),
             (None, s(&["a.com"]), Some(s(&["a.com"]))),
             (Some("a.com"), vec![], Some(s(&["a.com"]))),

@@ -10,31 +10,41 @@
 
 mod backend;
 mod compile;
+mod cors;
 mod filter;
 pub mod gateway;
 mod grpc;
 mod header_modifier;
 pub mod hostname;
 mod issue;
+mod mirror;
 mod parent;
+mod path_modifier;
+mod redirect;
 mod request_match;
 mod table;
 mod tcp;
+mod timeouts;
 
 #[cfg(test)]
 mod fixtures;
 
 pub use backend::{BackendLookup, BackendTarget, WeightedBackend};
 pub use compile::{compile_http_route, CompiledRoute, RouteId, Rule};
+pub use cors::Cors;
 pub use grpc::grpc_to_http;
 pub use header_modifier::HeaderModifier;
 pub use issue::{Issue, IssueReason, Severity};
+pub use mirror::Mirror;
 pub use parent::{
     gateway_parents, parent_services, tcp_parent_services, ParentGateway, ParentService, ServiceKey,
 };
+pub use path_modifier::PathModifier;
+pub use redirect::{Redirect, RedirectInput, UrlRewrite, DEFAULT_REDIRECT_STATUS};
 pub use request_match::{
     HeaderMatch, HeaderValueMatch, PathMatch, QueryParamMatch, QueryValueMatch, RequestMatch,
     RequestView,
 };
 pub use table::{RouteMatch, RouteTable};
 pub use tcp::{compile_tcp_route, CompiledTcpRoute};
+pub use timeouts::{parse_duration, Retry, Timeouts, DEFAULT_RETRY_ATTEMPTS};

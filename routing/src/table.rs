@@ -1,17 +1,34 @@
 //! The routes attached to one parent, in Gateway API precedence order, and request lookup.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::compile::{CompiledRoute, Rule};
-use crate::request_match::{RequestMatch, RequestView};
+use crate::request_match::{PathMatch, RequestMatch, RequestView};
 
 /// All routes attached to one parent, ordered by Gateway API precedence once at build time.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Arc<CompiledRoute>>,
-    /// Every (route, rule, match), best first; `find` walks it and stops at the first match.
+    /// Every (route, rule, match), best first: the first one that matches wins.
     candidates: Vec<Candidate>,
+    /// Positions in `candidates` grouped by the paths they can match, so `find` only tries
+    /// the few candidates whose path part can hold instead of walking thousands.
+    index: PathIndex,
+}
+
+/// Positions into `RouteTable::candidates`, ascending (so best first) within every bucket.
+#[derive(Clone, Debug, Default)]
+struct PathIndex {
+    /// Exact path matches by their path.
+    exact: HashMap<String, Vec<usize>>,
+    /// PathPrefix matches by their prefix without the trailing '/' ("" for "/"). A request
+    /// path can only match the prefixes that end where one of its elements ends, so a lookup
+    /// probes one bucket per path element.
+    prefix: HashMap<String, Vec<usize>>,
+    /// Regular expressions can match any path, so they are always tried.
+    regex: Vec<usize>,
 }
 
 /// Positions into `RouteTable::routes` and the vectors below it.
@@ -44,6 +61,8 @@ struct Precedence<'a> {
 pub struct RouteMatch<'a> {
     pub route: &'a CompiledRoute,
     pub rule: &'a Rule,
+    /// The match of the rule that selected the request: ReplacePrefixMatch replaces its path.
+    pub request_match: &'a RequestMatch,
 }
 
 impl RouteTable {
@@ -65,8 +84,23 @@ impl RouteTable {
         }
         // Stable, so identical keys (the same route listed twice) keep their input order.
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        let candidates = keyed.into_iter().map(|(_, c)| c).collect();
-        Self { routes, candidates }
+        let candidates: Vec<Candidate> = keyed.into_iter().map(|(_, c)| c).collect();
+        let mut index = PathIndex::default();
+        for (position, c) in candidates.iter().enumerate() {
+            match &routes[c.route].rules[c.rule].matches[c.request_match].path {
+                PathMatch::Exact(path) => index.exact.entry(path.clone()).or_default(),
+                PathMatch::Prefix { trimmed, .. } => {
+                    index.prefix.entry(trimmed.clone()).or_default()
+                }
+                PathMatch::RegularExpression(_) => &mut index.regex,
+            }
+            .push(position);
+        }
+        Self {
+            routes,
+            candidates,
+            index,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -79,14 +113,60 @@ impl RouteTable {
     }
 
     /// The highest-precedence matching rule, or None (the proxy answers 404).
+    ///
+    /// Each bucket of the index that the path can fall in yields its best matching candidate;
+    /// the best of those is the answer, exactly as a walk of all candidates in precedence order
+    /// would find it.
     pub fn find(&self, req: &RequestView<'_>) -> Option<RouteMatch<'_>> {
-        self.candidates.iter().find_map(|c| {
-            let route = &self.routes[c.route];
-            let rule = &route.rules[c.rule];
-            rule.matches[c.request_match]
-                .matches(req)
-                .then_some(RouteMatch { route, rule })
-        })
+        let path = req.path;
+        // Every element boundary of the path: "" (the prefix "/"), "/a", "/a/b", ..., and the
+        // whole path.
+        let element_prefixes = path
+            .match_indices('/')
+            .map(|(i, _)| &path[..i])
+            .chain(std::iter::once(path));
+        let buckets = self
+            .index
+            .exact
+            .get(path)
+            .into_iter()
+            .chain(element_prefixes.filter_map(|p| self.index.prefix.get(p)))
+            .chain(std::iter::once(&self.index.regex));
+        let mut best: Option<usize> = None;
+        for bucket in buckets {
+            // Buckets are sorted, so nothing after a position worse than the best can win.
+            let found = bucket
+                .iter()
+                .take_while(|&&position| best.is_none_or(|b| position < b))
+                .find(|&&position| self.candidate_matches(position, req));
+            if let Some(&position) = found {
+                best = Some(position);
+            }
+        }
+        best.map(|position| self.route_match(position))
+    }
+
+    fn candidate_matches(&self, position: usize, req: &RequestView<'_>) -> bool {
+        self.route_match(position).request_match.matches(req)
+    }
+
+    fn route_match(&self, position: usize) -> RouteMatch<'_> {
+        let c = &self.candidates[position];
+        let route = &self.routes[c.route];
+        let rule = &route.rules[c.rule];
+        RouteMatch {
+            route,
+            rule,
+            request_match: &rule.matches[c.request_match],
+        }
+    }
+
+    /// `find` without the index: the walk of every candidate that defines the answer.
+    #[cfg(test)]
+    fn find_linear(&self, req: &RequestView<'_>) -> Option<RouteMatch<'_>> {
+        (0..self.candidates.len())
+            .find(|&position| self.candidate_matches(position, req))
+            .map(|position| self.route_match(position))
     }
 }
 

@@ -207,9 +207,9 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         .map(|c| HboneClient::new(c.clone(), opts.hbone_upstream_port));
 
     // pingora counts every try, the first included, against max_retries. Retries are decided
-    // per route later; until then each request is tried once.
+    // per route (HTTPRoute `retry`) by the proxy, which refuses every other retry.
     let conf = Arc::new(ServerConf {
-        max_retries: 1,
+        max_retries: crate::proxy::MAX_TRIES,
         ..ServerConf::default()
     });
     // Filled once the Gateway role's listeners are bound: which listener port a connection's

@@ -9,7 +9,7 @@
 use crate::hbone::client::{HboneClient, HboneDial};
 use crate::hbone::context::{TunnelContext, TunnelRegistry};
 use crate::live::LiveConfig;
-use crate::snapshot::{Destination, NotFound, Snapshot, WorkloadIdentity};
+use crate::snapshot::{Destination, Endpoint, NotFound, Snapshot, WorkloadIdentity};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,7 +18,10 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::FailToProxy;
 use pingora_proxy::{ProxyHttp, Session};
-use routing::{BackendTarget, HeaderModifier, RequestView, RouteMatch, ServiceKey};
+use routing::{
+    BackendTarget, Cors, HeaderModifier, RedirectInput, RequestView, Retry, RouteMatch, ServiceKey,
+    Timeouts,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +32,14 @@ const XFCC: &str = "x-forwarded-client-cert";
 
 /// How long a TCP connect to an endpoint may take before the request fails over to an error.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most tries (first attempt included) a request gets, whatever a route's `retry.attempts`
+/// asks: pingora's default, which bounds the work one request can cause.
+pub const MAX_TRIES: usize = 16;
+
+/// How long a mirrored request may run before it is dropped, so slow mirror backends cannot
+/// pile up tasks.
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct WaypointProxy {
     live: Arc<LiveConfig>,
@@ -108,6 +119,25 @@ pub struct RequestCtx {
     pub gateway_port: Option<u16>,
     /// The backend port speaks cleartext HTTP/2 (prior knowledge), not HTTP/1.1.
     upstream_h2c: bool,
+    /// The Service port (mesh traffic) or Gateway listener port the request arrived on;
+    /// redirects that keep the port use it.
+    pub listener_port: u16,
+    /// "https" when the client's connection was TLS: redirects keep the request's scheme.
+    scheme: &'static str,
+    /// The matched rule redirects: (status, Location); nothing is forwarded.
+    redirect: Option<(u16, String)>,
+    /// URLRewrite: the Host and path (without query) sent upstream instead of the client's.
+    rewrite_host: Option<String>,
+    rewrite_path: Option<String>,
+    cors: Option<Cors>,
+    /// Endpoints that get a copy of the request (RequestMirror), already sampled.
+    mirrors: Vec<SocketAddr>,
+    timeouts: Timeouts,
+    retry: Option<Retry>,
+    /// Attempts retried so far on a retryable response status.
+    retries_done: u32,
+    /// Set by `upstream_response_filter` when it fails an attempt to have it retried.
+    retrying_status: Option<u16>,
 }
 
 impl RequestCtx {
@@ -127,6 +157,17 @@ impl RequestCtx {
             upstream_hbone: None,
             gateway_port: None,
             upstream_h2c: false,
+            listener_port: 0,
+            scheme: "http",
+            redirect: None,
+            rewrite_host: None,
+            rewrite_path: None,
+            cors: None,
+            mirrors: Vec::new(),
+            timeouts: Timeouts::default(),
+            retry: None,
+            retries_done: 0,
+            retrying_status: None,
         }
     }
 }
@@ -161,14 +202,30 @@ impl ProxyHttp for WaypointProxy {
         let snapshot = self.live.snapshot();
         ctx.snapshot_version = snapshot.version;
         let destination = ctx.tunnel.as_ref().map(|t| t.destination.clone());
-        match decide(
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.scheme = if tls { "https" } else { "http" };
+        let decided = decide(
             &snapshot,
             session.req_header(),
             destination.as_ref(),
             rand::random::<u32>(),
             ctx,
-        ) {
-            Ok(()) => Ok(false),
+        );
+        // A redirect or a CORS preflight is answered here whatever the backends' state: the
+        // request never reaches them.
+        if let Some((status, location)) = &ctx.redirect {
+            send_redirect(session, *status, location).await?;
+            return Ok(true);
+        }
+        if let Some(answer) = preflight_answer(session.req_header(), ctx.cors.as_ref()) {
+            send_preflight(session, answer).await?;
+            return Ok(true);
+        }
+        match decided {
+            Ok(()) => {
+                send_mirrors(session.req_header(), ctx);
+                Ok(false)
+            }
             Err((reply, reason)) => {
                 ctx.local_reply = Some(reply);
                 send_local_reply(session, reply, &reason).await?;
@@ -188,11 +245,32 @@ impl ProxyHttp for WaypointProxy {
                 "no endpoint chosen for the request",
             )
         })?;
+        let backoff = ctx
+            .retrying_status
+            .take()
+            .and(ctx.retry.as_ref().and_then(|r| r.backoff));
+        if let Some(backoff) = backoff {
+            tokio::time::sleep(backoff).await;
+        }
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
         if ctx.upstream_h2c {
             // Plaintext with a minimum version of 2 is h2c with prior knowledge in pingora.
             peer.options.set_http_version(2, 2);
+        }
+        if let Some(limit) = attempt_deadline(&ctx.timeouts, ctx.start.elapsed()) {
+            if limit.is_zero() {
+                return Err(Error::explain(
+                    ErrorType::ReadTimedout,
+                    "the route's request timeout expired before the attempt",
+                )
+                .into_up());
+            }
+            // pingora bounds each read and write of the exchange, which is what makes a
+            // backend that does not answer in time a 504 (ReadTimedout) for the client.
+            peer.options.connection_timeout = Some(limit.min(CONNECT_TIMEOUT));
+            peer.options.read_timeout = Some(limit);
+            peer.options.write_timeout = Some(limit);
         }
         if let (Some(workload), Some(client)) = (&ctx.upstream_hbone, &self.hbone) {
             peer.options.custom_l4 = Some(Arc::new(HboneDial {
@@ -235,17 +313,97 @@ impl ProxyHttp for WaypointProxy {
         for m in &ctx.request_modifiers {
             apply_modifier(m, upstream)?;
         }
+        if let Some(host) = &ctx.rewrite_host {
+            // pingora rebuilds an h2 :authority from Host, so this covers both protocols.
+            upstream.insert_header(http::header::HOST, host.as_str())?;
+        }
+        if let Some(path) = &ctx.rewrite_path {
+            let uri = with_path(&upstream.uri, path).map_err(|e| {
+                Error::because(
+                    ErrorType::InternalError,
+                    "rewritten path is not a valid URI",
+                    e,
+                )
+            })?;
+            upstream.set_uri(uri);
+        }
         Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        let Some(retry) = &ctx.retry else {
+            return Ok(());
+        };
+        if !retry.should_retry(status, ctx.retries_done) {
+            return Ok(());
+        }
+        // pingora retries an attempt that failed with a retryable error and has not sent
+        // anything downstream yet, which is the case here: failing the attempt on its status
+        // is how a response code becomes a retry. The last attempt's response goes through.
+        ctx.retries_done += 1;
+        ctx.retrying_status = Some(status);
+        let mut e = Error::explain(
+            ErrorType::HTTPStatus(status),
+            format!("retrying a {status} response (retry {})", ctx.retries_done),
+        )
+        .into_up();
+        e.set_retry(true);
+        Err(e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let truncated = session.as_ref().retry_buffer_truncated();
+        if ctx.retrying_status.is_some() && !truncated {
+            // A status the route retries on: Gateway API retries whatever the method, as
+            // long as the request body can be sent again.
+            return e;
+        }
+        // Only the route's retry policy retries; any other failure is final, as it was before
+        // routes could ask for retries.
+        ctx.retrying_status = None;
+        e.set_retry(false);
+        e
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // A failed connect is reported (503 UF), not retried: route retries are on status.
+        e.set_retry(false);
+        e
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         for m in &ctx.response_modifiers {
             apply_modifier(m, response)?;
+        }
+        if let (Some(cors), Some(origin)) = (&ctx.cors, request_origin(session.req_header())) {
+            for (name, value) in cors.response_headers(origin) {
+                response.insert_header(name, value)?;
+            }
         }
         Ok(())
     }
@@ -328,9 +486,12 @@ fn decide(
     ctx: &mut RequestCtx,
 ) -> std::result::Result<(), (LocalReply, String)> {
     if let Some(listener_port) = ctx.gateway_port {
+        ctx.listener_port = listener_port;
         let m = gateway_match(snapshot, req, listener_port)?;
-        let (backend_key, backend_port) = choose_backend(m, random, ctx)?;
-        return pick_endpoint(snapshot, backend_key, backend_port, ctx);
+        return match choose_backend(snapshot, req, m, random, ctx)? {
+            Some((key, port)) => set_upstream(snapshot, key, port, ctx),
+            None => Ok(()),
+        };
     }
     // In a tunnel the destination is what the client dialled (the CONNECT target), as for
     // Istio's waypoint; on the plain listener it is what the Host header names.
@@ -382,14 +543,18 @@ fn decide(
                     ),
                 )
             })?;
-            choose_backend(m, random, ctx)?
+            // Mesh traffic arrives on the service port; redirects that keep the port use it.
+            ctx.listener_port = port.port;
+            match choose_backend(snapshot, req, m, random, ctx)? {
+                Some(backend) => backend,
+                None => return Ok(()),
+            }
         }
     };
-    pick_endpoint(snapshot, backend_key, backend_port, ctx)
+    set_upstream(snapshot, backend_key, backend_port, ctx)
 }
 
 type Decision<T> = std::result::Result<T, (LocalReply, String)>;
-
 fn request_view(req: &RequestHeader) -> RequestView<'_> {
     RequestView {
         method: req.method.as_str(),
@@ -438,13 +603,20 @@ fn gateway_match<'s>(
     })
 }
 
-/// Applies a matched rule: records its filters in `ctx` and picks its backend.
+/// Applies a matched rule: records its filters in `ctx` and picks its backend; None when the
+/// rule answers itself (a redirect).
 fn choose_backend(
+    snapshot: &Snapshot,
+    req: &RequestHeader,
     m: RouteMatch<'_>,
     random: u32,
     ctx: &mut RequestCtx,
-) -> Decision<(ServiceKey, u16)> {
+) -> Decision<Option<(ServiceKey, u16)>> {
     ctx.route = Some(m.route.id.to_string());
+    record_rule(&m, req, ctx)?;
+    if ctx.redirect.is_some() {
+        return Ok(None);
+    }
     let backend = m.rule.pick_backend(random).ok_or_else(|| {
         (
             LocalReply::InvalidBackend,
@@ -462,8 +634,9 @@ fn choose_backend(
         .extend(m.rule.response_header_modifier.iter().cloned());
     ctx.response_modifiers
         .extend(backend.response_header_modifier.iter().cloned());
+    ctx.mirrors = mirror_endpoints(snapshot, &m, random);
     match &backend.target {
-        BackendTarget::Service { service, port } => Ok((service.clone(), *port)),
+        BackendTarget::Service { service, port } => Ok(Some((service.clone(), *port))),
         BackendTarget::Invalid { reason } => Err((
             LocalReply::InvalidBackend,
             format!("route {} has an invalid backend: {reason}", m.route.id),
@@ -488,22 +661,39 @@ fn speaks_h2c(port: &crate::snapshot::ServicePort) -> bool {
     )
 }
 
-/// Picks an endpoint of the backend service port and records it in `ctx`.
-fn pick_endpoint(
+/// Records the endpoint of the backend service port the request goes to, and how to speak to it.
+fn set_upstream(
     snapshot: &Snapshot,
     backend_key: ServiceKey,
     backend_port: u16,
     ctx: &mut RequestCtx,
 ) -> Decision<()> {
-    let backend = snapshot
+    let endpoint = pick_endpoint(snapshot, &backend_key, backend_port)?;
+    ctx.upstream = Some(endpoint.addr);
+    ctx.upstream_hbone = endpoint.hbone.clone();
+    ctx.upstream_h2c = snapshot
         .service(&backend_key)
         .and_then(|s| s.port(backend_port))
+        .is_some_and(speaks_h2c);
+    ctx.backend = Some(backend_key);
+    Ok(())
+}
+
+/// One ready endpoint of `key`:`port`, round-robin, or the local reply for why there is none.
+fn pick_endpoint<'a>(
+    snapshot: &'a Snapshot,
+    key: &ServiceKey,
+    port: u16,
+) -> std::result::Result<&'a Endpoint, (LocalReply, String)> {
+    let backend = snapshot
+        .service(key)
+        .and_then(|s| s.port(port))
         .ok_or_else(|| {
             (
                 LocalReply::InvalidBackend,
                 format!(
-                    "backend {}/{} port {backend_port} does not exist",
-                    backend_key.namespace, backend_key.name
+                    "backend {}/{} port {port} does not exist",
+                    key.namespace, key.name
                 ),
             )
         })?;
@@ -514,16 +704,258 @@ fn pick_endpoint(
             (
                 LocalReply::NoHealthyUpstream,
                 format!(
-                    "no healthy upstream: service {}/{} port {backend_port} has no ready endpoints",
-                    backend_key.namespace, backend_key.name
+                    "no healthy upstream: service {}/{} port {port} has no ready endpoints",
+                    key.namespace, key.name
                 ),
             )
         })?;
-    ctx.upstream = Some(backend.endpoints[idx].addr);
-    ctx.upstream_hbone = backend.endpoints[idx].hbone.clone();
-    ctx.upstream_h2c = speaks_h2c(backend);
-    ctx.backend = Some(backend_key);
+    Ok(&backend.endpoints[idx])
+}
+
+/// Copies what the matched rule asks of the later phases into `ctx`: redirect (computed here,
+/// so it is tested with the rest of the decision), rewrite, CORS, timeouts and retry.
+fn record_rule(
+    m: &RouteMatch<'_>,
+    req: &RequestHeader,
+    ctx: &mut RequestCtx,
+) -> std::result::Result<(), (LocalReply, String)> {
+    let rule = m.rule;
+    if let Some(why) = &rule.unsupported_filter {
+        return Err((
+            LocalReply::InvalidBackend,
+            format!("route {} cannot be applied: {why}", m.route.id),
+        ));
+    }
+    let path = req.uri.path();
+    if let Some(redirect) = &rule.redirect {
+        let authority = request_authority(req).unwrap_or_default();
+        ctx.redirect = Some(redirect.response(&RedirectInput {
+            scheme: ctx.scheme,
+            host: host_without_port(authority),
+            listener_port: ctx.listener_port,
+            path,
+            query: req.uri.query(),
+            matched: &m.request_match.path,
+        }));
+    }
+    if let Some(rewrite) = &rule.rewrite {
+        ctx.rewrite_host = rewrite.hostname.clone();
+        ctx.rewrite_path = rewrite.rewrite_path(path, &m.request_match.path);
+    }
+    ctx.cors = rule.cors.clone();
+    ctx.timeouts = rule.timeouts;
+    ctx.retry = rule.retry.clone();
     Ok(())
+}
+
+/// The endpoints that get a copy of this request: each mirror of the rule samples it with its
+/// own share, and a mirror that cannot be reached is skipped, as a mirror must never affect
+/// the request itself.
+fn mirror_endpoints(snapshot: &Snapshot, m: &RouteMatch<'_>, random: u32) -> Vec<SocketAddr> {
+    let mut endpoints = Vec::new();
+    for (i, mirror) in m.rule.mirrors.iter().enumerate() {
+        // Each mirror samples from its own draw, unrelated to the backend choice.
+        let draw = mix(random, u32::try_from(i).unwrap_or(u32::MAX));
+        if !mirror.samples(draw) {
+            continue;
+        }
+        let BackendTarget::Service { service, port } = &mirror.target else {
+            continue;
+        };
+        match pick_endpoint(snapshot, service, *port) {
+            Ok(endpoint) if endpoint.hbone.is_none() => endpoints.push(endpoint.addr),
+            Ok(endpoint) => tracing::debug!(
+                "not mirroring to {}: the endpoint is only reachable over HBONE",
+                endpoint.addr
+            ),
+            Err((_, why)) => tracing::debug!("not mirroring: {why}"),
+        }
+    }
+    endpoints
+}
+
+/// A new uniformly distributed u32 from `random` and `salt` (a murmur3-style finaliser).
+fn mix(random: u32, salt: u32) -> u32 {
+    let mut x = random ^ salt.wrapping_add(1).wrapping_mul(0x9e37_79b9);
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x85eb_ca6b);
+    x ^= x >> 13;
+    x = x.wrapping_mul(0xc2b2_ae35);
+    x ^ (x >> 16)
+}
+
+/// How long the next upstream attempt may take: the per-attempt timeout, capped by what is
+/// left of the request timeout. None when the route sets neither.
+fn attempt_deadline(timeouts: &Timeouts, elapsed: Duration) -> Option<Duration> {
+    let remaining = timeouts.request.map(|t| t.saturating_sub(elapsed));
+    match (remaining, timeouts.backend_request) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `authority` without its port; IPv6 literals keep their brackets.
+fn host_without_port(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    }
+}
+
+/// `uri` with its path replaced and its query kept.
+fn with_path(uri: &http::Uri, path: &str) -> std::result::Result<http::Uri, http::Error> {
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(path_and_query)?);
+    Ok(http::Uri::from_parts(parts)?)
+}
+
+fn request_origin(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+}
+
+/// What answers a CORS preflight: an OPTIONS request with `Origin` and
+/// `Access-Control-Request-Method` on a rule with a CORS filter. The headers are empty when
+/// the origin is not allowed.
+struct PreflightAnswer {
+    status: u16,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+fn preflight_answer(req: &RequestHeader, cors: Option<&Cors>) -> Option<PreflightAnswer> {
+    let cors = cors?;
+    if req.method != http::Method::OPTIONS {
+        return None;
+    }
+    let origin = request_origin(req)?;
+    let header = |name| {
+        req.headers
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+    };
+    let method = header(http::header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    let requested_headers = header(http::header::ACCESS_CONTROL_REQUEST_HEADERS);
+    Some(
+        match cors.preflight_response(origin, Some(method), requested_headers) {
+            Some(headers) => PreflightAnswer {
+                status: 200,
+                headers,
+            },
+            // Refused outright, so the browser reports it without sending the real request.
+            None => PreflightAnswer {
+                status: 403,
+                headers: Vec::new(),
+            },
+        },
+    )
+}
+
+async fn send_preflight(session: &mut Session, answer: PreflightAnswer) -> Result<()> {
+    let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 1))?;
+    for (name, value) in answer.headers {
+        resp.insert_header(name, value)?;
+    }
+    resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+    session.write_response_header(Box::new(resp), true).await
+}
+
+async fn send_redirect(session: &mut Session, status: u16, location: &str) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(2))?;
+    resp.insert_header(http::header::LOCATION, location)?;
+    resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+    session.write_response_header(Box::new(resp), true).await
+}
+
+/// Fires a copy of the request's headers at every mirror endpoint and forgets it. The copy has
+/// the rule's header changes applied and, as Envoy and Istio do, a Host suffixed "-shadow" so
+/// the mirror backend can tell it apart. Only headers are mirrored: a body is not buffered for
+/// the mirror, so a request with one is mirrored without it.
+fn send_mirrors(req: &RequestHeader, ctx: &RequestCtx) {
+    if ctx.mirrors.is_empty() {
+        return;
+    }
+    let mut headers = req.headers.clone();
+    for m in &ctx.request_modifiers {
+        m.apply(&mut headers);
+    }
+    for hop in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::CONTENT_LENGTH,
+        http::header::UPGRADE,
+        http::header::TE,
+    ] {
+        headers.remove(hop);
+    }
+    let authority = request_authority(req).unwrap_or_default();
+    let shadow = shadow_host(authority);
+    match http::HeaderValue::from_str(&shadow) {
+        Ok(host) => {
+            headers.insert(http::header::HOST, host);
+        }
+        Err(_) => return,
+    }
+    let target = req
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    for addr in &ctx.mirrors {
+        let mirror = MirrorRequest {
+            addr: *addr,
+            method: req.method.clone(),
+            target: target.clone(),
+            headers: headers.clone(),
+        };
+        tokio::spawn(async move {
+            let addr = mirror.addr;
+            match tokio::time::timeout(MIRROR_TIMEOUT, mirror.send()).await {
+                Ok(Ok(status)) => tracing::debug!("mirrored to {addr}: {status}"),
+                Ok(Err(e)) => tracing::debug!("mirroring to {addr} failed: {e}"),
+                Err(_) => tracing::debug!("mirroring to {addr} timed out"),
+            }
+        });
+    }
+}
+
+/// `host[:port]` with "-shadow" after the host, before any port.
+fn shadow_host(authority: &str) -> String {
+    let host = host_without_port(authority);
+    format!("{host}-shadow{}", &authority[host.len()..])
+}
+
+struct MirrorRequest {
+    addr: SocketAddr,
+    method: http::Method,
+    target: String,
+    headers: http::HeaderMap,
+}
+
+impl MirrorRequest {
+    async fn send(
+        self,
+    ) -> std::result::Result<http::StatusCode, Box<dyn std::error::Error + Send + Sync>> {
+        use http_body_util::BodyExt;
+        let stream = tokio::net::TcpStream::connect(self.addr).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let mut request = http::Request::builder()
+            .method(self.method)
+            .uri(self.target)
+            .body(http_body_util::Empty::<Bytes>::new())?;
+        *request.headers_mut() = self.headers;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        // Read the answer to the end so the backend sees a normal exchange; it is discarded.
+        response.into_body().collect().await?;
+        Ok(status)
+    }
 }
 
 /// How a failed exchange is reported to the client: the status and flag Envoy (and so Istio's

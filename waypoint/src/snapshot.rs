@@ -651,9 +651,8 @@ impl<'a> Builder<'a> {
         }
         let listeners = self.attach_routes(&unique, &mut services, &by_key, opts, role, &gateway);
         self.attach_tcp_routes(&unique, &mut services, &by_key);
-        let Some(_role) = role else {
-            return None;
-        };
+        // Without a Gateway to serve, the statuses above are all this build yields.
+        role?;
 
         let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_vip = HashMap::new();

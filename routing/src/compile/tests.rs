@@ -22,6 +22,16 @@ fn compile(route: &HttpRoute) -> (CompiledRoute, Vec<Issue>) {
     compile_http_route(route, &FakeLookup::default())
 }
 
+fn hotels(port: u16) -> BackendTarget {
+    BackendTarget::Service {
+        service: ServiceKey {
+            namespace: "travel-agency".to_owned(),
+            name: "hotels".to_owned(),
+        },
+        port,
+    }
+}
+
 fn flights(port: u16) -> BackendTarget {
     BackendTarget::Service {
         service: ServiceKey {
@@ -196,7 +206,7 @@ fn issues_have_exact_fields_and_reasons() {
             ],
         ),
         (
-            "unsupported filters, rule and backend level",
+            "filter problems, rule and backend level",
             "  rules:
   - filters:
     - type: RequestRedirect
@@ -205,6 +215,10 @@ fn issues_have_exact_fields_and_reasons() {
       requestHeaderModifier: {set: [{name: a, value: b}]}
     - type: URLRewrite
       urlRewrite: {hostname: example.com}
+    - type: ExtensionRef
+      extensionRef: {group: example.com, kind: Filter, name: f}
+    - type: RequestRedirect
+      requestRedirect: {statusCode: 200, port: 0, hostname: 'a b'}
     backendRefs:
     - name: flights
       port: 8080
@@ -213,10 +227,28 @@ fn issues_have_exact_fields_and_reasons() {
         cors: {allowOrigins: ['*']}
       - type: RequestMirror
         requestMirror: {backendRef: {name: hotels, port: 8080}}
+      - type: ExternalAuth
+        externalAuth: {protocol: HTTP, backendRef: {name: auth}}
 ",
             vec![
-                (Error, Unsupported, "spec.rules[0].filters[0].type"),
-                (Error, Unsupported, "spec.rules[0].filters[2].type"),
+                (Error, Unsupported, "spec.rules[0].filters[3].type"),
+                (
+                    Error,
+                    Invalid,
+                    "spec.rules[0].filters[4].requestRedirect.statusCode",
+                ),
+                (
+                    Error,
+                    Invalid,
+                    "spec.rules[0].filters[4].requestRedirect.port",
+                ),
+                (
+                    Error,
+                    Invalid,
+                    "spec.rules[0].filters[4].requestRedirect.hostname",
+                ),
+                (Error, Invalid, "spec.rules[0].filters[4].type"),
+                (Error, Invalid, "spec.rules[0].filters"),
                 (
                     Error,
                     Unsupported,
@@ -226,6 +258,11 @@ fn issues_have_exact_fields_and_reasons() {
                     Error,
                     Unsupported,
                     "spec.rules[0].backendRefs[0].filters[1].type",
+                ),
+                (
+                    Error,
+                    Unsupported,
+                    "spec.rules[0].backendRefs[0].filters[2].type",
                 ),
             ],
         ),
@@ -263,11 +300,7 @@ fn issues_have_exact_fields_and_reasons() {
     sessionPersistence: {sessionName: s}
     backendRefs: [{name: flights, port: 8080}]
 ",
-            vec![
-                (Error, Unsupported, "spec.rules[0].timeouts"),
-                (Error, Unsupported, "spec.rules[0].retry"),
-                (Error, Unsupported, "spec.rules[0].sessionPersistence"),
-            ],
+            vec![(Error, Unsupported, "spec.rules[0].sessionPersistence")],
         ),
         (
             "hostnames",
@@ -324,20 +357,24 @@ fn issue_messages() {
             "backendRef to Service x/flights crosses namespaces and no ReferenceGrant in namespace x allows it; add one (from this route's kind and namespace travel-agency, to kind Service)",
         ),
         (
-            "  rules:\n  - filters: [{type: RequestRedirect, requestRedirect: {port: 1}}]\n",
-            "filter RequestRedirect is not supported yet",
+            "  rules:\n  - filters: [{type: ExtensionRef, extensionRef: {group: g, kind: K, name: n}}]\n",
+            "filter ExtensionRef is not supported, so requests matching this rule are answered \
+             with 500; this waypoint has no extension filters: remove the filter, or use a \
+             built-in one (header modifiers, redirect, rewrite, mirror, CORS)",
         ),
         (
-            "  rules:\n  - filters: [{type: URLRewrite, urlRewrite: {hostname: h}}]\n",
-            "filter URLRewrite is not supported yet",
+            "  rules:\n  - backendRefs: [{name: flights, port: 8080, filters: [{type: URLRewrite, urlRewrite: {hostname: h}}]}]\n",
+            "filter URLRewrite is not supported on a backendRef; move it to the rule's filters, \
+             where it applies to every backend of the rule",
         ),
         (
             "  hostnames: [a.example]\n",
             "hostnames are ignored for Service parentRefs (GAMMA)",
         ),
         (
-            "  rules:\n  - timeouts: {request: 1s}\n",
-            "timeouts is not supported yet",
+            "  rules:\n  - timeouts: {request: 1x}\n",
+            "\"1x\" is not a Gateway API duration (Invalid duration format); write e.g. 10s, \
+             500ms or 1m30s; it is ignored",
         ),
     ];
     for (spec, message) in cases {
@@ -394,12 +431,12 @@ fn invalid_backends_keep_their_place_and_reason() {
 }
 
 #[test]
-fn unsupported_filters_are_not_applied_but_supported_ones_are() {
+fn unsupported_filters_fail_closed_and_supported_ones_apply() {
     let (compiled, _) = compile(&travel_route(
         "  rules:
   - filters:
-    - type: RequestRedirect
-      requestRedirect: {hostname: elsewhere.example}
+    - type: ExtensionRef
+      extensionRef: {group: example.com, kind: Filter, name: f}
     - type: RequestHeaderModifier
       requestHeaderModifier: {add: [{name: x, value: y}]}
     backendRefs: [{name: flights, port: 8080}]
@@ -412,6 +449,84 @@ fn unsupported_filters_are_not_applied_but_supported_ones_are() {
         Some(1)
     );
     assert!(rule.response_header_modifier.is_none());
+    assert_eq!(
+        rule.unsupported_filter.as_deref(),
+        Some("filter ExtensionRef at spec.rules[0].filters[0] is not supported")
+    );
+}
+
+#[test]
+fn rule_features_compile() {
+    let (compiled, issues) = compile(&travel_route(
+        "  rules:
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {hostname: New.Example, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new/}}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: hotels, port: 8080}, percent: 20}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: flights, port: 9090}, fraction: {numerator: 1, denominator: 8}}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: nope, port: 1}}
+    - type: CORS
+      cors: {allowOrigins: ['*']}
+    timeouts: {request: 10s, backendRequest: 1500ms}
+    retry: {codes: [503], attempts: 3, backoff: 10ms}
+    backendRefs: [{name: flights, port: 8080}]
+  - matches: [{path: {type: Exact, value: /go}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {scheme: https, statusCode: 308, path: {type: ReplaceFullPath, replaceFullPath: /gone}}
+",
+    ));
+    let fields: Vec<_> = issues.iter().map(|i| i.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["spec.rules[0].filters[3].requestMirror.backendRef"],
+        "{issues:#?}"
+    );
+    let rule = &compiled.rules[0];
+    assert_eq!(
+        rule.rewrite,
+        Some(crate::UrlRewrite {
+            hostname: Some("new.example".to_owned()),
+            path: Some(crate::PathModifier::ReplacePrefixMatch("/new".to_owned())),
+        })
+    );
+    let mirrors: Vec<_> = rule
+        .mirrors
+        .iter()
+        .map(|m| (m.target.clone(), m.percent))
+        .collect();
+    assert_eq!(mirrors[0], (hotels(8080), 20.0));
+    assert_eq!(mirrors[1], (flights(9090), 12.5));
+    assert!(matches!(mirrors[2].0, BackendTarget::Invalid { .. }));
+    assert_eq!(mirrors[2].1, 100.0);
+    assert!(rule.cors.is_some());
+    assert_eq!(
+        rule.timeouts.request,
+        Some(std::time::Duration::from_secs(10))
+    );
+    assert_eq!(
+        rule.timeouts.backend_request,
+        Some(std::time::Duration::from_millis(1500))
+    );
+    assert_eq!(
+        rule.retry,
+        Some(crate::Retry {
+            codes: vec![503],
+            attempts: 3,
+            backoff: Some(std::time::Duration::from_millis(10)),
+        })
+    );
+    let redirect = compiled.rules[1].redirect.as_ref().expect("redirect");
+    assert_eq!(redirect.scheme, Some("https"));
+    assert_eq!(redirect.status, 308);
+    assert_eq!(
+        redirect.path,
+        Some(crate::PathModifier::ReplaceFullPath("/gone".to_owned()))
+    );
 }
 
 #[test]

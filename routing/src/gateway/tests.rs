@@ -78,7 +78,15 @@ fn attach_route(ns: &str, hostnames: &[&str], parent: ParentGateway) -> (String,
 
 #[test]
 fn attachment_reasons() {
-    let cases: Vec<(&str, &[&str], ParentGateway, &str, &[&str])> = vec![
+    /// Route namespace, hostnames, parentRef, expected Accepted reason, listeners attached to.
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        ParentGateway,
+        &'static str,
+        &'static [&'static str],
+    );
+    let cases: Vec<Case> = vec![
         (
             "infra",
             &[],

@@ -303,3 +303,137 @@ fn is_empty() {
     assert!(RouteTable::default().is_empty());
     assert!(!table(&[r("ns/a", T1, EXACT_FOO)]).is_empty());
 }
+
+#[test]
+fn the_match_that_selected_the_rule_is_returned() {
+    let t = table(&[r(
+        "ns/a",
+        T1,
+        "[{matches: [{path: {type: Exact, value: /x}}, {path: {type: PathPrefix, value: /foo/}}]}]",
+    )]);
+    let req = TestRequest::get("/foo/bar");
+    let m = t.find(&req.view()).expect("matches");
+    assert!(
+        matches!(&m.request_match.path, PathMatch::Prefix { trimmed, .. } if trimmed == "/foo")
+    );
+}
+
+#[test]
+fn index_handles_path_edges() {
+    // (request path, expected route)
+    let routes = [
+        r("ns/root", T1, PREFIX_ROOT),
+        r("ns/foo", T1, PREFIX_FOO),
+        r(
+            "ns/exact",
+            T1,
+            "[{matches: [{path: {type: Exact, value: /foo/}}]}]",
+        ),
+        r(
+            "ns/deep",
+            T1,
+            "[{matches: [{path: {type: PathPrefix, value: /foo/bar/}}]}]",
+        ),
+        r(
+            "ns/re",
+            T1,
+            "[{matches: [{path: {type: RegularExpression, value: '/re/[0-9]+'}}]}]",
+        ),
+    ];
+    let t = table(&routes);
+    for (path, expected) in [
+        ("/", "ns/root"),
+        ("/foobar", "ns/root"),
+        ("/foo", "ns/foo"),
+        ("/foo/", "ns/exact"),
+        ("/foo//", "ns/foo"),
+        ("/foo/bar", "ns/deep"),
+        ("/foo/bar/", "ns/deep"),
+        ("/foo/barn", "ns/foo"),
+        ("/re/12", "ns/re"),
+        ("/re/12/x", "ns/root"),
+        ("", "ns/root"),
+    ] {
+        let req = TestRequest::get(path);
+        let got = t.find(&req.view()).map(|m| m.route.id.to_string());
+        assert_eq!(got.as_deref(), Some(expected), "{path:?}");
+    }
+}
+
+/// A small deterministic generator, so the comparison below is reproducible.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % 1_000_003).unwrap_or_default()
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.next() % from.len()]
+    }
+}
+
+#[test]
+fn index_finds_what_the_linear_walk_finds() {
+    const SEGMENTS: &[&str] = &["a", "b", "ab", "c"];
+    const METHODS: &[&str] = &["GET", "POST"];
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let random_path = |rng: &mut XorShift| -> String {
+        let depth = rng.next() % 4;
+        let mut path: String = (0..depth)
+            .map(|_| format!("/{}", rng.pick(SEGMENTS)))
+            .collect();
+        if path.is_empty() || rng.next().is_multiple_of(5) {
+            path.push('/');
+        }
+        path
+    };
+    for round in 0..40 {
+        let mut routes = Vec::new();
+        for i in 0..30 {
+            let path = random_path(&mut rng);
+            let path_match = match rng.next() % 4 {
+                0 => format!("{{type: Exact, value: '{path}'}}"),
+                1 => format!("{{type: RegularExpression, value: '{path}.*'}}"),
+                _ => format!("{{type: PathPrefix, value: '{path}'}}"),
+            };
+            let method = match rng.next() % 3 {
+                0 => format!(", method: {}", rng.pick(METHODS)),
+                _ => String::new(),
+            };
+            let headers = match rng.next() % 3 {
+                0 => format!(", headers: [{{name: h, value: '{}'}}]", rng.next() % 2),
+                _ => String::new(),
+            };
+            let created = [T1, T2, None][rng.next() % 3];
+            let rules: &'static str = Box::leak(
+                format!("[{{matches: [{{path: {path_match}{method}{headers}}}]}}]")
+                    .into_boxed_str(),
+            );
+            let id: &'static str = Box::leak(format!("ns/r{}", i % 20).into_boxed_str());
+            routes.push(r(id, created, rules));
+        }
+        let t = table(&routes);
+        for _ in 0..50 {
+            let path = random_path(&mut rng);
+            let method = rng.pick(METHODS);
+            let header = (rng.next() % 2).to_string();
+            let req = TestRequest::new(method, &path, &[("h", header.as_str())]);
+            let key = |m: RouteMatch<'_>| {
+                (
+                    m.route.id.to_string(),
+                    m.rule.index,
+                    std::ptr::from_ref(m.request_match),
+                )
+            };
+            assert_eq!(
+                t.find(&req.view()).map(key),
+                t.find_linear(&req.view()).map(key),
+                "round {round}: {method} {path} h={header}"
+            );
+        }
+    }
+}

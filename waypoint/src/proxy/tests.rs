@@ -239,3 +239,112 @@ fn upstream_failures_map_to_envoy_statuses_and_flags() {
         429
     );
 }
+
+#[test]
+fn matched_rules_record_their_filters() {
+    let s = snapshot(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /go}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}
+  - matches: [{path: {type: PathPrefix, value: /old/}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {hostname: new.example, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: v2, port: 80}}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: v2, port: 80}, percent: 0}
+    - type: CORS
+      cors: {allowOrigins: ['*']}
+    timeouts: {request: 2s, backendRequest: 1s}
+    retry: {codes: [503], attempts: 1}
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /ext}}]
+    filters:
+    - type: ExtensionRef
+      extensionRef: {group: example.com, kind: Filter, name: f}
+    backendRefs: [{name: web, port: 80}]
+"#,
+    );
+    // A redirect needs no backend; the Service port is the listener port and is kept.
+    let mut c = ctx();
+    decide(
+        &s,
+        &request("web.shop:80", "/go/a?b=c", &[]),
+        None,
+        0,
+        &mut c,
+    )
+    .expect("redirect");
+    assert_eq!(c.redirect, Some((302, "http://web.shop/a?b=c".to_owned())));
+    assert_eq!(c.upstream, None);
+    assert_eq!(c.listener_port, 80);
+
+    let mut c = ctx();
+    decide(&s, &request("web", "/old/page", &[]), None, 0, &mut c).expect("rewrite");
+    assert_eq!(c.redirect, None);
+    assert_eq!(c.rewrite_host.as_deref(), Some("new.example"));
+    assert_eq!(c.rewrite_path.as_deref(), Some("/new/page"));
+    assert_eq!(
+        c.mirrors.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        ["127.0.0.4:9090"],
+        "the 0% mirror never samples"
+    );
+    assert!(c.cors.is_some());
+    assert_eq!(c.timeouts.request, Some(Duration::from_secs(2)));
+    assert_eq!(c.retry.as_ref().map(|r| r.attempts), Some(1));
+
+    let mut c = ctx();
+    let (reply, why) =
+        decide(&s, &request("web", "/ext", &[]), None, 0, &mut c).expect_err("fails closed");
+    assert_eq!(reply.status(), 500);
+    assert!(why.contains("ExtensionRef"), "{why}");
+}
+
+#[test]
+fn attempt_deadline_is_the_tighter_of_both_timeouts() {
+    let s = Duration::from_secs;
+    let t = |request, backend_request| Timeouts {
+        request,
+        backend_request,
+    };
+    assert_eq!(attempt_deadline(&t(None, None), s(5)), None);
+    assert_eq!(attempt_deadline(&t(Some(s(10)), None), s(3)), Some(s(7)));
+    assert_eq!(
+        attempt_deadline(&t(Some(s(10)), Some(s(2))), s(3)),
+        Some(s(2))
+    );
+    assert_eq!(
+        attempt_deadline(&t(Some(s(10)), Some(s(2))), s(9)),
+        Some(s(1))
+    );
+    assert_eq!(
+        attempt_deadline(&t(Some(s(1)), None), s(3)),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(attempt_deadline(&t(None, Some(s(2))), s(30)), Some(s(2)));
+}
+
+#[test]
+fn authority_helpers() {
+    assert_eq!(host_without_port("web.shop:80"), "web.shop");
+    assert_eq!(host_without_port("web.shop"), "web.shop");
+    assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+    assert_eq!(host_without_port("[::1]"), "[::1]");
+    assert_eq!(shadow_host("web.shop:80"), "web.shop-shadow:80");
+    assert_eq!(shadow_host("web"), "web-shadow");
+    let uri: http::Uri = "/a/b?x=1".parse().expect("uri");
+    assert_eq!(with_path(&uri, "/c").expect("uri").to_string(), "/c?x=1");
+    let uri: http::Uri = "http://h/a".parse().expect("uri");
+    assert_eq!(
+        with_path(&uri, "/c").expect("uri").to_string(),
+        "http://h/c"
+    );
+}

@@ -78,6 +78,18 @@ impl HttpClient {
         read(resp).await
     }
 
+    /// A request with any method and no body.
+    pub async fn send_method(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
+        self.send_with(addr, method, host, path, headers).await
+    }
+
     async fn send(
         &self,
         addr: SocketAddr,
@@ -85,7 +97,19 @@ impl HttpClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
+        self.send_with(addr, "GET", host, path, headers).await
+    }
+
+    async fn send_with(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
         let mut req = http::Request::builder()
+            .method(method)
             .uri(format!("http://{addr}{path}"))
             .header(http::header::HOST, host);
         for (k, v) in headers {

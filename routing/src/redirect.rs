@@ -1,0 +1,96 @@
+//! RequestRedirect and URLRewrite: the filters that change where a request goes by rewriting
+//! its URL, either for the client (a redirect) or for the backend (a rewrite).
+
+use crate::path_modifier::PathModifier;
+use crate::request_match::PathMatch;
+
+/// A compiled RequestRedirect filter: the waypoint answers the request itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// "http" or "https"; None keeps the request's scheme.
+    pub scheme: Option<&'static str>,
+    /// None keeps the request's host.
+    pub hostname: Option<String>,
+    pub path: Option<PathModifier>,
+    pub port: Option<u16>,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+}
+
+/// What a redirect needs to know about the request it answers.
+#[derive(Clone, Copy, Debug)]
+pub struct RedirectInput<'a> {
+    /// "http" or "https": how the request reached the waypoint.
+    pub scheme: &'a str,
+    /// The request's host, without a port.
+    pub host: &'a str,
+    /// The Gateway listener port or the Service port the request arrived on.
+    pub listener_port: u16,
+    /// The request path, without the query.
+    pub path: &'a str,
+    /// The raw query without '?'.
+    pub query: Option<&'a str>,
+    /// The path match that selected the rule, for ReplacePrefixMatch.
+    pub matched: &'a PathMatch,
+}
+
+/// The status code Gateway API uses when a redirect names none.
+pub const DEFAULT_REDIRECT_STATUS: u16 = 302;
+
+impl Redirect {
+    /// The status code and absolute `Location` for `req`.
+    ///
+    /// The port follows the spec: the filter's port if set; else the well-known port of the
+    /// filter's scheme if it names one; else the listener port. It is left out of the Location
+    /// when it is the default for the scheme, so `https://host/` rather than `https://host:443/`.
+    pub fn response(&self, req: &RedirectInput<'_>) -> (u16, String) {
+        let scheme = self.scheme.unwrap_or(req.scheme);
+        let port = match (self.port, self.scheme) {
+            (Some(port), _) => port,
+            (None, Some(scheme)) => well_known_port(scheme).unwrap_or(req.listener_port),
+            (None, None) => req.listener_port,
+        };
+        let host = self.hostname.as_deref().unwrap_or(req.host);
+        let path = match &self.path {
+            Some(modifier) => modifier.apply(req.path, req.matched),
+            None => req.path.to_owned(),
+        };
+        let mut location = format!("{scheme}://{host}");
+        if well_known_port(scheme) != Some(port) {
+            location.push_str(&format!(":{port}"));
+        }
+        location.push_str(&path);
+        if let Some(query) = req.query {
+            location.push('?');
+            location.push_str(query);
+        }
+        (self.status, location)
+    }
+}
+
+fn well_known_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// A compiled URLRewrite filter: the request is forwarded with a new host and/or path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlRewrite {
+    /// Replaces the Host header (`:authority` for HTTP/2) sent to the backend.
+    pub hostname: Option<String>,
+    pub path: Option<PathModifier>,
+}
+
+impl UrlRewrite {
+    /// The path to forward instead of `path` (without the query, which the proxy keeps), or
+    /// None when this rewrite leaves the path alone.
+    pub fn rewrite_path(&self, path: &str, matched: &PathMatch) -> Option<String> {
+        self.path.as_ref().map(|m| m.apply(path, matched))
+    }
+}
+
+#[cfg(test)]
+mod tests;
