@@ -10,9 +10,10 @@
 use std::collections::BTreeMap;
 
 use gateway_api::experimental::gateways::{
-    Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom,
-    GatewayListenersAllowedRoutesNamespacesSelector,
+    Gateway, GatewayAllowedListenersNamespacesFrom, GatewayListeners,
+    GatewayListenersAllowedRoutesNamespacesFrom, GatewayListenersAllowedRoutesNamespacesSelector,
 };
+use gateway_api::experimental::listenersets::ListenerSet;
 use serde::Serialize;
 
 use crate::hostname;
@@ -97,6 +98,68 @@ pub struct GatewayState {
     pub gateway: ServiceKey,
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerState>,
+    /// ListenerSets the Gateway accepted.
+    pub attached_listener_sets: usize,
+}
+
+/// A ListenerSet: more listeners for a Gateway, served on the Gateway's address.
+#[derive(Clone, Debug)]
+pub struct ListenerSetInput {
+    pub key: ServiceKey,
+    /// The Gateway it extends (parentRef; namespace defaults to the ListenerSet's).
+    pub gateway: ServiceKey,
+    /// Its listeners, in the Gateway's listener type (the fields are the same).
+    pub listeners: Vec<GatewayListeners>,
+    /// creationTimestamp in nanoseconds; older ListenerSets win listener conflicts.
+    pub created_at_nanos: Option<i128>,
+}
+
+impl ListenerSetInput {
+    pub fn new(ls: &ListenerSet, namespace: &str, name: &str) -> Result<Self, String> {
+        let listeners = serde_json::to_value(&ls.spec.listeners)
+            .and_then(serde_json::from_value)
+            .map_err(|e| format!("spec.listeners: {e}"))?;
+        Ok(ListenerSetInput {
+            key: ServiceKey {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            },
+            gateway: ServiceKey {
+                namespace: ls
+                    .spec
+                    .parent_ref
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| namespace.to_string()),
+                name: ls.spec.parent_ref.name.clone(),
+            },
+            listeners,
+            created_at_nanos: ls
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_nanosecond()),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ListenerSetState {
+    pub key: ServiceKey,
+    pub gateway: ServiceKey,
+    pub conditions: Vec<Condition>,
+    pub listeners: Vec<ListenerState>,
+    /// Accepted by its Gateway: its listeners are served on the Gateway's address.
+    pub accepted: bool,
+}
+
+/// Everything [`attach`] works out.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Attachment {
+    pub gateways: Vec<GatewayState>,
+    pub listener_sets: Vec<ListenerSetState>,
+    /// In the order of the routes given; one entry per parentRef naming one of ours.
+    pub routes: Vec<Vec<RouteParentStatus>>,
 }
 
 /// The status entry a route gets for one of its Gateway parents.
@@ -112,31 +175,62 @@ pub struct GatewayInput<'a> {
     pub spec: &'a Gateway,
 }
 
-/// Attaches `routes` to the listeners of `gateways` and computes the status of both.
-/// `namespace_labels` gives a namespace's labels (None when the folder has no such Namespace).
-/// Route statuses come back in the order of `routes`, one entry per parentRef naming one of
-/// `gateways`; parentRefs naming other Gateways get none (another controller's business).
+/// Attaches `routes` to the listeners of `gateways` (and of the ListenerSets they accept) and
+/// computes the status of all of them. `namespace_labels` gives a namespace's labels (None when
+/// the folder has no such Namespace). ListenerSets and parentRefs naming Gateways not in
+/// `gateways` get no status: they are another controller's business.
 pub fn attach(
     gateways: &[GatewayInput<'_>],
+    listener_sets: &[ListenerSetInput],
     routes: &[RouteInput<'_>],
     namespace_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
-) -> (Vec<GatewayState>, Vec<Vec<RouteParentStatus>>) {
+) -> Attachment {
     let mut states: Vec<GatewayState> = gateways.iter().map(gateway_state).collect();
+    let mut sets = listener_set_states(gateways, &mut states, listener_sets, namespace_labels);
     let mut route_statuses = Vec::with_capacity(routes.len());
     for (r, route) in routes.iter().enumerate() {
         let mut statuses = Vec::new();
         for parent in route.parents {
-            let Some(g) = gateways.iter().position(|g| g.gateway == parent.gateway) else {
-                continue;
+            let accepted = if parent.kind == "ListenerSet" {
+                let Some(i) = listener_sets.iter().position(|l| l.key == parent.gateway) else {
+                    continue;
+                };
+                let Some(state) = sets.iter_mut().find(|s| s.key == parent.gateway) else {
+                    continue;
+                };
+                if !state.accepted {
+                    Condition::new(
+                        "Accepted",
+                        false,
+                        "NoMatchingParent",
+                        format!("ListenerSet {} is not accepted by its Gateway", state.key),
+                    )
+                } else {
+                    attach_one(
+                        r,
+                        route,
+                        parent,
+                        &listener_sets[i].listeners,
+                        &state.key,
+                        &mut state.listeners,
+                        namespace_labels,
+                    )
+                }
+            } else {
+                let Some(g) = gateways.iter().position(|g| g.gateway == parent.gateway) else {
+                    continue;
+                };
+                let state = &mut states[g];
+                attach_one(
+                    r,
+                    route,
+                    parent,
+                    &gateways[g].spec.spec.listeners,
+                    &state.gateway,
+                    &mut state.listeners,
+                    namespace_labels,
+                )
             };
-            let accepted = attach_one(
-                r,
-                route,
-                parent,
-                gateways[g].spec,
-                &mut states[g],
-                namespace_labels,
-            );
             statuses.push(RouteParentStatus {
                 parent: parent.clone(),
                 conditions: vec![accepted, route.resolved_refs.clone()],
@@ -144,7 +238,173 @@ pub fn attach(
         }
         route_statuses.push(statuses);
     }
-    (states, route_statuses)
+    // Keep only the ListenerSets of our Gateways.
+    sets.retain(|s| gateways.iter().any(|g| g.gateway == s.gateway));
+    Attachment {
+        gateways: states,
+        listener_sets: sets,
+        routes: route_statuses,
+    }
+}
+
+/// Accepts (or not) each ListenerSet of one of `gateways` and checks its listeners against the
+/// Gateway's and older ListenerSets' (the earlier listener wins a conflict).
+fn listener_set_states(
+    gateways: &[GatewayInput<'_>],
+    states: &mut [GatewayState],
+    listener_sets: &[ListenerSetInput],
+    namespace_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
+) -> Vec<ListenerSetState> {
+    let mut order: Vec<usize> = (0..listener_sets.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&listener_sets[a], &listener_sets[b]);
+        (a.created_at_nanos.is_none(), a.created_at_nanos, &a.key).cmp(&(
+            b.created_at_nanos.is_none(),
+            b.created_at_nanos,
+            &b.key,
+        ))
+    });
+    // Listeners already claimed per Gateway: (port, hostname, protocol).
+    let mut claimed: Vec<Vec<(i32, Option<String>, String)>> = gateways
+        .iter()
+        .map(|g| {
+            g.spec
+                .spec
+                .listeners
+                .iter()
+                .map(|l| (l.port, l.hostname.clone(), l.protocol.clone()))
+                .collect()
+        })
+        .collect();
+    let mut out: Vec<ListenerSetState> = Vec::new();
+    for i in order {
+        let ls = &listener_sets[i];
+        let Some(g) = gateways.iter().position(|g| g.gateway == ls.gateway) else {
+            continue;
+        };
+        let mut listeners: Vec<ListenerState> = ls
+            .listeners
+            .iter()
+            .map(|l| listener_state(l, &ls.listeners))
+            .collect();
+        let labels = namespace_labels(&ls.key.namespace).unwrap_or_default();
+        let allowed = admits_listener_set(gateways[g].spec, &ls.key.namespace, &labels);
+        if !allowed {
+            for l in &mut listeners {
+                l.served = false;
+            }
+            out.push(ListenerSetState {
+                key: ls.key.clone(),
+                gateway: ls.gateway.clone(),
+                conditions: vec![
+                    Condition::new(
+                        "Accepted",
+                        false,
+                        "NotAllowed",
+                        format!(
+                            "Gateway {} does not allow ListenerSets from namespace {} (spec.allowedListeners)",
+                            ls.gateway, ls.key.namespace
+                        ),
+                    ),
+                    Condition::new("Programmed", false, "NotAllowed", "not accepted"),
+                ],
+                listeners,
+                accepted: false,
+            });
+            continue;
+        }
+        for (l, spec) in listeners.iter_mut().zip(&ls.listeners) {
+            let clash = claimed[g].iter().any(|(port, hostname, protocol)| {
+                *port == spec.port && (*hostname == spec.hostname || *protocol != spec.protocol)
+            });
+            if clash {
+                mark_conflicted(l, spec.port);
+            }
+        }
+        claimed[g].extend(
+            ls.listeners
+                .iter()
+                .map(|l| (l.port, l.hostname.clone(), l.protocol.clone())),
+        );
+        states[g].attached_listener_sets += 1;
+        let valid = listeners.iter().any(|l| l.served);
+        out.push(ListenerSetState {
+            key: ls.key.clone(),
+            gateway: ls.gateway.clone(),
+            conditions: vec![
+                Condition::new("Accepted", true, "Accepted", "accepted by its Gateway"),
+                if valid {
+                    Condition::new("Programmed", true, "Programmed", "programmed")
+                } else {
+                    Condition::new("Programmed", false, "Invalid", "no listener can be served")
+                },
+            ],
+            listeners,
+            accepted: true,
+        });
+    }
+    out
+}
+
+/// A Gateway admits ListenerSets only as its spec.allowedListeners says (none by default).
+fn admits_listener_set(g: &Gateway, ns: &str, labels: &BTreeMap<String, String>) -> bool {
+    let gateway_ns = g.metadata.namespace.as_deref().unwrap_or("default");
+    let namespaces = g
+        .spec
+        .allowed_listeners
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref());
+    match namespaces.and_then(|n| n.from.as_ref()) {
+        None | Some(GatewayAllowedListenersNamespacesFrom::None) => false,
+        Some(GatewayAllowedListenersNamespacesFrom::Same) => ns == gateway_ns,
+        Some(GatewayAllowedListenersNamespacesFrom::All) => true,
+        Some(GatewayAllowedListenersNamespacesFrom::Selector) => {
+            match namespaces.and_then(|n| n.selector.as_ref()) {
+                Some(sel) => {
+                    let sel: GatewayListenersAllowedRoutesNamespacesSelector =
+                        match serde_json::to_value(sel).and_then(serde_json::from_value) {
+                            Ok(s) => s,
+                            Err(_) => return false,
+                        };
+                    selector_matches(&sel, ns, labels)
+                }
+                None => false,
+            }
+        }
+    }
+}
+
+fn mark_conflicted(l: &mut ListenerState, port: i32) {
+    l.served = false;
+    for c in &mut l.conditions {
+        match c.kind {
+            "Conflicted" => *c = Condition::new(
+                "Conflicted",
+                true,
+                "HostnameConflict",
+                format!(
+                    "an earlier listener on port {port} has the same hostname or another protocol"
+                ),
+            ),
+            "Accepted" => {
+                *c = Condition::new(
+                    "Accepted",
+                    false,
+                    "HostnameConflict",
+                    "the listener conflicts with an earlier one",
+                )
+            }
+            "Programmed" => {
+                *c = Condition::new(
+                    "Programmed",
+                    false,
+                    "Invalid",
+                    "the listener conflicts with an earlier one",
+                )
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Attaches one route to the listeners `parent` selects; returns its Accepted condition.
@@ -152,14 +412,13 @@ fn attach_one(
     r: usize,
     route: &RouteInput<'_>,
     parent: &ParentGateway,
-    gateway: &Gateway,
-    state: &mut GatewayState,
+    specs: &[GatewayListeners],
+    parent_key: &ServiceKey,
+    listeners: &mut [ListenerState],
     namespace_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
 ) -> Condition {
-    let gateway_ns = &state.gateway.namespace;
-    let selected: Vec<usize> = gateway
-        .spec
-        .listeners
+    let gateway_ns = &parent_key.namespace;
+    let selected: Vec<usize> = specs
         .iter()
         .enumerate()
         .filter(|(_, l)| parent.section_name.as_ref().is_none_or(|s| *s == l.name))
@@ -171,25 +430,21 @@ fn attach_one(
             (Some(s), Some(p)) => format!("no listener named {s} on port {p}"),
             (Some(s), None) => format!("no listener named {s}"),
             (None, Some(p)) => format!("no listener on port {p}"),
-            (None, None) => "the Gateway has no listeners".to_string(),
+            (None, None) => "it has no listeners".to_string(),
         };
         return Condition::new(
             "Accepted",
             false,
             "NoMatchingParent",
-            format!("Gateway {}: {what}", state.gateway),
+            format!("{} {parent_key}: {what}", parent.kind),
         );
     }
     let labels = namespace_labels(route.namespace).unwrap_or_default();
     let allowed: Vec<usize> = selected
         .into_iter()
         .filter(|&i| {
-            let l = &gateway.spec.listeners[i];
-            admits_namespace(l, route.namespace, &labels, gateway_ns)
-                && state.listeners[i]
-                    .supported_kinds
-                    .iter()
-                    .any(|k| k == route.kind)
+            admits_namespace(&specs[i], route.namespace, &labels, gateway_ns)
+                && listeners[i].supported_kinds.iter().any(|k| k == route.kind)
         })
         .collect();
     if allowed.is_empty() {
@@ -198,19 +453,19 @@ fn attach_one(
             false,
             "NotAllowedByListeners",
             format!(
-                "no selected listener of Gateway {} allows {} routes from namespace {}",
-                state.gateway, route.kind, route.namespace
+                "no selected listener of {} {parent_key} allows {} routes from namespace {}",
+                parent.kind, route.kind, route.namespace
             ),
         );
     }
     let mut attached = false;
     for i in allowed {
-        let listener_host = gateway.spec.listeners[i].hostname.as_deref();
+        let listener_host = specs[i].hostname.as_deref();
         let Some(hostnames) = hostname::intersect(listener_host, route.hostnames) else {
             continue;
         };
         attached = true;
-        let listener = &mut state.listeners[i];
+        let listener = &mut listeners[i];
         // The same route named twice (two parentRefs selecting one listener) attaches once.
         if !listener.routes.iter().any(|a| a.route == r) {
             listener.routes.push(AttachedRoute {
@@ -319,6 +574,7 @@ fn gateway_state(g: &GatewayInput<'_>) -> GatewayState {
         gateway: g.gateway.clone(),
         conditions,
         listeners,
+        attached_listener_sets: 0,
     }
 }
 

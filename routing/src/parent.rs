@@ -110,8 +110,9 @@ fn services_of(
         let group = parent.group.unwrap_or(GATEWAY_GROUP);
         let kind = parent.kind.unwrap_or("Gateway");
         let is_core = group.is_empty() || group == "core";
-        if kind == "Gateway" && group == GATEWAY_GROUP {
-            // A Gateway parent is the Gateway role's business; see `gateway_parents`.
+        if (kind == "Gateway" || kind == "ListenerSet") && group == GATEWAY_GROUP {
+            // A Gateway (or ListenerSet) parent is the Gateway role's business; see
+            // `gateway_parents`.
             continue;
         }
         if kind != "Service" {
@@ -190,13 +191,17 @@ mod tests;
 pub struct ParentGateway {
     /// Index in spec.parentRefs.
     pub index: usize,
+    /// "Gateway" or "ListenerSet".
+    pub kind: &'static str,
+    /// The Gateway or ListenerSet named.
     pub gateway: ServiceKey,
     pub section_name: Option<String>,
     pub port: Option<u16>,
 }
 
-/// The Gateways an HTTPRoute names as parents (group gateway.networking.k8s.io, kind Gateway,
-/// both the defaults); the namespace defaults to the route's. A port outside 1-65535 selects
+/// The Gateways (and ListenerSets) an HTTPRoute names as parents (group
+/// gateway.networking.k8s.io and kind Gateway are the defaults); the namespace defaults to the
+/// route's. A port outside 1-65535 selects
 /// no listener, so it is kept as 0 and the route is reported NoMatchingParent there.
 pub fn gateway_parents(route: &HttpRoute) -> Vec<ParentGateway> {
     let namespace = RouteId::of(route).namespace;
@@ -206,12 +211,20 @@ pub fn gateway_parents(route: &HttpRoute) -> Vec<ParentGateway> {
         .iter()
         .flatten()
         .enumerate()
-        .filter(|(_, p)| {
-            p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
-                && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
+        .filter_map(|(index, p)| {
+            if p.group.as_deref().unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
+                return None;
+            }
+            let kind = match p.kind.as_deref().unwrap_or("Gateway") {
+                "Gateway" => "Gateway",
+                "ListenerSet" => "ListenerSet",
+                _ => return None,
+            };
+            Some((index, kind, p))
         })
-        .map(|(index, p)| ParentGateway {
+        .map(|(index, kind, p)| ParentGateway {
             index,
+            kind,
             gateway: ServiceKey {
                 namespace: p.namespace.clone().unwrap_or_else(|| namespace.clone()),
                 name: p.name.clone(),

@@ -632,6 +632,7 @@ impl<'a> Builder<'a> {
                     self.status(d, State::Accepted, issues);
                 }
                 Resource::Gateway(_)
+                | Resource::ListenerSet(_)
                 | Resource::HttpRoute(_)
                 | Resource::GrpcRoute(_)
                 | Resource::TcpRoute(_) => {}
@@ -1326,31 +1327,65 @@ impl<'a> Builder<'a> {
                 resolved_refs: resolved_refs(&c.issues),
             })
             .collect();
+        let mut listener_sets = Vec::new();
+        for d in docs {
+            let Resource::ListenerSet(ls) = &d.resource else {
+                continue;
+            };
+            match routing::gateway::ListenerSetInput::new(ls, &d.object.namespace, &d.object.name) {
+                Ok(input) => listener_sets.push((d, input)),
+                Err(e) => self.status(d, State::Error, vec![issue_err("spec.listeners", e)]),
+            }
+        }
+        let set_inputs: Vec<routing::gateway::ListenerSetInput> =
+            listener_sets.iter().map(|(_, i)| i.clone()).collect();
         let namespaces = &self.namespaces;
         let labels = |ns: &str| namespaces.get(ns).map(|l| (*l).clone());
-        let (states, parent_statuses) = routing::gateway::attach(&inputs, &route_inputs, &labels);
+        let attachment = routing::gateway::attach(&inputs, &set_inputs, &route_inputs, &labels);
+        for (d, input) in &listener_sets {
+            let state = match attachment.listener_sets.iter().find(|s| s.key == input.key) {
+                Some(s) if s.accepted => State::Accepted,
+                Some(_) => State::Ignored(format!(
+                    "Gateway {} does not allow it (spec.allowedListeners)",
+                    input.gateway
+                )),
+                None => State::Ignored(format!(
+                    "its Gateway {} is not of class {} or not in the folder",
+                    input.gateway, opts.gateway_class
+                )),
+            };
+            self.status(d, state, Vec::new());
+        }
+        let states = attachment.gateways.clone();
+        let parent_statuses = attachment.routes.clone();
 
         let mut listeners: Vec<GatewayPort> = Vec::new();
         if role == Some(Role::Gateway) {
-            if let Some(state) = states.iter().find(|g| {
-                g.gateway.namespace == served_gateway.namespace
-                    && g.gateway.name == served_gateway.name
-            }) {
-                for l in state.listeners.iter().filter(|l| l.served) {
-                    let routes = l
-                        .routes
-                        .iter()
-                        .map(|a| (compiled_routes[a.route].route.clone(), a.hostnames.clone()))
-                        .collect();
-                    let lr =
-                        ListenerRoutes::new(l.name.clone(), l.port, l.hostname.clone(), routes);
-                    match listeners.iter_mut().find(|p| p.port == l.port) {
-                        Some(p) => p.listeners.push(lr),
-                        None => listeners.push(GatewayPort {
-                            port: l.port,
-                            listeners: vec![lr],
-                        }),
-                    }
+            let is_served = |k: &ServiceKey| {
+                k.namespace == served_gateway.namespace && k.name == served_gateway.name
+            };
+            let own = states
+                .iter()
+                .filter(|g| is_served(&g.gateway))
+                .flat_map(|g| g.listeners.iter());
+            let from_sets = attachment
+                .listener_sets
+                .iter()
+                .filter(|s| s.accepted && is_served(&s.gateway))
+                .flat_map(|s| s.listeners.iter());
+            for l in own.chain(from_sets).filter(|l| l.served) {
+                let routes = l
+                    .routes
+                    .iter()
+                    .map(|a| (compiled_routes[a.route].route.clone(), a.hostnames.clone()))
+                    .collect();
+                let lr = ListenerRoutes::new(l.name.clone(), l.port, l.hostname.clone(), routes);
+                match listeners.iter_mut().find(|p| p.port == l.port) {
+                    Some(p) => p.listeners.push(lr),
+                    None => listeners.push(GatewayPort {
+                        port: l.port,
+                        listeners: vec![lr],
+                    }),
                 }
             }
             for p in &mut listeners {
@@ -1412,6 +1447,7 @@ impl<'a> Builder<'a> {
         }
         self.gateway_status = GatewayStatus {
             gateways: states,
+            listener_sets: attachment.listener_sets,
             routes: route_statuses,
         };
         listeners

@@ -34,6 +34,7 @@ fn key(ns: &str, name: &str) -> ServiceKey {
 fn parent(section: Option<&str>, port: Option<u16>) -> ParentGateway {
     ParentGateway {
         index: 0,
+        kind: "Gateway",
         gateway: key("infra", "gw"),
         section_name: section.map(str::to_owned),
         port,
@@ -59,11 +60,16 @@ fn attach_route(ns: &str, hostnames: &[&str], parent: ParentGateway) -> (String,
     }];
     let labels =
         |ns: &str| (ns == "web").then(|| BTreeMap::from([("team".to_string(), "web".to_string())]));
-    let (states, statuses) = attach(
+    let Attachment {
+        gateways: states,
+        routes: statuses,
+        ..
+    } = attach(
         &[GatewayInput {
             gateway: key("infra", "gw"),
             spec: &g,
         }],
+        &[],
         &routes,
         &labels,
     );
@@ -184,14 +190,16 @@ fn attachment_reasons() {
 #[test]
 fn listener_conditions() {
     let g = gateway(GW);
-    let (states, _) = attach(
+    let states = attach(
         &[GatewayInput {
             gateway: key("infra", "gw"),
             spec: &g,
         }],
         &[],
+        &[],
         &|_| None,
-    );
+    )
+    .gateways;
     let cond = |listener: &str, kind: &str| {
         let l = states[0]
             .listeners

@@ -8,6 +8,7 @@ use super::ObjectRef;
 use gateway_api::experimental::gateways::Gateway;
 use gateway_api::experimental::grpcroutes::GrpcRoute;
 use gateway_api::experimental::httproutes::HttpRoute;
+use gateway_api::experimental::listenersets::ListenerSet;
 use gateway_api::experimental::referencegrants::ReferenceGrant;
 use gateway_api::experimental::tcproutes::TcpRoute;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -28,6 +29,7 @@ pub enum Resource {
     HttpRoute(Box<HttpRoute>),
     TcpRoute(Box<TcpRoute>),
     GrpcRoute(Box<GrpcRoute>),
+    ListenerSet(Box<ListenerSet>),
     ReferenceGrant(Box<ReferenceGrant>),
     /// A kind this version does not act on. Kept so that it is reported, never silently lost.
     Unsupported {
@@ -175,6 +177,7 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
         // TCPRoute went GA in Gateway API v1.6; the experimental v1alpha2 types read both.
         ("gateway.networking.k8s.io", "TCPRoute") => &["v1", "v1alpha2"],
         ("gateway.networking.k8s.io", "GRPCRoute") => &["v1"],
+        ("gateway.networking.k8s.io", "ListenerSet") => &["v1"],
         ("gateway.networking.k8s.io", "ReferenceGrant") => &["v1", "v1beta1", "v1alpha2"],
         _ => {
             return Ok(Parsed {
@@ -219,6 +222,7 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
         "HTTPRoute" => Resource::HttpRoute(typed(value, &object, &mut unknown_fields)?),
         "TCPRoute" => Resource::TcpRoute(typed(value, &object, &mut unknown_fields)?),
         "GRPCRoute" => Resource::GrpcRoute(typed(value, &object, &mut unknown_fields)?),
+        "ListenerSet" => Resource::ListenerSet(typed(value, &object, &mut unknown_fields)?),
         "ReferenceGrant" => Resource::ReferenceGrant(typed(value, &object, &mut unknown_fields)?),
         _ => Resource::Unsupported { api_version },
     };

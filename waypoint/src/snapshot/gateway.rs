@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use gateway_api::experimental::referencegrants::ReferenceGrant;
-use routing::gateway::{Condition, GatewayState, RouteParentStatus};
+use routing::gateway::{Condition, GatewayState, ListenerSetState, RouteParentStatus};
 use routing::{hostname, CompiledRoute, RequestView, RouteMatch, RouteTable, ServiceKey};
 use serde::Serialize;
 
@@ -146,6 +146,7 @@ impl GatewayPort {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GatewayStatus {
     pub gateways: Vec<GatewayState>,
+    pub listener_sets: Vec<ListenerSetState>,
     /// Per route (kind, namespace, name): its status.parents entries for our Gateways.
     pub routes: Vec<RouteStatus>,
 }
@@ -171,11 +172,8 @@ impl GatewayStatus {
                 "observedGeneration": 1,
             })
         };
-        let mut items = Vec::new();
-        for g in &self.gateways {
-            let listeners: Vec<_> = g
-                .listeners
-                .iter()
+        let listeners = |ls: &[routing::gateway::ListenerState]| -> Vec<serde_json::Value> {
+            ls.iter()
                 .map(|l| {
                     serde_json::json!({
                         "name": l.name,
@@ -186,14 +184,29 @@ impl GatewayStatus {
                         "conditions": l.conditions.iter().map(condition).collect::<Vec<_>>(),
                     })
                 })
-                .collect();
+                .collect()
+        };
+        let mut items = Vec::new();
+        for g in &self.gateways {
             items.push(serde_json::json!({
                 "apiVersion": "gateway.networking.k8s.io/v1",
                 "kind": "Gateway",
                 "metadata": {"namespace": g.gateway.namespace, "name": g.gateway.name, "generation": 1},
                 "status": {
                     "conditions": g.conditions.iter().map(condition).collect::<Vec<_>>(),
-                    "listeners": listeners,
+                    "listeners": listeners(&g.listeners),
+                    "attachedListenerSets": g.attached_listener_sets,
+                },
+            }));
+        }
+        for s in &self.listener_sets {
+            items.push(serde_json::json!({
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "ListenerSet",
+                "metadata": {"namespace": s.key.namespace, "name": s.key.name, "generation": 1},
+                "status": {
+                    "conditions": s.conditions.iter().map(condition).collect::<Vec<_>>(),
+                    "listeners": listeners(&s.listeners),
                 },
             }));
         }
@@ -205,7 +218,7 @@ impl GatewayStatus {
                     serde_json::json!({
                         "parentRef": {
                             "group": routing::gateway::GATEWAY_GROUP,
-                            "kind": "Gateway",
+                            "kind": p.parent.kind,
                             "namespace": p.parent.gateway.namespace,
                             "name": p.parent.gateway.name,
                             "sectionName": p.parent.section_name,
