@@ -314,11 +314,19 @@ fn listener_set_states(
             continue;
         }
         for (l, spec) in listeners.iter_mut().zip(&ls.listeners) {
-            let clash = claimed[g].iter().any(|(port, hostname, protocol)| {
-                *port == spec.port && (*hostname == spec.hostname || *protocol != spec.protocol)
-            });
-            if clash {
-                mark_conflicted(l, spec.port);
+            let same_port = claimed[g].iter().filter(|(port, ..)| *port == spec.port);
+            let mut reason = None;
+            for (_, hostname, protocol) in same_port {
+                if *protocol != spec.protocol {
+                    reason = Some("ProtocolConflict");
+                    break;
+                }
+                if *hostname == spec.hostname {
+                    reason = Some("HostnameConflict");
+                }
+            }
+            if let Some(reason) = reason {
+                mark_conflicted(l, spec.port, reason);
             }
         }
         claimed[g].extend(
@@ -374,36 +382,19 @@ fn admits_listener_set(g: &Gateway, ns: &str, labels: &BTreeMap<String, String>)
     }
 }
 
-fn mark_conflicted(l: &mut ListenerState, port: i32) {
+/// An earlier listener (the Gateway's own, or an older ListenerSet's) holds this one's port
+/// with the same hostname (HostnameConflict) or another protocol (ProtocolConflict).
+fn mark_conflicted(l: &mut ListenerState, port: i32, reason: &str) {
     l.served = false;
+    let why =
+        format!("an earlier listener on port {port} has the same hostname or another protocol");
     for c in &mut l.conditions {
-        match c.kind {
-            "Conflicted" => *c = Condition::new(
-                "Conflicted",
-                true,
-                "HostnameConflict",
-                format!(
-                    "an earlier listener on port {port} has the same hostname or another protocol"
-                ),
-            ),
-            "Accepted" => {
-                *c = Condition::new(
-                    "Accepted",
-                    false,
-                    "HostnameConflict",
-                    "the listener conflicts with an earlier one",
-                )
-            }
-            "Programmed" => {
-                *c = Condition::new(
-                    "Programmed",
-                    false,
-                    "Invalid",
-                    "the listener conflicts with an earlier one",
-                )
-            }
-            _ => {}
-        }
+        *c = match c.kind {
+            "Conflicted" => Condition::new("Conflicted", true, reason, why.clone()),
+            "Accepted" => Condition::new("Accepted", false, reason, why.clone()),
+            "Programmed" => Condition::new("Programmed", false, "Invalid", why.clone()),
+            _ => continue,
+        };
     }
 }
 
@@ -666,12 +657,20 @@ fn listener_state(l: &GatewayListeners, all: &[GatewayListeners]) -> ListenerSta
         }
     }
     // Two listeners on one port with the same hostname cannot both get the traffic.
-    let clash = all.iter().any(|o| {
-        !std::ptr::eq(o, l)
-            && o.port == l.port
-            && (o.hostname == l.hostname || o.protocol != l.protocol)
-    });
-    let conflicted = if clash {
+    let others = all
+        .iter()
+        .filter(|o| !std::ptr::eq(*o, l) && o.port == l.port);
+    let mut clash = None;
+    for o in others {
+        if o.protocol != l.protocol {
+            clash = Some("ProtocolConflict");
+            break;
+        }
+        if o.hostname == l.hostname {
+            clash = Some("HostnameConflict");
+        }
+    }
+    let conflicted = if let Some(reason) = clash {
         programmed = Condition::new(
             "Programmed",
             false,
@@ -681,7 +680,7 @@ fn listener_state(l: &GatewayListeners, all: &[GatewayListeners]) -> ListenerSta
         Condition::new(
             "Conflicted",
             true,
-            "HostnameConflict",
+            reason,
             format!(
                 "another listener on port {} has the same hostname or another protocol",
                 l.port

@@ -1,4 +1,5 @@
 use super::*;
+use gateway_api::experimental::listenersets::ListenerSet;
 
 fn gateway(yaml: &str) -> Gateway {
     serde_yaml_ng::from_str(yaml).expect("gateway yaml")
@@ -221,4 +222,110 @@ fn listener_conditions() {
         ("False", "UnsupportedProtocol".into())
     );
     assert!(states[0].conditions.iter().all(|c| c.is_true()));
+}
+
+#[test]
+fn listener_sets_extend_their_gateway() {
+    let g = gateway(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: waypoint
+  allowedListeners: {namespaces: {from: Same}}
+  listeners:
+  - {name: main, port: 80, protocol: HTTP, hostname: gw.example.com}
+",
+    );
+    let ls = |ns: &str, name: &str, yaml: &str| {
+        let set: ListenerSet = serde_yaml_ng::from_str(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  parentRef: {{name: gw, namespace: infra}}
+  listeners: {yaml}
+"
+        ))
+        .expect("listenerset yaml");
+        ListenerSetInput::new(&set, ns, name).expect("listeners convert")
+    };
+    let sets = [
+        ls(
+            "infra",
+            "a",
+            "[{name: extra, port: 80, protocol: HTTP, hostname: a.example.com}, \
+              {name: clash, port: 80, protocol: HTTP, hostname: gw.example.com}, \
+              {name: tcp, port: 80, protocol: TCP}]",
+        ),
+        ls("elsewhere", "b", "[{name: x, port: 80, protocol: HTTP}]"),
+    ];
+    let to = |kind: &'static str, name: &str, section: Option<&str>| ParentGateway {
+        index: 0,
+        kind,
+        gateway: key("infra", name),
+        section_name: section.map(str::to_owned),
+        port: None,
+    };
+    let via_set = [to("ListenerSet", "a", None)];
+    let via_gateway_to_set_listener = [to("Gateway", "gw", Some("extra"))];
+    let routes = [
+        RouteInput {
+            kind: "HTTPRoute",
+            namespace: "infra",
+            hostnames: &[],
+            parents: &via_set,
+            resolved_refs: resolved(),
+        },
+        RouteInput {
+            kind: "HTTPRoute",
+            namespace: "infra",
+            hostnames: &[],
+            parents: &via_gateway_to_set_listener,
+            resolved_refs: resolved(),
+        },
+    ];
+    let out = attach(
+        &[GatewayInput {
+            gateway: key("infra", "gw"),
+            spec: &g,
+        }],
+        &sets,
+        &routes,
+        &|_| None,
+    );
+    assert_eq!(out.gateways[0].attached_listener_sets, 1);
+    let set = |name: &str| {
+        out.listener_sets
+            .iter()
+            .find(|s| s.key.name == name)
+            .expect("listener set status")
+    };
+    let a = set("a");
+    assert!(a.accepted);
+    let cond = |l: &ListenerState, kind: &str| {
+        let c = l.conditions.iter().find(|c| c.kind == kind).expect("cond");
+        (c.status, c.reason.clone())
+    };
+    assert_eq!(
+        cond(&a.listeners[0], "Accepted"),
+        ("True", "Accepted".into())
+    );
+    // The Gateway's own listener holds gw.example.com on port 80 first.
+    assert_eq!(
+        cond(&a.listeners[1], "Conflicted"),
+        ("True", "HostnameConflict".into())
+    );
+    assert_eq!(
+        cond(&a.listeners[2], "Conflicted"),
+        ("True", "ProtocolConflict".into())
+    );
+    // Only Same-namespace ListenerSets are allowed.
+    assert!(!set("b").accepted);
+    // Routes attach through the ListenerSet to its served listeners only; a Gateway
+    // parentRef never reaches a ListenerSet's listener.
+    assert_eq!(out.routes[0][0].conditions[0].reason, "Accepted");
+    assert_eq!(a.listeners[0].routes.len(), 1);
+    assert!(a.listeners[1].routes.len() <= 1);
+    assert_eq!(out.routes[1][0].conditions[0].reason, "NoMatchingParent");
 }
