@@ -514,21 +514,44 @@ fn selector_matches(
     labels
         .entry(NAMESPACE_NAME_LABEL.to_string())
         .or_insert_with(|| ns.to_string());
-    let labels_ok = sel
-        .match_labels
+    let exprs: Vec<SelectorRequirement<'_>> = sel
+        .match_expressions
         .iter()
         .flatten()
+        .map(|e| SelectorRequirement {
+            key: &e.key,
+            operator: &e.operator,
+            values: e.values.as_deref().unwrap_or_default(),
+        })
+        .collect();
+    labels_match(sel.match_labels.as_ref(), &exprs, &labels)
+}
+
+/// One `matchExpressions` entry of a Kubernetes label selector.
+pub struct SelectorRequirement<'a> {
+    pub key: &'a str,
+    pub operator: &'a str,
+    pub values: &'a [String],
+}
+
+/// Whether `labels` satisfy a Kubernetes label selector: every `matchLabels` pair and every
+/// expression (In, NotIn, Exists, DoesNotExist).
+pub fn labels_match(
+    match_labels: Option<&BTreeMap<String, String>>,
+    exprs: &[SelectorRequirement<'_>],
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let labels_ok = match_labels
+        .into_iter()
+        .flatten()
         .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
-            // An operator we cannot read admits nothing rather than everything.
-            _ => false,
-        }
+    let exprs_ok = exprs.iter().all(|e| match e.operator {
+        "In" => labels.get(e.key).is_some_and(|v| e.values.contains(v)),
+        "NotIn" => labels.get(e.key).is_none_or(|v| !e.values.contains(v)),
+        "Exists" => labels.contains_key(e.key),
+        "DoesNotExist" => !labels.contains_key(e.key),
+        // An operator we cannot read admits nothing rather than everything.
+        _ => false,
     });
     labels_ok && exprs_ok
 }

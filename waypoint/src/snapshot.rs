@@ -1682,24 +1682,17 @@ impl AllowedNamespaces {
 }
 
 fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = sel
-        .match_labels
+    let exprs: Vec<routing::gateway::SelectorRequirement<'_>> = sel
+        .match_expressions
         .iter()
         .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
-            // Unknown operators match nothing: admitting traffic on a rule we cannot read
-            // would widen who the waypoint serves.
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
+        .map(|e| routing::gateway::SelectorRequirement {
+            key: &e.key,
+            operator: &e.operator,
+            values: e.values.as_deref().unwrap_or_default(),
+        })
+        .collect();
+    routing::gateway::labels_match(sel.match_labels.as_ref(), &exprs, labels)
 }
 
 /// Checks the Gateway is shaped as Istio's waypoint expects and reads its `allowedRoutes`.
