@@ -526,7 +526,13 @@ fn decide(
         }
     };
     ctx.destination = Some(service.key.clone());
-    let (backend_key, backend_port) = match &port.routes {
+    // GAMMA: a client's own namespace's routes for the service (consumer routes) replace the
+    // service owner's (producer routes) for that client.
+    let consumer = ctx
+        .tunnel
+        .as_ref()
+        .and_then(|t| port.consumer_routes.get(&t.source.namespace));
+    let (backend_key, backend_port) = match consumer.or(port.routes.as_ref()) {
         None => (service.key.clone(), port.port),
         Some(table) => {
             let view = request_view(req);

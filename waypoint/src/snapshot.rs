@@ -258,6 +258,10 @@ pub struct ServicePort {
     #[serde(skip)]
     pub routes: Option<RouteTable>,
     pub route_names: Vec<String>,
+    /// GAMMA consumer routes: routes in another namespace than the service's, which apply
+    /// (instead of `routes`) only to clients in that namespace.
+    #[serde(skip)]
+    pub consumer_routes: HashMap<String, RouteTable>,
     /// A TCPRoute attached to this port makes it a TCP port with weighted backends.
     #[serde(skip)]
     pub tcp_route: Option<Arc<CompiledTcpRoute>>,
@@ -984,6 +988,7 @@ impl<'a> Builder<'a> {
                 endpoints,
                 routes: None,
                 route_names: Vec::new(),
+                consumer_routes: HashMap::new(),
                 tcp_route: None,
                 tcp_route_name: None,
                 balancer: RoundRobin::new(),
@@ -1089,6 +1094,7 @@ impl<'a> Builder<'a> {
                 endpoints,
                 routes: None,
                 route_names: Vec::new(),
+                consumer_routes: HashMap::new(),
                 tcp_route: None,
                 tcp_route_name: None,
                 balancer: RoundRobin::new(),
@@ -1143,6 +1149,7 @@ impl<'a> Builder<'a> {
                 by_key,
                 grants: &self.grants,
                 from_kind: "TCPRoute",
+                parents: parents.iter().map(|p| p.service.clone()).collect(),
             };
             let (compiled, compile_issues) = routing::compile_tcp_route(route, &lookup);
             issues.extend(compile_issues);
@@ -1224,7 +1231,9 @@ impl<'a> Builder<'a> {
             on_service: bool,
             not_ours: Vec<String>,
         }
-        let mut attached: HashMap<(usize, u16), Vec<Arc<CompiledRoute>>> = HashMap::new();
+        // Keyed by (service, port, consumer namespace); None for producer routes.
+        type AttachKey = (usize, u16, Option<String>);
+        let mut attached: HashMap<AttachKey, Vec<Arc<CompiledRoute>>> = HashMap::new();
         let mut compiled_routes: Vec<Compiled<'_>> = Vec::new();
         for d in docs {
             let converted;
@@ -1249,6 +1258,7 @@ impl<'a> Builder<'a> {
                 by_key,
                 grants: &self.grants,
                 from_kind: kind,
+                parents: parents.iter().map(|p| p.service.clone()).collect(),
             };
             let (compiled, compile_issues) = routing::compile_http_route(route, &lookup);
             // Hostnames do matter on Gateway listeners; the compiler's GAMMA warning only
@@ -1260,9 +1270,12 @@ impl<'a> Builder<'a> {
             let mut issues: Vec<StatusIssue> = issues.into_iter().map(StatusIssue::from).collect();
             let (targets, not_ours) = resolve_parents(&parents, services, by_key, &mut issues);
             for t in &targets {
+                let service_ns = &services[t.service].key.namespace;
+                let consumer =
+                    (d.object.namespace != *service_ns).then(|| d.object.namespace.clone());
                 for p in &t.ports {
                     attached
-                        .entry((t.service, *p))
+                        .entry((t.service, *p, consumer.clone()))
                         .or_default()
                         .push(compiled.clone());
                 }
@@ -1279,11 +1292,17 @@ impl<'a> Builder<'a> {
                 not_ours,
             });
         }
-        for ((idx, port), routes) in attached {
+        for ((idx, port, consumer), routes) in attached {
             if let Some(sp) = services[idx].ports.iter_mut().find(|p| p.port == port) {
-                sp.route_names = routes.iter().map(|r| r.id.to_string()).collect();
+                sp.route_names
+                    .extend(routes.iter().map(|r| r.id.to_string()));
                 sp.route_names.sort();
-                sp.routes = Some(RouteTable::new(routes));
+                match consumer {
+                    None => sp.routes = Some(RouteTable::new(routes)),
+                    Some(ns) => {
+                        sp.consumer_routes.insert(ns, RouteTable::new(routes));
+                    }
+                }
             }
         }
 
@@ -1560,6 +1579,9 @@ struct Lookup<'s> {
     grants: &'s Grants,
     /// The route kind asking, for ReferenceGrants.
     from_kind: &'static str,
+    /// The route's Service parents: a (GAMMA consumer) route may always forward to the
+    /// service it is attached to, whatever its namespace.
+    parents: Vec<ServiceKey>,
 }
 
 impl BackendLookup for Lookup<'_> {
@@ -1581,7 +1603,7 @@ impl BackendLookup for Lookup<'_> {
     }
 
     fn reference_permitted(&self, from_namespace: &str, to: &ServiceKey) -> bool {
-        self.grants.permits(self.from_kind, from_namespace, to)
+        self.parents.contains(to) || self.grants.permits(self.from_kind, from_namespace, to)
     }
 }
 

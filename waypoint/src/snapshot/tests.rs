@@ -427,3 +427,39 @@ fn connect_targets_resolve_to_services_or_to_pods_of_a_workload_waypoint() {
         })
     );
 }
+
+#[test]
+fn routes_from_another_namespace_are_consumer_routes() {
+    let route = |ns: &str, name: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRefs: [{{group: '', kind: Service, name: web, namespace: shop}}]\n  rules:\n  - backendRefs: [{{name: web, namespace: shop, port: 80}}]\n"
+        )
+    };
+    let s = build(&docs(&[
+        ns("shop", "istio.io/use-waypoint: waypoint"),
+        ns("client", ""),
+        GATEWAY.to_string(),
+        svc("shop", "web", "10.0.0.1", "", ""),
+        route("shop", "producer"),
+        // Its backendRef crosses namespaces without a ReferenceGrant: allowed, since it is
+        // the very Service the route is attached to.
+        route("client", "consumer"),
+    ]));
+    let key = ServiceKey {
+        namespace: "shop".into(),
+        name: "web".into(),
+    };
+    let port = s.service(&key).and_then(|svc| svc.port(80)).expect("port");
+    let names =
+        |t: &RouteTable| -> Vec<String> { t.routes().iter().map(|r| r.id.to_string()).collect() };
+    assert_eq!(
+        names(port.routes.as_ref().expect("producer")),
+        ["shop/producer"]
+    );
+    let consumer = port.consumer_routes.get("client").expect("consumer table");
+    assert_eq!(names(consumer), ["client/consumer"]);
+    assert!(matches!(
+        consumer.routes()[0].rules[0].backends[0].target,
+        routing::BackendTarget::Service { .. }
+    ));
+}
