@@ -5,6 +5,7 @@
 //! Scalars that YAML may type as numbers (`port: '8083'`, `port: 8083`) are read as strings,
 //! because the file's meaning does not depend on YAML's typing.
 
+use crate::generated_tls::GeneratedSecrets;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +13,9 @@ use std::path::Path;
 #[derive(Debug, Deserialize)]
 pub struct CaseFile {
     pub tests: Vec<TestSpec>,
+    /// Read from the header and the cases, not a key of its own.
+    #[serde(skip)]
+    pub generated_secrets: GeneratedSecrets,
 }
 
 impl CaseFile {
@@ -24,7 +28,9 @@ impl CaseFile {
 
     pub fn parse(text: &str) -> anyhow::Result<CaseFile> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        Ok(serde_path_to_error::deserialize(de)?)
+        let mut file: CaseFile = serde_path_to_error::deserialize(de)?;
+        file.generated_secrets = GeneratedSecrets::from_case_file(text, &file.tests);
+        Ok(file)
     }
 }
 

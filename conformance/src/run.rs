@@ -6,6 +6,7 @@ use crate::client::{send_on, send_tcp, HttpRequest};
 use crate::echo::{spawn_echo_with_mode, EchoIdentity, EchoMode, EchoServer, RequestLog};
 use crate::eventually::{Attempt, Streak};
 use crate::features::{prepare, uuid, FeatureSet};
+use crate::generated_tls::GeneratedSecrets;
 use crate::judge::{default_host, is_redirect, judge_gateway, judge_mesh, Location, Observed};
 use crate::manifests::{self, ConfigDir, MeshTarget, Plan};
 use crate::status::{self, StatusList, Verdict};
@@ -30,6 +31,8 @@ pub struct Settings {
     pub waypoint: PathBuf,
     pub manifests: PathBuf,
     pub features: FeatureSet,
+    /// Secrets the suite generates; listener checks that need one the manifests lack are skipped.
+    pub generated_secrets: GeneratedSecrets,
 }
 
 /// The outcome of one unit: a case, a status check or a bespoke check.
@@ -512,6 +515,17 @@ impl Deployed {
             .zip(names)
             .map(|(check, name)| {
                 let json = serde_json::to_value(check).unwrap_or_default();
+                if let Some((ns, secret)) = settings
+                    .generated_secrets
+                    .missing_for_check(&json, &self.ctx.plan.docs)
+                {
+                    return Unit {
+                        name,
+                        outcome: Outcome::Skip(format!(
+                            "needs generated TLS Secret {ns}/{secret}, which this runner does not create"
+                        )),
+                    };
+                }
                 let outcome = match status::evaluate(&json, &status, &addressed) {
                     Verdict::Pass => Outcome::Pass,
                     Verdict::Fail(w) => Outcome::Fail(w),
