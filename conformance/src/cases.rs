@@ -59,7 +59,7 @@ pub struct TestSpec {
     pub sequential: bool,
     #[serde(default)]
     pub cases: Vec<Case>,
-    pub websocket: Option<serde_yaml_ng::Value>,
+    pub websocket: Option<WebSocketCheck>,
     pub weighted_distribution: Option<WeightedDistribution>,
     pub mirror: Option<MirrorSpec>,
     pub mirror_distribution: Option<MirrorDistribution>,
@@ -251,6 +251,38 @@ pub struct HeaderMatchesBackend {
     pub header: String,
 }
 
+/// A `websocket` block (section 7): open a WebSocket through the Gateway and expect each
+/// frame sent to come back unchanged.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSocketCheck {
+    pub gateway: Option<GatewayTarget>,
+    pub path: String,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub origin: Option<String>,
+    #[serde(default)]
+    pub exchanges: Vec<WebSocketExchange>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSocketExchange {
+    pub send: WebSocketFrame,
+    pub expect: WebSocketFrame,
+}
+
+/// A data frame: `type: text` with `data`, or `type: binary` with `dataBytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum WebSocketFrame {
+    Text {
+        #[serde(deserialize_with = "de_string")]
+        data: String,
+    },
+    Binary {
+        #[serde(rename = "dataBytes")]
+        data_bytes: Vec<u8>,
+    },
+}
+
 /// A YAML scalar of any type as the text it was written as.
 fn scalar_text(v: serde_yaml_ng::Value) -> Option<String> {
     match v {
@@ -319,6 +351,38 @@ tests:
         );
         assert_eq!(t.cases[1].expect, Some(Expectation::Failure));
         assert!(t.cases[1].response.status_codes.is_empty());
+    }
+
+    #[test]
+    fn websocket_blocks_load_text_and_binary_frames() {
+        let file = CaseFile::parse(
+            r#"
+tests:
+- name: W
+  websocket:
+    gateway: {namespace: ns, name: gw, port: 80}
+    path: /ws
+    origin: ws://gateway/W
+    exchanges:
+    - send: {type: text, data: hi}
+      expect: {type: text, data: hi}
+    - send: {type: binary, dataBytes: [1, 2]}
+      expect: {type: binary, dataBytes: [1, 2]}
+"#,
+        )
+        .expect("parses");
+        let ws = file.tests[0].websocket.as_ref().expect("websocket block");
+        assert_eq!(ws.path, "/ws");
+        assert_eq!(
+            ws.exchanges[0].send,
+            WebSocketFrame::Text { data: "hi".into() }
+        );
+        assert_eq!(
+            ws.exchanges[1].expect,
+            WebSocketFrame::Binary {
+                data_bytes: vec![1, 2]
+            }
+        );
     }
 
     #[test]
