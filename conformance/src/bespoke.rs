@@ -1,13 +1,22 @@
-//! The bespoke checks of section 7 that need many requests: weighted distribution, percentage
-//! mirroring and per-backend header filters. Each follows the `rule` text of its block.
+//! The bespoke checks of section 7: weighted distribution, percentage mirroring and
+//! per-backend header filters (many requests each, judged by the `rule` text of their block),
+//! and WebSocket echo exchanges through a Gateway listener.
 
-use crate::cases::{Case, Driver, HeaderMatchesBackend, MirrorDistribution, WeightedDistribution};
+use crate::cases::{
+    Case, Driver, HeaderMatchesBackend, MirrorDistribution, WebSocketCheck, WebSocketFrame,
+    WeightedDistribution,
+};
+use crate::client::REQUEST_TIMEOUT;
+use crate::eventually::{Attempt, Streak};
 use crate::features::uuid;
-use crate::judge::{judge_gateway, judge_mesh};
+use crate::judge::{default_host, judge_gateway, judge_mesh};
 use crate::run::{exchange, mirrored_count, with_request_id, Ctx, Outcome};
+use futures_util::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Sends `n` copies of requests made by `make(i)`, `concurrency` at a time; returns each
 /// result in order.
@@ -256,6 +265,112 @@ pub(crate) async fn header_matches_backend(ctx: Arc<Ctx>, hm: &HeaderMatchesBack
         }
     }
     Outcome::Pass
+}
+
+/// websocket: opens a WebSocket through the Gateway listener and, for each exchange, sends the
+/// frame and expects the same frame back; the whole session must succeed three times in a row
+/// (4.3), each on a fresh connection.
+pub(crate) async fn websocket(ctx: Arc<Ctx>, check: &WebSocketCheck) -> Outcome {
+    let Some(target) = check.gateway.as_ref().or(ctx.test.gateway.as_ref()) else {
+        return Outcome::Fail(
+            "the websocket block names no gateway and the test has no default".into(),
+        );
+    };
+    let result = Streak::CASE
+        .run(|| {
+            let ctx = ctx.clone();
+            async move {
+                match tokio::time::timeout(REQUEST_TIMEOUT, websocket_session(&ctx, target, check))
+                    .await
+                {
+                    Ok(Ok(())) => Attempt::Pass,
+                    Ok(Err(why)) => Attempt::Retry(why),
+                    Err(_) => Attempt::Retry(format!(
+                        "WebSocket session did not finish within {REQUEST_TIMEOUT:?}"
+                    )),
+                }
+            }
+        })
+        .await;
+    match result {
+        Ok(()) => Outcome::Pass,
+        Err(why) => Outcome::Fail(why),
+    }
+}
+
+async fn websocket_session(
+    ctx: &Ctx,
+    target: &crate::cases::GatewayTarget,
+    check: &WebSocketCheck,
+) -> Result<(), String> {
+    let addr = ctx.listener_addr(target)?;
+    // The URL names the Gateway's own port; the socket goes to where the runner serves it.
+    let host = default_host(None, "http", &addr.ip().to_string(), target.port);
+    let url = format!("ws://{host}{}", check.path);
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("WebSocket URL {url}: {e}"))?;
+    if let Some(origin) = &check.origin {
+        let value = http::HeaderValue::from_str(origin)
+            .map_err(|_| format!("Origin {origin:?} is not a header value"))?;
+        request.headers_mut().insert(http::header::ORIGIN, value);
+    }
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|e| format!("WebSocket handshake for {url} via {addr}: {e}"))?;
+    for (i, exchange) in check.exchanges.iter().enumerate() {
+        ws.send(message_of(&exchange.send))
+            .await
+            .map_err(|e| format!("exchange {i}: send: {e}"))?;
+        let got = loop {
+            match ws.next().await {
+                Some(Ok(m)) => {
+                    if let Some(frame) = frame_of(m) {
+                        break frame;
+                    }
+                }
+                Some(Err(e)) => return Err(format!("exchange {i}: receive: {e}")),
+                None => {
+                    return Err(format!(
+                        "exchange {i}: the connection closed without a reply"
+                    ))
+                }
+            }
+        };
+        if got != exchange.expect {
+            return Err(format!(
+                "exchange {i}: got {got:?}, expected {:?}",
+                exchange.expect
+            ));
+        }
+    }
+    // A clean close is courtesy; the exchanges already passed.
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+fn message_of(frame: &WebSocketFrame) -> Message {
+    match frame {
+        WebSocketFrame::Text { data } => Message::text(data.clone()),
+        WebSocketFrame::Binary { data_bytes } => Message::binary(data_bytes.clone()),
+    }
+}
+
+/// The data frame a message carries; control frames (ping, pong, close) carry none.
+fn frame_of(message: Message) -> Option<WebSocketFrame> {
+    match message {
+        Message::Text(text) => Some(WebSocketFrame::Text {
+            data: text.as_str().to_owned(),
+        }),
+        Message::Binary(bytes) => Some(WebSocketFrame::Binary {
+            data_bytes: bytes.to_vec(),
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

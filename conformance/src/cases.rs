@@ -5,6 +5,7 @@
 //! Scalars that YAML may type as numbers (`port: '8083'`, `port: 8083`) are read as strings,
 //! because the file's meaning does not depend on YAML's typing.
 
+use crate::generated_tls::GeneratedSecrets;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +13,9 @@ use std::path::Path;
 #[derive(Debug, Deserialize)]
 pub struct CaseFile {
     pub tests: Vec<TestSpec>,
+    /// Read from the header and the cases, not a key of its own.
+    #[serde(skip)]
+    pub generated_secrets: GeneratedSecrets,
 }
 
 impl CaseFile {
@@ -24,7 +28,9 @@ impl CaseFile {
 
     pub fn parse(text: &str) -> anyhow::Result<CaseFile> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        Ok(serde_path_to_error::deserialize(de)?)
+        let mut file: CaseFile = serde_path_to_error::deserialize(de)?;
+        file.generated_secrets = GeneratedSecrets::from_case_file(text, &file.tests);
+        Ok(file)
     }
 }
 
@@ -53,7 +59,7 @@ pub struct TestSpec {
     pub sequential: bool,
     #[serde(default)]
     pub cases: Vec<Case>,
-    pub websocket: Option<serde_yaml_ng::Value>,
+    pub websocket: Option<WebSocketCheck>,
     pub weighted_distribution: Option<WeightedDistribution>,
     pub mirror: Option<MirrorSpec>,
     pub mirror_distribution: Option<MirrorDistribution>,
@@ -245,6 +251,38 @@ pub struct HeaderMatchesBackend {
     pub header: String,
 }
 
+/// A `websocket` block (section 7): open a WebSocket through the Gateway and expect each
+/// frame sent to come back unchanged.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSocketCheck {
+    pub gateway: Option<GatewayTarget>,
+    pub path: String,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub origin: Option<String>,
+    #[serde(default)]
+    pub exchanges: Vec<WebSocketExchange>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSocketExchange {
+    pub send: WebSocketFrame,
+    pub expect: WebSocketFrame,
+}
+
+/// A data frame: `type: text` with `data`, or `type: binary` with `dataBytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum WebSocketFrame {
+    Text {
+        #[serde(deserialize_with = "de_string")]
+        data: String,
+    },
+    Binary {
+        #[serde(rename = "dataBytes")]
+        data_bytes: Vec<u8>,
+    },
+}
+
 /// A YAML scalar of any type as the text it was written as.
 fn scalar_text(v: serde_yaml_ng::Value) -> Option<String> {
     match v {
@@ -313,6 +351,38 @@ tests:
         );
         assert_eq!(t.cases[1].expect, Some(Expectation::Failure));
         assert!(t.cases[1].response.status_codes.is_empty());
+    }
+
+    #[test]
+    fn websocket_blocks_load_text_and_binary_frames() {
+        let file = CaseFile::parse(
+            r#"
+tests:
+- name: W
+  websocket:
+    gateway: {namespace: ns, name: gw, port: 80}
+    path: /ws
+    origin: ws://gateway/W
+    exchanges:
+    - send: {type: text, data: hi}
+      expect: {type: text, data: hi}
+    - send: {type: binary, dataBytes: [1, 2]}
+      expect: {type: binary, dataBytes: [1, 2]}
+"#,
+        )
+        .expect("parses");
+        let ws = file.tests[0].websocket.as_ref().expect("websocket block");
+        assert_eq!(ws.path, "/ws");
+        assert_eq!(
+            ws.exchanges[0].send,
+            WebSocketFrame::Text { data: "hi".into() }
+        );
+        assert_eq!(
+            ws.exchanges[1].expect,
+            WebSocketFrame::Binary {
+                data_bytes: vec![1, 2]
+            }
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! `X-Echo-Set-Header: Name:value,Other:value` copies those headers into the response (response
 //! header modifiers are checked this way), a `delay` query parameter (`?delay=1s`) holds the
 //! response back (request timeouts), `/status/NNN` answers NNN (error handling), and
-//! `/retry/?uuid=U&succeedAfter=N[&responseCode=C]` fails the first N requests for U (retries).
+//! `/retry/?uuid=U&succeedAfter=N[&responseCode=C]` fails the first N requests for U (retries),
+//! and `/ws` is a WebSocket echo that sends every text or binary message back (upgrade
+//! pass-through).
 //! Every request-URI is remembered in a [`RequestLog`], which is how mirror checks see that a
 //! backend received a copy. [`EchoMode::H2cOnly`] is upstream's second port (3001): HTTP/2 with
 //! prior knowledge only, so a proxy that speaks HTTP/1.1 to an h2c backend is caught.
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
@@ -30,6 +33,9 @@ use hyper_util::server::conn::auto;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
 
 /// Who the echo backend claims to be; reported in every response so a test can tell which
 /// backend served it.
@@ -175,8 +181,9 @@ async fn accept_loop(listener: TcpListener, backend: Arc<Backend>, mode: EchoMod
                         let service =
                             service_fn(move |req| echo(req, backend.clone(), mode, port));
                         let builder = auto::Builder::new(TokioExecutor::new());
+                        // With upgrades, so that `/ws` can take the connection over after 101.
                         if let Err(error) = builder
-                            .serve_connection(TokioIo::new(stream), service)
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
                             .await
                         {
                             tracing::debug!(%peer, %error, "echo connection ended with an error");
@@ -216,12 +223,20 @@ struct EchoResponse<'a> {
 struct DropConnection;
 
 async fn echo(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     backend: Arc<Backend>,
     mode: EchoMode,
     port: u16,
 ) -> Result<Response<Full<Bytes>>, DropConnection> {
     let id = &backend.id;
+    if req.uri().path() == WEBSOCKET_PATH {
+        backend.log.record(
+            req.uri()
+                .path_and_query()
+                .map_or(WEBSOCKET_PATH, |pq| pq.as_str()),
+        );
+        return Ok(websocket_upgrade(&mut req));
+    }
     let (parts, mut body) = req.into_parts();
     // Drain the body so that a keep-alive connection stays usable and the client is not stuck
     // on flow control; the content itself is not part of the echo.
@@ -337,6 +352,65 @@ async fn echo(
         }
     }
     Ok(response)
+}
+
+const WEBSOCKET_PATH: &str = "/ws";
+
+/// Answers a WebSocket handshake on `/ws` with 101 and echoes the messages that follow on the
+/// upgraded connection; anything else there is a 400, as upstream's handler answers.
+fn websocket_upgrade(req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
+    let headers = req.headers();
+    let has_token = |name: http::header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    let key = headers.get(http::header::SEC_WEBSOCKET_KEY);
+    let (Some(key), true, true) = (
+        key,
+        has_token(http::header::CONNECTION, "upgrade"),
+        has_token(http::header::UPGRADE, "websocket"),
+    ) else {
+        return text_response(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
+                echo_messages(ws).await;
+            }
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade did not complete"),
+        }
+    });
+    let mut response = text_response(StatusCode::SWITCHING_PROTOCOLS, "");
+    let h = response.headers_mut();
+    h.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// Sends every data message back until the peer closes; tungstenite answers pings and
+/// completes the close handshake itself.
+async fn echo_messages<S>(mut ws: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(Ok(message)) = ws.next().await {
+        if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// The `/retry/` handler: counts requests per `uuid` and fails the first `succeedAfter` of

@@ -36,6 +36,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteParentRefPort",
     "HTTPRouteDestinationPortMatching",
     "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteHostnameIntersection",
     "HTTPRouteListenerHostnameMatching",
     "MeshClusterIPMatching",

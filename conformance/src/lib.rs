@@ -13,6 +13,7 @@ pub mod client;
 pub mod echo;
 pub mod eventually;
 pub mod features;
+pub mod generated_tls;
 pub mod judge;
 pub mod manifests;
 pub mod report;

@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         waypoint,
         manifests,
         features: features.clone(),
+        generated_secrets: file.generated_secrets.clone(),
     };
 
     let tests: Vec<_> = file

@@ -6,6 +6,7 @@ use crate::client::{send_on, send_tcp, HttpRequest};
 use crate::echo::{spawn_echo_with_mode, EchoIdentity, EchoMode, EchoServer, RequestLog};
 use crate::eventually::{Attempt, Streak};
 use crate::features::{prepare, uuid, FeatureSet};
+use crate::generated_tls::GeneratedSecrets;
 use crate::judge::{default_host, is_redirect, judge_gateway, judge_mesh, Location, Observed};
 use crate::manifests::{self, ConfigDir, MeshTarget, Plan};
 use crate::status::{self, StatusList, Verdict};
@@ -30,6 +31,8 @@ pub struct Settings {
     pub waypoint: PathBuf,
     pub manifests: PathBuf,
     pub features: FeatureSet,
+    /// Secrets the suite generates; listener checks that need one the manifests lack are skipped.
+    pub generated_secrets: GeneratedSecrets,
 }
 
 /// The outcome of one unit: a case, a status check or a bespoke check.
@@ -157,6 +160,27 @@ pub(crate) struct Ctx {
     logs: HashMap<(String, String), RequestLog>,
 }
 
+impl Ctx {
+    fn gateway(&self, target: &GatewayTarget) -> Result<GatewayAddr, String> {
+        self.gateways
+            .get(&(target.namespace.clone(), target.name.clone()))
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "Gateway {}/{} is not served by the runner",
+                    target.namespace, target.name
+                )
+            })
+    }
+
+    /// Where the runner serves listener `target.port` of the target Gateway.
+    pub(crate) fn listener_addr(&self, target: &GatewayTarget) -> Result<SocketAddr, String> {
+        let gw = self.gateway(target)?;
+        let port = target.port.checked_add(gw.offset).ok_or("port overflow")?;
+        Ok(SocketAddr::new(gw.ip, port))
+    }
+}
+
 struct Mesh {
     ca: DemoCa,
     hbone: SocketAddr,
@@ -169,12 +193,6 @@ struct Mesh {
 pub async fn run_test(settings: &Settings, test: &TestSpec, slot: u8) -> TestResult {
     if let Some(reason) = settings.features.unsupported(test) {
         return all(test, Outcome::Skip(reason));
-    }
-    if test.websocket.is_some() && test.cases.is_empty() && test.status_checks.is_empty() {
-        return all(
-            test,
-            Outcome::Skip("websocket checks are not implemented by the runner's echo".into()),
-        );
     }
     match Deployed::up(settings, test, slot).await {
         Ok(deployed) => {
@@ -435,12 +453,10 @@ impl Deployed {
             .is_some_and(|u| u.outcome == Outcome::Pass);
         units.extend(case_units);
 
-        if test.websocket.is_some() {
+        if let Some(ws) = &test.websocket {
             units.push(Unit {
                 name: "websocket".into(),
-                outcome: Outcome::Skip(
-                    "websocket checks are not implemented by the runner's echo".into(),
-                ),
+                outcome: crate::bespoke::websocket(self.ctx.clone(), ws).await,
             });
         }
         if let Some(wd) = &test.weighted_distribution {
@@ -512,6 +528,17 @@ impl Deployed {
             .zip(names)
             .map(|(check, name)| {
                 let json = serde_json::to_value(check).unwrap_or_default();
+                if let Some((ns, secret)) = settings
+                    .generated_secrets
+                    .missing_for_check(&json, &self.ctx.plan.docs)
+                {
+                    return Unit {
+                        name,
+                        outcome: Outcome::Skip(format!(
+                            "needs generated TLS Secret {ns}/{secret}, which this runner does not create"
+                        )),
+                    };
+                }
                 let outcome = match status::evaluate(&json, &status, &addressed) {
                     Verdict::Pass => Outcome::Pass,
                     Verdict::Fail(w) => Outcome::Fail(w),
@@ -740,16 +767,7 @@ async fn exchange_gateway(ctx: &Ctx, case: &Case) -> Result<Observed, String> {
         .as_ref()
         .or(ctx.test.gateway.as_ref())
         .ok_or("the case names no gateway and the test has no default")?;
-    let gw = ctx
-        .gateways
-        .get(&(target.namespace.clone(), target.name.clone()))
-        .copied()
-        .ok_or_else(|| {
-            format!(
-                "Gateway {}/{} is not served by the runner",
-                target.namespace, target.name
-            )
-        })?;
+    let gw = ctx.gateway(target)?;
     let r = &case.request;
     let mut headers: Vec<(String, String)> = r
         .headers

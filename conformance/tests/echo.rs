@@ -128,3 +128,38 @@ async fn shutdown_stops_accepting() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn ws_echoes_text_and_binary_frames() -> Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = start().await?;
+    let url = format!("ws://{}/ws", server.local_addr);
+    let stream = TcpStream::connect(server.local_addr).await?;
+    let (mut ws, response) = tokio_tungstenite::client_async(url.as_str(), stream).await?;
+    assert_eq!(response.status(), 101);
+    for message in [
+        Message::text("Websocket Support!"),
+        Message::binary(vec![1u8, 2, 3, 4, 5, 6, 7]),
+    ] {
+        ws.send(message.clone()).await?;
+        let echoed = ws.next().await.context("connection closed")??;
+        assert_eq!(echoed, message);
+    }
+    ws.close(None).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn ws_without_upgrade_is_refused() -> Result<()> {
+    let server = start().await?;
+    let stream = TcpStream::connect(server.local_addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(Request::get("/ws").body(Full::new(Bytes::new()))?)
+        .await?;
+    assert_eq!(response.status(), 400);
+    Ok(())
+}
