@@ -13,6 +13,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "Mesh",
     "GatewayPort8080",
     "GatewayHTTPListenerIsolation",
+    "ListenerSet",
     "HTTPRouteQueryParamMatching",
     "HTTPRouteMethodMatching",
     "HTTPRouteResponseHeaderModification",
