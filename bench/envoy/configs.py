@@ -29,6 +29,15 @@ ROUTER = {
 }
 BACKEND_CLUSTER = "outbound|80||web-backend.shop.svc.cluster.local"
 
+# Istio lifts Envoy's default circuit breakers (1024 connections, pending and active requests per
+# cluster) to the maximum unless a DestinationRule sets them; without this, the 1025th open
+# tunnel to main_internal would wait forever in the pending queue.
+UNLIMITED = 4294967295
+CIRCUIT_BREAKERS = {"thresholds": [{
+    "max_connections": UNLIMITED, "max_pending_requests": UNLIMITED,
+    "max_requests": UNLIMITED, "max_retries": UNLIMITED,
+}]}
+
 
 def _socket(host, port):
     return {"socket_address": {"address": host, "port_value": port}}
@@ -39,6 +48,7 @@ def _backend_cluster(backend_port):
         "name": BACKEND_CLUSTER,
         "type": "STATIC",
         "connect_timeout": "5s",
+        "circuit_breakers": CIRCUIT_BREAKERS,
         "load_assignment": {
             "cluster_name": BACKEND_CLUSTER,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket("127.0.0.1", backend_port)}}]}],
@@ -206,6 +216,7 @@ def hbone_waypoint(listen_port, admin_port, backend_port, cert_dir, services):
         "name": "main_internal",
         "type": "STATIC",
         "connect_timeout": "5s",
+        "circuit_breakers": CIRCUIT_BREAKERS,
         "load_assignment": {
             "cluster_name": "main_internal",
             "endpoints": [{"lb_endpoints": [{"endpoint": {

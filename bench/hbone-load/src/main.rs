@@ -14,6 +14,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tunnel::Tunnel;
 
+/// How long `hold` waits for each CONNECT's answer.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+
 #[derive(Parser)]
 #[command(
     name = "hbone-load",
@@ -290,7 +293,14 @@ async fn hold(args: HoldArgs) -> anyhow::Result<()> {
         for _ in 0..batch {
             let sender = sender.clone();
             let authority = args.target.authority.clone();
-            opening.spawn(async move { Tunnel::open(&sender, &authority).await });
+            opening.spawn(async move {
+                // A proxy that queues the CONNECT instead of answering must not hang the run.
+                tokio::time::timeout(OPEN_TIMEOUT, Tunnel::open(&sender, &authority))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!("no CONNECT answer in {OPEN_TIMEOUT:?}"))
+                    })
+            });
         }
         while let Some(result) = opening.join_next().await {
             match result.context("opener panicked")? {

@@ -18,6 +18,9 @@ use tokio::net::TcpStream;
 const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
+/// How long a closed tunnel waits for the proxy's end of stream before it is reset.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A response head larger than this is not what the benchmark backend sends: fail loudly.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -208,9 +211,21 @@ impl Tunnel {
         }
     }
 
-    /// Half-closes our side, as an application closing its connection does.
+    /// Closes the tunnel as ztunnel does when the application closes its connection: half-close
+    /// our side, then wait (in the background, up to a few seconds) for the proxy to end its
+    /// side. Dropping the stream instead would reset it, which Envoy counts as a "premature
+    /// reset" (its rapid-reset defence) and answers by closing the whole connection.
     pub fn close(mut self) {
         let _ = self.send.send_data(Bytes::new(), true);
+        tokio::spawn(async move {
+            let drain = async {
+                while let Some(Ok(chunk)) = self.recv.data().await {
+                    let _ = self.recv.flow_control().release_capacity(chunk.len());
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
+            drop(self.send);
+        });
     }
 }
 
