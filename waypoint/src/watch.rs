@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Editors write a file in several steps (truncate, write, rename); waiting this long after
-/// the last event lets one reload see the finished file.
-const SETTLE: Duration = Duration::from_millis(100);
+/// Editors write a file in several steps (truncate, write, rename) within a few milliseconds;
+/// waiting this long after the last event lets one reload see the finished file. A single save
+/// takes two settles (its own events arrive during the first), so this bounds how fast a change
+/// propagates: keep it well under the 100 ms a route change should take end to end.
+const SETTLE: Duration = Duration::from_millis(25);
 
 /// Runs `reload` (a blocking function) once per settled burst of changes under `dir`, until
 /// `shutdown` turns true. The returned watcher must be kept alive.
