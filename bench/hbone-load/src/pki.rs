@@ -1,96 +1,44 @@
-//! The benchmark's mesh PKI: one root and Istio-shaped workload certificates (ECDSA P-256,
-//! empty subject, one URI SAN `spiffe://<td>/ns/<ns>/sa/<sa>`, EKU serverAuth + clientAuth),
-//! written in Istio's file layout so the waypoint (`--cert-dir`), Envoy and this client all
-//! read the same files.
+//! The benchmark's mesh PKI, written in Istio's file layout so the waypoint (`--cert-dir`),
+//! Envoy and this client all read the same files. The certificates come from the waypoint's
+//! own demo CA (Istio-shaped: ECDSA P-256, one SPIFFE URI SAN, serverAuth + clientAuth), so the
+//! benchmark exercises exactly the certificates the proxy is built and tested with.
 
 use anyhow::Context;
-use rcgen::{
-    date_time_ymd, BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
-};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use waypoint::demo::ca::DemoCa;
 
-pub const CHAIN_FILE: &str = "cert-chain.pem";
-pub const KEY_FILE: &str = "key.pem";
-pub const ROOT_FILE: &str = "root-cert.pem";
-
-/// Long enough for any benchmark session; backdated so a slightly slow clock still accepts it.
-const LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
-const BACKDATE: Duration = Duration::from_secs(3600);
+pub use waypoint::identity::{
+    CERT_CHAIN_FILE as CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE as ROOT_FILE,
+};
 
 /// Writes `<out>/<name>/{cert-chain.pem,key.pem,root-cert.pem}` for each `(name, spiffe id)`,
-/// all signed by one fresh root.
+/// all signed by one fresh root of the ids' (single) trust domain.
 pub fn write_cert_dirs(out: &Path, identities: &[(&str, String)]) -> anyhow::Result<()> {
-    let root = root_ca()?;
-    for (name, spiffe) in identities {
+    let parsed = identities
+        .iter()
+        .map(|(name, spiffe)| {
+            let id: authz::Identity = spiffe
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{spiffe} is not a SPIFFE id: {e}"))?;
+            Ok((*name, id))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let trust_domain = parsed
+        .first()
+        .map(|(_, id)| id.trust_domain.clone())
+        .unwrap_or_else(|| "cluster.local".to_string());
+    if let Some((_, other)) = parsed
+        .iter()
+        .find(|(_, id)| id.trust_domain != trust_domain)
+    {
+        anyhow::bail!("{other} is not in trust domain {trust_domain}: one root serves one mesh");
+    }
+    let ca = DemoCa::generate(&trust_domain)?;
+    for (name, id) in &parsed {
         let dir = out.join(name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let (chain, key) = leaf(&root, spiffe)?;
-        for (file, text) in [
-            (CHAIN_FILE, chain),
-            (KEY_FILE, key),
-            (ROOT_FILE, root.pem()),
-        ] {
-            let path = dir.join(file);
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
+        ca.write_cert_dir(&dir, id)?;
     }
-    Ok(())
-}
-
-fn root_ca() -> anyhow::Result<CertifiedIssuer<'static, KeyPair>> {
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::OrganizationName, "cluster.local");
-    name.push(DnType::CommonName, "waypoint bench root CA");
-    params.distinguished_name = name;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    set_validity(&mut params)?;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    Ok(CertifiedIssuer::self_signed(params, key)?)
-}
-
-fn leaf(
-    root: &CertifiedIssuer<'static, KeyPair>,
-    spiffe: &str,
-) -> anyhow::Result<(String, String)> {
-    let mut params = CertificateParams::default();
-    // Istio's workload certificates have an empty subject: the URI SAN is the identity.
-    params.distinguished_name = DistinguishedName::new();
-    params.subject_alt_names = vec![SanType::URI(
-        spiffe
-            .try_into()
-            .with_context(|| format!("{spiffe} cannot be a URI SAN"))?,
-    )];
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    set_validity(&mut params)?;
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let cert = params.signed_by(&key, root)?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
-/// rcgen wants `time::OffsetDateTime`; its epoch plus a std duration avoids depending on `time`.
-fn set_validity(params: &mut CertificateParams) -> anyhow::Result<()> {
-    let now = SystemTime::now();
-    let since_epoch = |at: SystemTime| at.duration_since(UNIX_EPOCH).context("clock before 1970");
-    params.not_before = date_time_ymd(1970, 1, 1) + since_epoch(now - BACKDATE)?;
-    params.not_after = date_time_ymd(1970, 1, 1) + since_epoch(now + LIFETIME)?;
     Ok(())
 }

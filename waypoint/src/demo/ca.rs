@@ -17,10 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Istio's default trust domain.
 pub const TRUST_DOMAIN: &str = "cluster.local";
 
-/// The files Istio mounts for a workload, which `--cert-dir` reads.
-const CERT_CHAIN_FILE: &str = "cert-chain.pem";
-const KEY_FILE: &str = "key.pem";
-const ROOT_CERT_FILE: &str = "root-cert.pem";
+// The files Istio mounts for a workload, which `--cert-dir` reads.
+use crate::identity::{CERT_CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE};
 
 /// Certificates start a little in the past, so a peer whose clock runs behind still accepts
 /// them, and outlive any demo run by far: the demo never rotates them.

@@ -6,4 +6,6 @@
 pub mod ca;
 mod certs;
 
-pub use certs::{spiffe_identity, CertError, CertStore, WorkloadCert};
+pub use certs::{
+    spiffe_identity, CertError, CertStore, WorkloadCert, CERT_CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE,
+};
