@@ -650,23 +650,6 @@ fn choose_backend(
     }
 }
 
-/// Whether a service port speaks HTTP/2 in cleartext, as Kubernetes (`appProtocol`) and Istio
-/// (`appProtocol`, or the port name's protocol prefix) declare it.
-fn speaks_h2c(port: &crate::snapshot::ServicePort) -> bool {
-    let declared = port
-        .app_protocol
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_else(|| {
-            let name = port.name.to_ascii_lowercase();
-            name.split('-').next().unwrap_or_default().to_string()
-        });
-    matches!(
-        declared.as_str(),
-        "kubernetes.io/h2c" | "h2c" | "http2" | "grpc"
-    )
-}
-
 /// Records the endpoint of the backend service port the request goes to, and how to speak to it.
 fn set_upstream(
     snapshot: &Snapshot,
@@ -680,7 +663,7 @@ fn set_upstream(
     ctx.upstream_h2c = snapshot
         .service(&backend_key)
         .and_then(|s| s.port(backend_port))
-        .is_some_and(speaks_h2c);
+        .is_some_and(|p| p.h2c);
     ctx.backend = Some(backend_key);
     Ok(())
 }

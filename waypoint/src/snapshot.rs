@@ -252,6 +252,8 @@ pub struct ServicePort {
     pub port: u16,
     pub name: String,
     pub app_protocol: Option<String>,
+    /// The port speaks cleartext HTTP/2 (prior knowledge): decided once here, not per request.
+    pub h2c: bool,
     pub endpoints: Vec<Endpoint>,
     /// Routes attached to this port, in precedence order; `None` when no route attaches and
     /// traffic goes to the service's own endpoints.
@@ -983,6 +985,7 @@ impl<'a> Builder<'a> {
             };
             ports.push(ServicePort {
                 port,
+                h2c: speaks_h2c(p.app_protocol.as_deref(), &port_name),
                 name: port_name,
                 app_protocol: p.app_protocol.clone(),
                 endpoints,
@@ -1091,6 +1094,7 @@ impl<'a> Builder<'a> {
                 port,
                 name: p.name.clone(),
                 app_protocol: p.protocol.clone(),
+                h2c: speaks_h2c(p.protocol.as_deref(), &p.name),
                 endpoints,
                 routes: None,
                 route_names: Vec::new(),
@@ -1568,6 +1572,15 @@ fn route_state(
     } else {
         State::Accepted
     }
+}
+
+/// Whether a service port speaks HTTP/2 in cleartext, as Kubernetes (`appProtocol`) and Istio
+/// (`appProtocol`, a ServiceEntry port's protocol, or the port name's protocol prefix) declare it.
+fn speaks_h2c(app_protocol: Option<&str>, port_name: &str) -> bool {
+    let declared = app_protocol.unwrap_or_else(|| port_name.split('-').next().unwrap_or_default());
+    ["kubernetes.io/h2c", "h2c", "http2", "grpc"]
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(declared))
 }
 
 /// The Kubernetes label tying an EndpointSlice to its Service.

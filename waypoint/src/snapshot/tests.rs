@@ -463,3 +463,20 @@ fn routes_from_another_namespace_are_consumer_routes() {
         routing::BackendTarget::Service { .. }
     ));
 }
+
+#[test]
+fn h2c_ports_are_decided_at_build() {
+    let s = build(&docs(&[
+        ns("shop", "istio.io/use-waypoint: waypoint"),
+        GATEWAY.to_string(),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  clusterIP: 10.0.0.1\n  ports:\n  - {name: http, port: 80}\n  - {name: h2, port: 81, appProtocol: kubernetes.io/h2c}\n  - {name: grpc-api, port: 82}\n  - {name: grpc-web, port: 83, appProtocol: http}\n".to_string(),
+    ]));
+    let key = ServiceKey {
+        namespace: "shop".into(),
+        name: "web".into(),
+    };
+    let svc = s.service(&key).expect("service");
+    let h2c: Vec<(u16, bool)> = svc.ports.iter().map(|p| (p.port, p.h2c)).collect();
+    // appProtocol wins over the port name's prefix.
+    assert_eq!(h2c, [(80, false), (81, true), (82, true), (83, false)]);
+}
