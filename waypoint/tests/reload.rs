@@ -101,6 +101,12 @@ async fn route_edits_apply_within_a_second_and_bad_edits_are_rejected() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(*last_pod.lock().expect("lock"), "web-b-0");
 
+    // Reloads settle fast now; keep the steady traffic going until it is a real sample of
+    // requests across the swaps (bounded, so a stalled loop still fails below).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sent.load(Ordering::Relaxed) <= 100 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     looper.await.expect("loop task");
     let sent = sent.load(Ordering::Relaxed);
