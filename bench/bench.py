@@ -65,6 +65,7 @@ class Proc:
         self.name = name
         self.t0 = time.monotonic()
         self.started_at = None
+        self.started_line = ""
         self.stderr_path = os.path.join(RUN_DIR, f"{name}.stderr")
         self._err = open(self.stderr_path, "w")
         self.p = subprocess.Popen(
@@ -83,6 +84,7 @@ class Proc:
         for line in self.p.stderr:
             if self.started_at is None and marker in line:
                 self.started_at = time.monotonic()
+                self.started_line = line
             self._err.write(line)
             self._err.flush()
 
@@ -253,6 +255,11 @@ class Waypoint:
         wait_until("HBONE listening", lambda: tcp_open(self.hbone_port), self.proc)
         wait_until("started log line", lambda: self.proc.started_at is not None, self.proc)
         self.start_seconds = self.proc.started_at - self.proc.t0
+        # The started line says how long reading+parsing the folder and building the snapshot
+        # (validation, attachment, compiled route tables) took: `config_build_ms=123`.
+        fields = dict(kv.split("=", 1) for kv in self.proc.started_line.split() if "=" in kv)
+        self.load_ms = float(fields.get("config_load_ms", "nan"))
+        self.build_ms = float(fields.get("config_build_ms", "nan"))
 
 
 class Envoy:
@@ -382,22 +389,31 @@ def median_runs(runs, keys):
 
 def measure(report, scenario, proxy_name, proc, origin, run_once, runs, in_flight):
     """Runs `run_once()` `runs` times, checking each against the origin, and records medians."""
-    results = []
+    measure_interleaved(report, scenario, [(proxy_name, proc, run_once, in_flight)], origin, runs)
+
+
+def measure_interleaved(report, scenario, cells, origin, runs):
+    """Like `measure` for several (proxy_name, proc, run_once, in_flight) cells of one scenario, taking
+    their runs in turn (A B C, A B C, ...): a shared VM's speed drifts by tens of percent over minutes,
+    and alternating makes the drift hit every proxy alike instead of whichever ran during a slow spell."""
+    results = {name: [] for name, _, _, _ in cells}
     for i in range(runs):
-        hits0 = origin.hits()
-        cpu0 = proc.cpu_ticks() if proc else None
-        r = run_once()
-        cpu1 = proc.cpu_ticks() if proc else None
-        hits = origin.hits() - hits0
-        if not report.check(f"{scenario} / {proxy_name} run {i + 1}", r["ok"], hits, in_flight):
-            log(f"    load tool said: {json.dumps({k: v for k, v in r.items() if k != 'raw'})}")
-            continue
-        if proc and r["ok"]:
-            r["cpu_ms_per_1k"] = (cpu1 - cpu0) * 1000 / CLK_TCK / (r["ok"] / 1000)
-        results.append(r)
-    row = median_runs(results, ["rps", "p50_ms", "p99_ms", "cpu_ms_per_1k"])
-    row["errors"] = sum(r.get("errors", 0) + r.get("non_200", 0) for r in results)
-    report.add(scenario=scenario, proxy=proxy_name, rss_mib=proc.rss_mib() if proc else None, **row)
+        for name, proc, run_once, in_flight in cells:
+            hits0 = origin.hits()
+            cpu0 = proc.cpu_ticks() if proc else None
+            r = run_once()
+            cpu1 = proc.cpu_ticks() if proc else None
+            hits = origin.hits() - hits0
+            if not report.check(f"{scenario} / {name} run {i + 1}", r["ok"], hits, in_flight):
+                log(f"    load tool said: {json.dumps({k: v for k, v in r.items() if k != 'raw'})}")
+                continue
+            if proc and r["ok"]:
+                r["cpu_ms_per_1k"] = (cpu1 - cpu0) * 1000 / CLK_TCK / (r["ok"] / 1000)
+            results[name].append(r)
+    for name, proc, _, _ in cells:
+        row = median_runs(results[name], ["rps", "p50_ms", "p99_ms", "cpu_ms_per_1k"])
+        row["errors"] = sum(r.get("errors", 0) + r.get("non_200", 0) for r in results[name])
+        report.add(scenario=scenario, proxy=name, rss_mib=proc.rss_mib() if proc else None, **row)
 
 
 def hold_streams(bins, port, certs, count):
@@ -445,22 +461,24 @@ def scenarios(args, bins, report):
                       ("envoy", ev.proc, ev.http_port), ("nginx", ng, ng_port)]
         for name, proc, port in s1_targets:
             wrk(port, 1)  # warm-up: connections, pools, caches
-            measure(report, "S1 http/1.1 keep-alive", name, proc, origin,
-                    lambda port=port: wrk(port, secs), runs, in_flight=64)
+        measure_interleaved(report, "S1 http/1.1 keep-alive",
+                            [(name, proc, lambda port=port: wrk(port, secs), 64) for name, proc, port in s1_targets],
+                            origin, runs)
         ng.stop()
 
         log("\n== S2 HBONE, long-lived tunnels (4 connections x 8 streams)")
-        measure(report, "S2 hbone tunnels", "direct", None, origin,
-                lambda: wrk(origin.port, secs, connections=32), runs, in_flight=32)
-        for name, p in (("waypoint", wp), ("envoy", ev)):
+        proxies = (("waypoint", wp), ("envoy", ev))
+        for name, p in proxies:
             hbone_load(bins, p.hbone_port, certs, 1)
-            measure(report, "S2 hbone tunnels", name, p.proc, origin,
-                    lambda p=p: hbone_load(bins, p.hbone_port, certs, secs), runs, in_flight=0)
+        measure_interleaved(report, "S2 hbone tunnels",
+                            [("direct", None, lambda: wrk(origin.port, secs, connections=32), 32)] +
+                            [(name, p.proc, lambda p=p: hbone_load(bins, p.hbone_port, certs, secs), 0)
+                             for name, p in proxies], origin, runs)
         log("\n== S2b HBONE, a new CONNECT per request (4 connections x 8 workers)")
-        for name, p in (("waypoint", wp), ("envoy", ev)):
-            measure(report, "S2b hbone connect/request", name, p.proc, origin,
-                    lambda p=p: hbone_load(bins, p.hbone_port, certs, secs, mode="connect-per-request"),
-                    runs, in_flight=0)
+        measure_interleaved(report, "S2b hbone connect/request",
+                            [(name, p.proc, lambda p=p: hbone_load(bins, p.hbone_port, certs, secs,
+                                                                   mode="connect-per-request"), 0)
+                             for name, p in proxies], origin, runs)
         for p in (wp, ev):
             p.proc.stop()
 
@@ -471,10 +489,12 @@ def scenarios(args, bins, report):
         ev = Envoy("envoy-20", envoy_main(20, origin.port, certs))
         procs += [wp.proc, ev.proc]
         report.extra["start_20"] = {"waypoint": wp.start_seconds, "envoy": ev.start_seconds}
-        for name, p in (("waypoint", wp), ("envoy", ev)):
+        proxies = (("waypoint", wp), ("envoy", ev))
+        for name, p in proxies:
             hbone_load(bins, p.hbone_port, certs, 1)
-            measure(report, "S3 hbone 20 routes", name, p.proc, origin,
-                    lambda p=p: hbone_load(bins, p.hbone_port, certs, secs), runs, in_flight=0)
+        measure_interleaved(report, "S3 hbone 20 routes",
+                            [(name, p.proc, lambda p=p: hbone_load(bins, p.hbone_port, certs, secs), 0)
+                             for name, p in proxies], origin, runs)
         for p in (wp, ev):
             p.proc.stop()
 
@@ -513,6 +533,7 @@ def scenarios(args, bins, report):
         wp = Waypoint(bins, "waypoint-scale", cfg_scale, certs)
         procs.append(wp.proc)
         report.extra["start_10k"] = {"waypoint": wp.start_seconds}
+        report.extra["build_10k_ms"] = {"waypoint": wp.build_ms, "load": wp.load_ms}
         rss_idle = wp.proc.rss_mib()
         hbone_load(bins, wp.hbone_port, certs, 1)
         measure(report, "S5 hbone 10k routes", "waypoint", wp.proc, origin,
@@ -596,6 +617,10 @@ def write_outputs(args, report):
     s20, s10k, rss10k = x.get("start_20", {}), x.get("start_10k", {}), x.get("rss_10k_idle", {})
     lines.append(f"| start to ready, 20 routes (s) | {fmt(s20.get('waypoint'), '.3f')} | {fmt(s20.get('envoy'), '.3f')} |")
     lines.append(f"| start to ready, 10 010 routes on 1 000 services (s) | {fmt(s10k.get('waypoint'), '.3f')} | {fmt(s10k.get('envoy'), '.3f')} |")
+    b10k = x.get("build_10k_ms", {})
+    lines.append(f"| of which: read and parse the YAML folder (ms) | {fmt(b10k.get('load'), '.0f')} | – |")
+    lines.append(f"| of which: build the snapshot: validate, attach, compile 10 010 routes (ms) | "
+                 f"{fmt(b10k.get('waypoint'), '.0f')} | – |")
     lines.append(f"| `waypoint check` of the 10 010-route folder (s) | {fmt(x.get('check_10k_seconds'), '.3f')} | – |")
     lines.append(f"| RSS after start, 10 010 routes (MiB) | {fmt(rss10k.get('waypoint'), '.1f')} | {fmt(rss10k.get('envoy'), '.1f')} |")
     prop = x.get("propagation_ms", {})
@@ -608,7 +633,7 @@ def write_outputs(args, report):
     lines += [f"- {c}" for c in report.checks]
     th = x.get("threads", {})
     lines += ["", f"Threads: waypoint {th.get('waypoint')}, envoy {th.get('envoy')} "
-              "(the waypoint's tokio runtime sizes itself to the one core taskset allows).", "",
+              "(given one core by taskset, the waypoint runs tokio's current-thread runtime).", "",
               "![requests/s and p99](latest.png)", "", "Summary: " + summary_line(report), ""]
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:
         f.write("\n".join(lines))
@@ -670,27 +695,34 @@ def summary_line(report):
 
 
 def profile(args, bins):
-    """perf on the waypoint while S3's tunnel load runs (20 routes): writes the flat (self) and inclusive
-    (children) reports to results/profile-perf.txt for results/profile.md to digest."""
+    """perf on the waypoint while S3's tunnel load (20 routes) or S1's plain HTTP/1.1 load runs: writes the
+    flat (self) and inclusive (children) reports to results/profile-perf[-s1].txt for results/profile.md to
+    digest."""
     certs = os.path.join(RUN_DIR, "certs")
     subprocess.run([bins["hbone-load"], "certs", "--out", certs], check=True)
     origin = Origin()
-    cfg = os.path.join(RUN_DIR, "config-20routes")
-    mesh.write_folder(cfg, origin.port, route_count=20)
+    s1 = args.profile_scenario == "s1"
+    cfg = os.path.join(RUN_DIR, "config-profile")
+    mesh.write_folder(cfg, origin.port, route_count=1 if s1 else 20)
     wp = Waypoint(bins, "waypoint-profile", cfg, certs)
     data = os.path.join(RUN_DIR, "perf.data")
+
+    def load(seconds):
+        if s1:
+            return wrk(wp.http_port, max(1, int(seconds)))
+        return hbone_load(bins, wp.hbone_port, certs, seconds)
     try:
-        hbone_load(bins, wp.hbone_port, certs, 1)
+        load(1)
         perf = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,16384", "-o", data,
                                  "-p", str(wp.proc.pid)], stderr=subprocess.DEVNULL)
-        r = hbone_load(bins, wp.hbone_port, certs, args.profile)
+        r = load(args.profile)
         perf.send_signal(signal.SIGINT)
         perf.wait()
         log(f"  profiled {r['ok']} requests ({r['rps']:.0f}/s)")
     finally:
         wp.proc.stop()
         origin.proc.stop()
-    out = os.path.join(RESULTS, "profile-perf.txt")
+    out = os.path.join(RESULTS, "profile-perf-s1.txt" if s1 else "profile-perf.txt")
 
     def report(sort, children, limit):
         text = subprocess.run(
@@ -701,7 +733,8 @@ def profile(args, bins):
         return "\n".join(line for line in lines if line and not line.startswith("#"))
 
     with open(out, "w") as f:
-        f.write(f"# perf record -F 999 --call-graph dwarf on the waypoint (core {PROXY_CORE}) under S3's HBONE "
+        what = "S1's HTTP/1.1 keep-alive" if s1 else "S3's HBONE"
+        f.write(f"# perf record -F 999 --call-graph dwarf on the waypoint (core {PROXY_CORE}) under {what} "
                 f"load, {args.profile:g} s, {r['ok']} requests\n\n")
         f.write("## by binary (self)\n" + report("dso", False, "0") + "\n\n")
         f.write("## by symbol (self, >= 0.3 %)\n" + report("symbol", False, "0.3") + "\n\n")
@@ -712,7 +745,9 @@ def profile(args, bins):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--profile", type=float, metavar="SECONDS",
-                    help="instead of the benchmark, perf-profile the waypoint under S3's HBONE load")
+                    help="instead of the benchmark, perf-profile the waypoint under a scenario's load")
+    ap.add_argument("--profile-scenario", choices=["s1", "s3"], default="s3",
+                    help="the load --profile runs: S1 (plain HTTP/1.1) or S3 (HBONE, 20 routes)")
     ap.add_argument("--quick", action="store_true", help="one short run per cell (< 60 s)")
     ap.add_argument("--waypoint", required=True, help="the release waypoint binary")
     ap.add_argument("--hbone-load", required=True, help="the hbone-load binary")

@@ -339,9 +339,12 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     };
     admin_state.ready.store(true, Ordering::Release);
     let snapshot = live.snapshot();
+    let report = live.report();
     tracing::info!(
         gateway = %snapshot.gateway,
         version = snapshot.version,
+        config_load_ms = report.load_ms.round(),
+        config_build_ms = report.compile_ms.round(),
         served = snapshot.services.iter().filter(|s| s.binding == crate::snapshot::Binding::Bound).count(),
         http = %http_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         hbone = %hbone_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),

@@ -59,6 +59,11 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out, "  {w}");
         }
     }
+    let _ = writeln!(
+        out,
+        "\nread and parsed in {:.0} ms, built (validated, attached, routes compiled) in {:.0} ms",
+        report.load_ms, report.compile_ms
+    );
     if errors.is_empty() {
         let _ = writeln!(out, "\nOK: {} resources, no errors", rows.len());
     } else {

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod app;
 pub mod check;
+pub mod coalesce;
 pub mod config;
 pub mod demo;
 pub mod hbone;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::coalesce::Coalesced;
 use crate::proxy::WaypointProxy;
 
 pub type Proxy = HttpProxy<WaypointProxy>;
@@ -53,7 +54,8 @@ pub async fn serve_http(
             let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
             let mut stream = TcpStream::from(tcp);
             stream.set_socket_digest(digest);
-            let mut next: Option<Stream> = Some(Box::new(stream));
+            // Gather each response's header and body into one write (see `coalesce`).
+            let mut next: Option<Stream> = Some(Box::new(Coalesced::new(stream)));
             // pingora returns the stream after each HTTP/1.1 keep-alive request.
             while let Some(stream) = next.take() {
                 next = proxy.process_new(stream, &shutdown).await;

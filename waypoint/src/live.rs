@@ -38,16 +38,21 @@ pub fn build_from_dir_for_class(
     version: u64,
     gateway_class: &str,
 ) -> Result<(Option<Snapshot>, Report), ConfigError> {
+    let started = std::time::Instant::now();
     let loaded = load_dir(dir).map_err(|source| ConfigError::Folder {
         dir: dir.to_path_buf(),
         source,
     })?;
+    let parsed = std::time::Instant::now();
     let opts = BuildOptions {
         gateway_class: gateway_class.to_string(),
         version,
         gateway: gateway.cloned(),
     };
-    Ok(Snapshot::build(&loaded.documents, loaded.errors, &opts))
+    let (snapshot, mut report) = Snapshot::build(&loaded.documents, loaded.errors, &opts);
+    report.load_ms = (parsed - started).as_secs_f64() * 1000.0;
+    report.compile_ms = parsed.elapsed().as_secs_f64() * 1000.0;
+    Ok((snapshot, report))
 }
 
 /// What the last reload attempt did, for `/config_dump` and tests.

@@ -107,6 +107,12 @@ struct RunArgs {
     hbone_upstream_port: u16,
 }
 
+/// mimalloc instead of glibc malloc: a proxied request allocates and frees dozens of small
+/// buffers (header maps, pingora's per-request channel and tasks), and glibc's allocator was
+/// ~9 % of the waypoint's CPU under load (bench/results/profile.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -208,7 +214,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    // Given one core (a CPU limit of 1, or `taskset`), a multi-thread runtime still runs its
+    // single worker beside the thread that drives IO, and every wake-up crosses threads; the
+    // current-thread runtime polls sockets and tasks on one thread, as Envoy's and nginx's
+    // single worker do (bench/results/profile.md has the comparison).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")

@@ -303,12 +303,20 @@ impl ProxyHttp for WaypointProxy {
         // trusted; a tunnelled request carries its peer's verified identity to the backend.
         upstream.remove_header(XFCC);
         if let Some(tunnel) = &ctx.tunnel {
-            let by = self.hbone.as_ref().map(|c| c.own_identity().to_string());
-            let value = match by {
-                Some(by) => format!("By={by};URI={}", tunnel.source),
-                None => format!("URI={}", tunnel.source),
-            };
-            upstream.insert_header(XFCC, value)?;
+            let value = tunnel.xfcc.get_or_init(|| {
+                let value = match &self.hbone {
+                    Some(c) => format!("By={};URI={}", c.own_identity(), tunnel.source),
+                    None => format!("URI={}", tunnel.source),
+                };
+                http::HeaderValue::try_from(value).ok()
+            });
+            let value = value.clone().ok_or_else(|| {
+                Error::explain(
+                    ErrorType::InternalError,
+                    "the tunnel's identities do not make a valid x-forwarded-client-cert value",
+                )
+            })?;
+            upstream.insert_header(http::HeaderName::from_static(XFCC), value)?;
         }
         for m in &ctx.request_modifiers {
             apply_modifier(m, upstream)?;

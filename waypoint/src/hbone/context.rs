@@ -12,7 +12,7 @@ use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_core::protocols::SocketDigest;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One tunnel's facts.
 #[derive(Debug, Clone)]
@@ -29,6 +29,11 @@ pub struct TunnelContext {
     pub traceparent: Option<String>,
     /// What the authority resolved to when the tunnel was accepted.
     pub destination: Destination,
+    /// The `x-forwarded-client-cert` value requests of this tunnel carry upstream, built on the
+    /// first request: a long-lived tunnel carries thousands of requests, and neither identity
+    /// in it changes (certificate rotation keeps the waypoint's SPIFFE ID). None when the
+    /// identities do not make a valid header value.
+    pub xfcc: OnceLock<Option<http::HeaderValue>>,
 }
 
 #[derive(Debug, Default)]

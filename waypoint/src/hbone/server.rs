@@ -5,6 +5,7 @@
 use super::context::{tunnel_digest, TunnelContext, TunnelRegistry};
 use super::tcp::TcpForwarder;
 use super::tunnel::H2Tunnel;
+use crate::coalesce::Coalesced;
 use crate::identity::{spiffe_identity, CertStore};
 use crate::listener::{stopped, Proxy};
 use crate::live::LiveConfig;
@@ -17,7 +18,7 @@ use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::l4::virt::VirtualSocketStream;
 use pingora_core::protocols::{GetSocketDigest, Stream};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -210,6 +211,7 @@ impl HboneServer {
             baggage: header("baggage"),
             traceparent: header("traceparent"),
             destination: destination.clone(),
+            xfcc: OnceLock::new(),
         });
         let send = match respond.send_response(ok_response(), false) {
             Ok(s) => s,
@@ -261,10 +263,12 @@ impl HboneServer {
                     return;
                 };
                 let _registration = self.registry.register(&digest, context);
-                let stream: Stream = Box::new(stream);
                 if protocol == Protocol::Http2 {
-                    self.proxy_h2.process_new(stream, &shutdown).await;
+                    self.proxy_h2.process_new(Box::new(stream), &shutdown).await;
                 } else {
+                    // One DATA frame per response instead of one per write (see `coalesce`);
+                    // h2 inside the tunnel buffers its own frames.
+                    let stream: Stream = Box::new(Coalesced::new(stream));
                     let mut next = Some(stream);
                     while let Some(s) = next.take() {
                         next = self.proxy_h1.process_new(s, &shutdown).await;
