@@ -10,7 +10,7 @@ use crate::issue::{Issue, IssueReason};
 use crate::mirror::Mirror;
 use crate::redirect::{Redirect, UrlRewrite};
 use crate::request_match::RequestMatch;
-use crate::timeouts::{Retry, Timeouts};
+use resilience::RoutePolicy;
 
 /// Which route a decision came from, for logs, metrics and status.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -67,8 +67,8 @@ pub struct Rule {
     pub rewrite: Option<UrlRewrite>,
     pub mirrors: Vec<Mirror>,
     pub cors: Option<Cors>,
-    pub timeouts: Timeouts,
-    pub retry: Option<Retry>,
+    /// Timeouts and retry, compiled by `resilience`; carried for the proxy, never read here.
+    pub policy: RoutePolicy,
     /// A filter the spec forbids skipping (ExtensionRef, ExternalAuth) is not supported:
     /// matched requests are answered with 500, and this says why.
     pub unsupported_filter: Option<String>,
@@ -131,8 +131,7 @@ pub fn compile_http_route(
             rewrite: None,
             mirrors: Vec::new(),
             cors: None,
-            timeouts: Timeouts::default(),
-            retry: None,
+            policy: RoutePolicy::default(),
             unsupported_filter: None,
             backends: Vec::new(),
         }],
@@ -179,15 +178,18 @@ fn compile_rule(
             "sessionPersistence is not supported yet; requests are balanced without affinity",
         ));
     }
-    let timeouts = rule
-        .timeouts
-        .as_ref()
-        .map(|t| Timeouts::compile(t, &format!("{field}.timeouts"), issues))
-        .unwrap_or_default();
-    let retry = rule
-        .retry
-        .as_ref()
-        .map(|r| Retry::compile(r, &format!("{field}.retry"), issues));
+    let mut policy_issues = Vec::new();
+    let policy = RoutePolicy::from_gateway_rule(
+        rule.timeouts.as_ref(),
+        rule.retry.as_ref(),
+        &field,
+        &mut policy_issues,
+    );
+    issues.extend(
+        policy_issues
+            .into_iter()
+            .map(|i| Issue::error(IssueReason::Invalid, i.field, i.message)),
+    );
     let filters = compile_rule_filters(
         rule.filters.as_deref().unwrap_or_default(),
         &format!("{field}.filters"),
@@ -223,8 +225,7 @@ fn compile_rule(
         rewrite: filters.rewrite,
         mirrors: filters.mirrors,
         cors: filters.cors,
-        timeouts,
-        retry,
+        policy,
         unsupported_filter: filters.unsupported,
         backends,
     }

@@ -24,7 +24,6 @@ mod redirect;
 mod request_match;
 mod table;
 mod tcp;
-mod timeouts;
 
 #[cfg(test)]
 mod fixtures;
@@ -47,4 +46,3 @@ pub use request_match::{
 };
 pub use table::{RouteMatch, RouteTable};
 pub use tcp::{compile_tcp_route, CompiledTcpRoute};
-pub use timeouts::{parse_duration, Retry, Timeouts, DEFAULT_RETRY_ATTEMPTS};

@@ -505,16 +505,16 @@ fn rule_features_compile() {
     assert_eq!(mirrors[2].1, 100.0);
     assert!(rule.cors.is_some());
     assert_eq!(
-        rule.timeouts.request,
+        rule.policy.timeouts.request,
         Some(std::time::Duration::from_secs(10))
     );
     assert_eq!(
-        rule.timeouts.backend_request,
+        rule.policy.timeouts.backend_request,
         Some(std::time::Duration::from_millis(1500))
     );
     assert_eq!(
-        rule.retry,
-        Some(crate::Retry {
+        rule.policy.retry,
+        Some(resilience::RetryPolicy {
             codes: vec![503],
             attempts: 3,
             backoff: Some(std::time::Duration::from_millis(10)),
