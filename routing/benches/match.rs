@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use routing::{
     CompiledRoute, HeaderMatch, HeaderValueMatch, PathMatch, RequestMatch, RequestView, RouteId,
-    RouteTable, Rule, Timeouts,
+    RouteTable, Rule,
 };
 
 const ROUTES: usize = 10_000;
@@ -31,8 +31,7 @@ fn rule(request_match: RequestMatch) -> Rule {
         rewrite: None,
         mirrors: Vec::new(),
         cors: None,
-        timeouts: Timeouts::default(),
-        retry: None,
+        policy: Default::default(),
         unsupported_filter: None,
         backends: Vec::new(),
     }

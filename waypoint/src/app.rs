@@ -209,7 +209,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     // pingora counts every try, the first included, against max_retries. Retries are decided
     // per route (HTTPRoute `retry`) by the proxy, which refuses every other retry.
     let conf = Arc::new(ServerConf {
-        max_retries: crate::proxy::MAX_TRIES,
+        max_retries: resilience::MAX_TRIES,
         ..ServerConf::default()
     });
     // Filled once the Gateway role's listeners are bound: which listener port a connection's

@@ -9,6 +9,7 @@ pub mod check;
 pub mod coalesce;
 pub mod config;
 pub mod demo;
+pub mod endpoint;
 pub mod hbone;
 pub mod identity;
 pub mod listener;

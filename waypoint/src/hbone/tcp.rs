@@ -4,6 +4,7 @@
 
 use super::client::HboneClient;
 use super::context::TunnelContext;
+use crate::endpoint;
 use crate::snapshot::{Destination, Snapshot, WorkloadIdentity};
 use routing::BackendTarget;
 use std::net::SocketAddr;
@@ -81,7 +82,8 @@ impl TcpForwarder {
     }
 }
 
-/// The endpoint for a tunnel: round robin over the service port's endpoints, or the pod.
+/// The endpoint for a tunnel: the pod itself, or the endpoint chosen for the service port (or
+/// for the backend its TCPRoute picks by weight), as the HTTP path chooses.
 fn pick_endpoint(
     d: &Destination,
     snapshot: &Snapshot,
@@ -92,20 +94,23 @@ fn pick_endpoint(
             let sp = snapshot.service(service)?.port(*port)?;
             // A TCPRoute picks the backend service by weight; without one the service's own
             // endpoints serve.
-            let sp = match &sp.tcp_route {
-                None => sp,
+            let (service, port) = match &sp.tcp_route {
+                None => (service, *port),
                 Some(route) => match &route.pick_backend(rand::random::<u32>())?.target {
-                    BackendTarget::Service { service, port } => {
-                        snapshot.service(service)?.port(*port)?
-                    }
+                    BackendTarget::Service { service, port } => (service, *port),
                     BackendTarget::Invalid { reason } => {
                         tracing::info!(route = %route.id, "TCP tunnel refused: invalid backend: {reason}");
                         return None;
                     }
                 },
             };
-            let e = &sp.endpoints[sp.balancer.pick(sp.endpoints.len())?];
-            Some((e.addr, e.hbone.clone()))
+            match endpoint::choose(snapshot, service, port) {
+                Ok(chosen) => Some((chosen.endpoint.addr, chosen.endpoint.hbone.clone())),
+                Err(why) => {
+                    tracing::debug!("TCP tunnel refused: {why}");
+                    None
+                }
+            }
         }
     }
 }

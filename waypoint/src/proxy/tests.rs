@@ -1,6 +1,13 @@
+use super::decide::host_without_port;
+use super::mirror::shadow_host;
+use super::upstream::with_path;
 use super::*;
 use crate::config::Loaded;
 use crate::snapshot::BuildOptions;
+use crate::snapshot::Snapshot;
+use pingora_error::ErrorType;
+use std::time::Duration;
+use telemetry::ResponseFlag;
 
 const BASE: &str = r#"apiVersion: v1
 kind: Namespace
@@ -72,8 +79,23 @@ fn request(host: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
     req
 }
 
-fn ctx() -> RequestCtx {
-    RequestCtx::new()
+/// The decision for a request on the plain listener (no tunnel, no Gateway listener).
+fn route(s: &Snapshot, req: &RequestHeader, random: u32) -> Routed {
+    decide(s, req, &Downstream::default(), random)
+}
+
+fn forwarded(r: &Routed) -> &Upstream {
+    match &r.action {
+        Action::Forward(up) => up,
+        other => panic!("expected a forward, got {other:?}"),
+    }
+}
+
+fn refused(r: &Routed) -> (u16, &'static str, &str) {
+    match &r.action {
+        Action::Refuse(x) => (x.status, x.flag.as_str(), x.detail.as_str()),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
 
 #[test]
@@ -81,11 +103,11 @@ fn a_service_without_routes_round_robins_its_endpoints() {
     let s = snapshot("");
     let mut seen = Vec::new();
     for _ in 0..4 {
-        let mut c = ctx();
-        decide(&s, &request("web.shop", "/", &[]), None, 0, &mut c).expect("routes");
-        seen.push(c.upstream.expect("endpoint").to_string());
-        assert_eq!(c.backend.as_ref().map(|k| k.name.as_str()), Some("web"));
-        assert!(c.route.is_none());
+        let r = route(&s, &request("web.shop", "/", &[]), 0);
+        let up = forwarded(&r);
+        seen.push(up.addr.to_string());
+        assert_eq!(up.backend.as_ref().map(|k| k.name.as_str()), Some("web"));
+        assert!(r.route.is_none());
     }
     assert_eq!(
         seen,
@@ -125,26 +147,20 @@ spec:
     backendRefs: [{name: web, port: 80}]
 "#,
     );
-    let mut c = ctx();
-    decide(&s, &request("web", "/v2/x?q=1", &[]), None, 7, &mut c).expect("routes");
-    assert_eq!(
-        c.upstream.map(|a| a.to_string()).as_deref(),
-        Some("127.0.0.4:9090")
-    );
-    assert_eq!(c.route.as_deref(), Some("shop/web"));
-    assert_eq!(c.request_modifiers.len(), 1);
-    assert_eq!(c.response_modifiers.len(), 1);
+    let r = route(&s, &request("web", "/v2/x?q=1", &[]), 7);
+    assert_eq!(forwarded(&r).addr.to_string(), "127.0.0.4:9090");
+    assert_eq!(r.route.as_deref(), Some("shop/web"));
+    assert_eq!(r.filters.request_modifiers.len(), 1);
+    assert_eq!(r.filters.response_modifiers.len(), 1);
 
-    let mut c = ctx();
-    let (reply, why) =
-        decide(&s, &request("web", "/none", &[]), None, 0, &mut c).expect_err("no weight");
-    assert_eq!(reply, LocalReply::InvalidBackend);
+    let r = route(&s, &request("web", "/none", &[]), 0);
+    let (status, flag, why) = refused(&r);
+    assert_eq!((status, flag), (500, "NR"));
     assert!(why.contains("non-zero weight"), "{why}");
 
-    let mut c = ctx();
-    let (reply, why) =
-        decide(&s, &request("web", "/empty", &[]), None, 0, &mut c).expect_err("no endpoints");
-    assert_eq!((reply.status(), reply.flag()), (503, "UH"));
+    let r = route(&s, &request("web", "/empty", &[]), 0);
+    let (status, flag, why) = refused(&r);
+    assert_eq!((status, flag), (503, "UH"));
     assert!(why.contains("shop/empty"), "{why}");
 }
 
@@ -171,15 +187,15 @@ spec:
         (request("web:8080", "/api", &[]), "has no port 8080"),
     ];
     for (req, want) in cases {
-        let mut c = ctx();
-        let (reply, why) = decide(&s, &req, None, 0, &mut c).expect_err("miss");
-        assert_eq!((reply.status(), reply.flag()), (404, "NR"));
+        let r = route(&s, &req, 0);
+        let (status, flag, why) = refused(&r);
+        assert_eq!((status, flag), (404, "NR"));
         assert!(why.contains(want), "{why}");
     }
     let mut no_host = RequestHeader::build("GET", b"/", None).expect("request");
     no_host.remove_header("host");
-    let (reply, _) = decide(&s, &no_host, None, 0, &mut ctx()).expect_err("no host");
-    assert_eq!(reply, LocalReply::NoRoute);
+    let r = route(&s, &no_host, 0);
+    assert_eq!(refused(&r).0, 404);
 }
 
 #[test]
@@ -193,9 +209,9 @@ spec:
   rules: [{backendRefs: [{name: ghost, port: 80}]}]
 "#,
     );
-    let (reply, why) =
-        decide(&s, &request("web", "/", &[]), None, 0, &mut ctx()).expect_err("invalid");
-    assert_eq!(reply.status(), 500);
+    let r = route(&s, &request("web", "/", &[]), 0);
+    let (status, _, why) = refused(&r);
+    assert_eq!(status, 500);
     assert!(why.contains("ghost"), "{why}");
 }
 
@@ -207,28 +223,28 @@ fn upstream_failures_map_to_envoy_statuses_and_flags() {
             up(ErrorType::ConnectRefused).status,
             up(ErrorType::ConnectRefused).flag
         ),
-        (503, Some("UF"))
+        (503, Some(ResponseFlag::UpstreamConnectionFailure))
     );
     assert_eq!(
         (
             up(ErrorType::ConnectTimedout).status,
             up(ErrorType::ConnectTimedout).flag
         ),
-        (503, Some("UF"))
+        (503, Some(ResponseFlag::UpstreamConnectionFailure))
     );
     assert_eq!(
         (
             up(ErrorType::ReadTimedout).status,
             up(ErrorType::ReadTimedout).flag
         ),
-        (504, Some("UT"))
+        (504, Some(ResponseFlag::UpstreamRequestTimeout))
     );
     assert_eq!(
         (
             up(ErrorType::ConnectionClosed).status,
             up(ErrorType::ConnectionClosed).flag
         ),
-        (503, Some("UC"))
+        (503, Some(ResponseFlag::UpstreamConnectionTermination))
     );
     assert_eq!(
         classify_failure(&Error::new_down(ErrorType::ConnectionClosed)).status,
@@ -274,62 +290,51 @@ spec:
 "#,
     );
     // A redirect needs no backend; the Service port is the listener port and is kept.
-    let mut c = ctx();
-    decide(
-        &s,
-        &request("web.shop:80", "/go/a?b=c", &[]),
-        None,
-        0,
-        &mut c,
-    )
-    .expect("redirect");
-    assert_eq!(c.redirect, Some((302, "http://web.shop/a?b=c".to_owned())));
-    assert_eq!(c.upstream, None);
-    assert_eq!(c.listener_port, 80);
+    let r = route(&s, &request("web.shop:80", "/go/a?b=c", &[]), 0);
+    match &r.action {
+        Action::Redirect { status, location } => {
+            assert_eq!((*status, location.as_str()), (302, "http://web.shop/a?b=c"))
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+    assert_eq!(r.listener_port, 80);
 
-    let mut c = ctx();
-    decide(&s, &request("web", "/old/page", &[]), None, 0, &mut c).expect("rewrite");
-    assert_eq!(c.redirect, None);
-    assert_eq!(c.rewrite_host.as_deref(), Some("new.example"));
-    assert_eq!(c.rewrite_path.as_deref(), Some("/new/page"));
+    let r = route(&s, &request("web", "/old/page", &[]), 0);
+    let up = forwarded(&r);
+    assert_eq!(r.filters.rewrite_host.as_deref(), Some("new.example"));
+    assert_eq!(r.filters.rewrite_path.as_deref(), Some("/new/page"));
     assert_eq!(
-        c.mirrors.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        up.mirrors.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         ["127.0.0.4:9090"],
         "the 0% mirror never samples"
     );
-    assert!(c.cors.is_some());
-    assert_eq!(c.timeouts.request, Some(Duration::from_secs(2)));
-    assert_eq!(c.retry.as_ref().map(|r| r.attempts), Some(1));
+    assert!(r.filters.cors.is_some());
+    assert_eq!(
+        r.filters.policy.timeouts.request,
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(r.filters.policy.retry.as_ref().map(|r| r.attempts), Some(1));
 
-    let mut c = ctx();
-    let (reply, why) =
-        decide(&s, &request("web", "/ext", &[]), None, 0, &mut c).expect_err("fails closed");
-    assert_eq!(reply.status(), 500);
+    let mut preflight = request(
+        "web",
+        "/old/page",
+        &[
+            ("origin", "https://a.example"),
+            ("access-control-request-method", "GET"),
+        ],
+    );
+    preflight.set_method(http::Method::OPTIONS);
+    let r = route(&s, &preflight, 0);
+    assert!(
+        matches!(&r.action, Action::Preflight(a) if a.status == 200),
+        "a CORS rule answers the preflight itself: {:?}",
+        r.action
+    );
+
+    let r = route(&s, &request("web", "/ext", &[]), 0);
+    let (status, _, why) = refused(&r);
+    assert_eq!(status, 500);
     assert!(why.contains("ExtensionRef"), "{why}");
-}
-
-#[test]
-fn attempt_deadline_is_the_tighter_of_both_timeouts() {
-    let s = Duration::from_secs;
-    let t = |request, backend_request| Timeouts {
-        request,
-        backend_request,
-    };
-    assert_eq!(attempt_deadline(&t(None, None), s(5)), None);
-    assert_eq!(attempt_deadline(&t(Some(s(10)), None), s(3)), Some(s(7)));
-    assert_eq!(
-        attempt_deadline(&t(Some(s(10)), Some(s(2))), s(3)),
-        Some(s(2))
-    );
-    assert_eq!(
-        attempt_deadline(&t(Some(s(10)), Some(s(2))), s(9)),
-        Some(s(1))
-    );
-    assert_eq!(
-        attempt_deadline(&t(Some(s(1)), None), s(3)),
-        Some(Duration::ZERO)
-    );
-    assert_eq!(attempt_deadline(&t(None, Some(s(2))), s(30)), Some(s(2)));
 }
 
 #[test]

@@ -1,0 +1,80 @@
+//! Which endpoint of a service port gets the next request or tunnel.
+//!
+//! The HTTP pipeline and the TCP path both choose here, so load balancing, outlier detection and
+//! circuit-breaker admission (the resilience issue) plug into one function instead of two.
+
+use crate::snapshot::{Endpoint, ServicePort, Snapshot};
+use routing::ServiceKey;
+use std::fmt;
+
+/// The endpoint chosen for one request or tunnel, with the service port it belongs to (whose
+/// protocol says how to speak to it).
+#[derive(Debug, Clone, Copy)]
+pub struct Chosen<'s> {
+    /// The backend service port.
+    pub port: &'s ServicePort,
+    /// The endpoint of that port that gets the traffic.
+    pub endpoint: &'s Endpoint,
+}
+
+/// Why no endpoint could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoEndpoint {
+    /// The service, or that port of it, is not in the configuration.
+    UnknownPort {
+        /// The backend service.
+        service: ServiceKey,
+        /// The port asked for.
+        port: u16,
+    },
+    /// The port exists but has no ready endpoint.
+    NoneReady {
+        /// The backend service.
+        service: ServiceKey,
+        /// The port asked for.
+        port: u16,
+    },
+}
+
+impl fmt::Display for NoEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoEndpoint::UnknownPort { service, port } => write!(
+                f,
+                "backend {}/{} port {port} does not exist",
+                service.namespace, service.name
+            ),
+            NoEndpoint::NoneReady { service, port } => write!(
+                f,
+                "no healthy upstream: service {}/{} port {port} has no ready endpoints",
+                service.namespace, service.name
+            ),
+        }
+    }
+}
+
+/// One ready endpoint of `service`:`port`, round robin over the port's endpoints.
+pub fn choose<'s>(
+    snapshot: &'s Snapshot,
+    service: &ServiceKey,
+    port: u16,
+) -> Result<Chosen<'s>, NoEndpoint> {
+    let backend = snapshot
+        .service(service)
+        .and_then(|s| s.port(port))
+        .ok_or_else(|| NoEndpoint::UnknownPort {
+            service: service.clone(),
+            port,
+        })?;
+    let idx = backend
+        .balancer
+        .pick(backend.endpoints.len())
+        .ok_or_else(|| NoEndpoint::NoneReady {
+            service: service.clone(),
+            port,
+        })?;
+    Ok(Chosen {
+        port: backend,
+        endpoint: &backend.endpoints[idx],
+    })
+}

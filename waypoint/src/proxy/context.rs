@@ -1,0 +1,105 @@
+//! The per-request state the pingora phases share, grouped by the step that fills it.
+//!
+//! Each part is written by one step and read by the later ones: `downstream` by
+//! `early_request_filter`, `snapshot` and `routed` by `request_filter` (the decision), `attempt`
+//! by the upstream phases, `record` by whichever step ends the request. The security issue adds
+//! an `auth` part (verified claims, the authorization verdict) beside `routed`.
+
+use super::decide::{Action, Routed, RuleFilters, Upstream};
+use crate::hbone::context::TunnelContext;
+use crate::snapshot::Snapshot;
+use resilience::{RetryState, RoutePolicy};
+use std::sync::Arc;
+use std::time::Instant;
+use telemetry::ResponseFlag;
+
+/// Everything the phases of one request share.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// Where the request came from.
+    pub downstream: Downstream,
+    /// The configuration this request reads from start to end, so a swap mid-request never
+    /// mixes two versions; phases borrow it instead of loading their own.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// What the routing decision made of the request.
+    pub routed: Option<Routed>,
+    /// The upstream attempts so far.
+    pub attempt: Attempt,
+    /// What the request's telemetry reports beyond what the session itself knows.
+    pub record: Record,
+}
+
+/// The client side of the request.
+#[derive(Debug)]
+pub struct Downstream {
+    /// When the request started, for the request timeout and the recorded duration.
+    pub start: Instant,
+    /// The HBONE tunnel the request arrived in: source identity, CONNECT target, baggage.
+    pub tunnel: Option<Arc<TunnelContext>>,
+    /// Gateway role: the listener port the request arrived on.
+    pub gateway_port: Option<u16>,
+    /// "https" when the client's connection was TLS: redirects keep the request's scheme.
+    pub scheme: &'static str,
+}
+
+impl Default for Downstream {
+    fn default() -> Self {
+        Downstream {
+            start: Instant::now(),
+            tunnel: None,
+            gateway_port: None,
+            scheme: "http",
+        }
+    }
+}
+
+/// The state of the upstream attempts: which ones failed, and whether the next is a retry.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    /// The route's retry decisions for this request.
+    pub retry: RetryState,
+}
+
+/// Telemetry facts no other part holds.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// Why the request ended as it did, when the waypoint knows better than the status.
+    pub flag: Option<ResponseFlag>,
+}
+
+impl RequestCtx {
+    /// A context for a request that has just arrived.
+    pub fn new() -> Self {
+        RequestCtx {
+            downstream: Downstream::default(),
+            snapshot: None,
+            routed: None,
+            attempt: Attempt::default(),
+            record: Record::default(),
+        }
+    }
+
+    /// The matched rule's filters; none before the decision or when no rule matched.
+    pub fn filters(&self) -> Option<&RuleFilters> {
+        self.routed.as_ref().map(|r| &r.filters)
+    }
+
+    /// The matched rule's timeouts and retry policy.
+    pub fn policy(&self) -> Option<&RoutePolicy> {
+        self.filters().map(|f| &f.policy)
+    }
+
+    /// Where the request is forwarded to, once decided.
+    pub fn upstream(&self) -> Option<&Upstream> {
+        match &self.routed.as_ref()?.action {
+            Action::Forward(upstream) => Some(upstream),
+            _ => None,
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx::new()
+    }
+}

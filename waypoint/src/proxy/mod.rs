@@ -1,0 +1,247 @@
+//! The request pipeline: the pingora `ProxyHttp` whose phases apply, in a fixed order, the
+//! decisions of `routing` and `resilience` (and next `authz` and `telemetry`).
+//!
+//! Every listener (the plain HTTP one, HBONE CONNECT streams, Gateway listeners) feeds the same
+//! `HttpProxy<WaypointProxy>`, so a request is handled identically whichever way it came in.
+//! Each phase is a short list of named steps; the files beside this one hold them:
+//! `context` (per-request state), `decide` (route decision), `upstream` (peer and header edits),
+//! `reply` (every local answer), `mirror`, `headers`, `record` (access log). The places where
+//! authorization, fault injection, breaker admission and metrics plug in are marked `STEP`.
+
+mod context;
+mod decide;
+mod headers;
+mod mirror;
+mod record;
+mod reply;
+mod upstream;
+
+pub use context::{Attempt, Downstream, Record, RequestCtx};
+pub use decide::{decide, Action, Routed, RuleFilters, Upstream};
+pub use reply::{classify_failure, Failure, PreflightAnswer, Refusal};
+
+use crate::hbone::client::HboneClient;
+use crate::hbone::context::TunnelRegistry;
+use crate::live::LiveConfig;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The waypoint's `ProxyHttp`: shared by every request, holding only what outlives one.
+pub struct WaypointProxy {
+    live: Arc<LiveConfig>,
+    tunnels: Arc<TunnelRegistry>,
+    /// Set when the waypoint has a workload identity: ambient endpoints are reached over HBONE.
+    hbone: Option<Arc<HboneClient>>,
+    /// Gateway role: the listener port each bound local address serves.
+    gateway_ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>>,
+}
+
+impl WaypointProxy {
+    /// A proxy reading config from `live`, tunnel facts from `tunnels`, dialling ambient
+    /// endpoints with `hbone`, and mapping Gateway listener addresses with `gateway_ports`.
+    pub fn new(
+        live: Arc<LiveConfig>,
+        tunnels: Arc<TunnelRegistry>,
+        hbone: Option<Arc<HboneClient>>,
+        gateway_ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>>,
+    ) -> Self {
+        WaypointProxy {
+            live,
+            tunnels,
+            hbone,
+            gateway_ports,
+        }
+    }
+
+    /// Where the request came from: its tunnel (identity, CONNECT target) or Gateway listener.
+    fn downstream(&self, session: &Session) -> Downstream {
+        let tunnel = session
+            .digest()
+            .and_then(|d| d.socket_digest.as_ref())
+            .and_then(|d| self.tunnels.lookup(d));
+        let gateway_port = match tunnel {
+            Some(_) => None,
+            None => session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .and_then(|a| self.gateway_ports.load().get(a).copied()),
+        };
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        Downstream {
+            tunnel,
+            gateway_port,
+            scheme: if tls { "https" } else { "http" },
+            ..Downstream::default()
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for WaypointProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // STEP trace context (telemetry): extract traceparent/B3 and start the span here.
+        ctx.downstream = Downstream {
+            start: ctx.downstream.start,
+            ..self.downstream(session)
+        };
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snapshot = self.live.snapshot();
+        let routed = decide(
+            &snapshot,
+            session.req_header(),
+            &ctx.downstream,
+            rand::random(),
+        );
+        ctx.snapshot = Some(snapshot);
+        // STEP authorize (security): RequestAuthentication, then AuthorizationPolicy
+        // (CUSTOM, DENY, ALLOW) for `routed.destination`; a denial is a `Refusal` answered
+        // below, before any redirect, preflight or upstream work.
+        // STEP fault (resilience): the rule's fault injection, abort as a `Refusal` or delay.
+        if let Action::Refuse(refusal) = &routed.action {
+            ctx.record.flag = Some(refusal.flag);
+        }
+        let answered = reply::answer(session, &routed.action).await?;
+        if let Action::Forward(up) = &routed.action {
+            mirror::send(
+                session.req_header(),
+                &up.mirrors,
+                &routed.filters.request_modifiers,
+            );
+        }
+        ctx.routed = Some(routed);
+        Ok(answered)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let policy = retry_policy(&ctx.routed);
+        if let Some(backoff) = ctx.attempt.retry.before_attempt(policy) {
+            tokio::time::sleep(backoff).await;
+        }
+        // STEP admit (resilience): circuit-breaker admission and outlier-aware endpoint choice
+        // for this attempt.
+        let deadline = ctx
+            .policy()
+            .and_then(|p| p.timeouts.attempt_deadline(ctx.downstream.start.elapsed()));
+        let up = ctx.upstream().ok_or_else(|| {
+            Error::explain(
+                ErrorType::InternalError,
+                "no endpoint chosen for the request",
+            )
+        })?;
+        upstream::peer(up, deadline, self.hbone.as_ref())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream::edit_request(session.req_header(), upstream, ctx, self.hbone.as_ref())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        let policy = retry_policy(&ctx.routed);
+        if ctx.attempt.retry.on_response(policy, status) {
+            return Err(upstream::retry_status_error(
+                status,
+                ctx.attempt.retry.retries_done(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let replayable = !session.as_ref().retry_buffer_truncated();
+        if !ctx.attempt.retry.on_attempt_error(replayable) {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        e.set_retry(ctx.attempt.retry.on_connect_failure());
+        e
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match ctx.filters() {
+            Some(filters) => upstream::edit_response(session.req_header(), response, filters),
+            None => Ok(()),
+        }
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let (fail, flag) = reply::upstream_failure(session, e).await;
+        ctx.record.flag = flag;
+        fail
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // STEP record (telemetry): Istio standard metrics and the span end join the access log.
+        record::access_log(session, e, ctx);
+    }
+}
+
+/// The matched rule's retry policy; a free function so it borrows only `routed`, leaving the
+/// attempt state free to change.
+fn retry_policy(routed: &Option<Routed>) -> Option<&resilience::RetryPolicy> {
+    routed.as_ref()?.filters.policy.retry.as_ref()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! Every answer the waypoint writes itself: redirects, CORS preflights, refusals and upstream
+//! failures, through one writer, with the status and response flag Envoy (and so Istio's
+//! waypoint) gives the same situation.
+
+use super::decide::Action;
+use bytes::Bytes;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::{FailToProxy, Session};
+use telemetry::{ResponseFlag, REASON_HEADER};
+
+/// A request the waypoint refuses: the status, the flag and, for the body, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status sent.
+    pub status: u16,
+    /// The response flag, also sent in the reason header.
+    pub flag: ResponseFlag,
+    /// What an operator reads in the body: the service, route or rule and what is missing.
+    pub detail: String,
+}
+
+impl Refusal {
+    /// 404 NR: no service, listener or rule for the request.
+    pub fn no_route(detail: impl Into<String>) -> Self {
+        Refusal::new(404, ResponseFlag::NoRouteFound, detail)
+    }
+
+    /// 500: a matched rule that cannot be applied (an invalid backend, an unsupported filter),
+    /// as the Gateway API asks.
+    pub fn invalid_backend(detail: impl Into<String>) -> Self {
+        Refusal::new(500, ResponseFlag::NoRouteFound, detail)
+    }
+
+    /// 503 UH: the backend has no endpoint to send to.
+    pub fn no_healthy_upstream(detail: impl Into<String>) -> Self {
+        Refusal::new(503, ResponseFlag::NoHealthyUpstream, detail)
+    }
+
+    fn new(status: u16, flag: ResponseFlag, detail: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            flag,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What answers a CORS preflight. The headers are empty when the origin is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreflightAnswer {
+    /// 200, or 403 when refused outright.
+    pub status: u16,
+    /// The Access-Control-* headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// A response the waypoint writes itself.
+struct LocalResponse {
+    status: u16,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// A text body; none for redirects and preflights.
+    body: Option<String>,
+    flag: Option<ResponseFlag>,
+}
+
+/// Writes the answer a decision calls for; false when the request is to be forwarded.
+pub async fn answer(session: &mut Session, action: &Action) -> Result<bool> {
+    let response = match action {
+        Action::Forward(_) => return Ok(false),
+        Action::Redirect { status, location } => LocalResponse {
+            status: *status,
+            headers: vec![(http::header::LOCATION, header_value(location)?)],
+            body: None,
+            flag: None,
+        },
+        Action::Preflight(answer) => LocalResponse {
+            status: answer.status,
+            headers: answer.headers.clone(),
+            body: None,
+            flag: None,
+        },
+        Action::Refuse(refusal) => LocalResponse {
+            status: refusal.status,
+            headers: Vec::new(),
+            body: Some(refusal.detail.clone()),
+            flag: Some(refusal.flag),
+        },
+    };
+    write(session, response).await?;
+    Ok(true)
+}
+
+/// Answers a request whose upstream exchange failed, if anything can still be sent, and says
+/// how pingora should end it. The flag is the one the telemetry records.
+pub async fn upstream_failure(
+    session: &mut Session,
+    e: &Error,
+) -> (FailToProxy, Option<ResponseFlag>) {
+    let failure = classify_failure(e);
+    // Once the response header went out, the only honest signal left is closing the stream.
+    // pingora closes the client connection after an upstream failure; make the response say
+    // `Connection: close`, or an HTTP/1.1 client races the close with its next request.
+    session.set_keepalive(None);
+    if failure.status > 0 && session.response_written().is_none() {
+        let response = LocalResponse {
+            status: failure.status,
+            headers: Vec::new(),
+            body: Some(failure.body.to_owned()),
+            flag: failure.flag,
+        };
+        if let Err(err) = write(session, response).await {
+            tracing::debug!("cannot send the error response downstream: {err}");
+        }
+    }
+    let fail = FailToProxy {
+        error_code: failure.status,
+        can_reuse_downstream: false,
+    };
+    (fail, failure.flag)
+}
+
+/// The one writer: status, headers, the reason header when there is a flag, and a text body.
+async fn write(session: &mut Session, response: LocalResponse) -> Result<()> {
+    let body = response.body.map(|b| Bytes::from(format!("{b}\n")));
+    let mut resp = ResponseHeader::build(response.status, Some(response.headers.len() + 3))?;
+    for (name, value) in response.headers {
+        resp.insert_header(name, value)?;
+    }
+    if body.is_some() {
+        resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    }
+    let length = body.as_ref().map_or(0, Bytes::len);
+    resp.insert_header(http::header::CONTENT_LENGTH, length.to_string())?;
+    if let Some(flag) = response.flag {
+        resp.insert_header(REASON_HEADER, flag.as_str())?;
+    }
+    match body {
+        None => session.write_response_header(Box::new(resp), true).await,
+        Some(body) => {
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(body), true).await
+        }
+    }
+}
+
+fn header_value(value: &str) -> Result<http::HeaderValue> {
+    http::HeaderValue::from_str(value)
+        .map_err(|e| Error::because(ErrorType::InternalError, "invalid local reply header", e))
+}
+
+/// How a failed exchange is reported to the client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// 0 when the client is gone and nothing can be sent.
+    pub status: u16,
+    /// The response flag; none for a status the upstream gave or a malformed request.
+    pub flag: Option<ResponseFlag>,
+    /// Envoy's text for the same failure.
+    pub body: &'static str,
+}
+
+/// The status, flag and text Envoy uses for the failure `e`.
+pub fn classify_failure(e: &Error) -> Failure {
+    use ErrorType::*;
+    let failure = |status, flag, body| Failure { status, flag, body };
+    if let HTTPStatus(code) = e.etype() {
+        return failure(*code, None, "request failed");
+    }
+    match e.esource() {
+        ErrorSource::Upstream => match e.etype() {
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
+            | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert
+            | HandshakeError => failure(
+                503,
+                Some(ResponseFlag::UpstreamConnectionFailure),
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            ),
+            ReadTimedout | WriteTimedout => failure(
+                504,
+                Some(ResponseFlag::UpstreamRequestTimeout),
+                "upstream request timeout",
+            ),
+            _ => failure(
+                503,
+                Some(ResponseFlag::UpstreamConnectionTermination),
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            ),
+        },
+        ErrorSource::Downstream => match e.etype() {
+            WriteError | ReadError | ConnectionClosed => {
+                failure(0, Some(ResponseFlag::DownstreamConnectionTermination), "")
+            }
+            _ => failure(400, None, "bad request"),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => {
+            failure(500, None, "internal error in the waypoint")
+        }
+    }
+}
