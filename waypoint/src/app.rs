@@ -135,162 +135,38 @@ fn local_addr(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
 
 /// Loads the config folder and starts every listener. Returns once all are accepting.
 pub async fn start(opts: Options) -> Result<Running, StartError> {
-    let dir = opts.config_dir.clone();
-    let gateway = opts.gateway.clone();
-    let live = tokio::task::spawn_blocking(move || LiveConfig::load(&dir, gateway))
-        .await
-        .map_err(|e| {
-            StartError::Config(ConfigError::Invalid {
-                dir: opts.config_dir.clone(),
-                lines: vec![format!("config load task failed: {e}")],
-            })
-        })??;
+    let live = load_config(&opts).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
     let tunnels = TunnelRegistry::new();
-    let certs = match (&opts.cert_dir, &opts.ca) {
-        (Some(dir), _) => {
-            let dir = dir.clone();
-            let cert = tokio::task::spawn_blocking(move || WorkloadCert::load_dir(&dir))
-                .await
-                .map_err(|e| CertError::Invalid {
-                    what: "certificate load task".into(),
-                    reason: e.to_string(),
-                })??;
-            tracing::info!(identity = %cert.identity, "workload certificate loaded");
-            Some(CertStore::new(cert)?)
-        }
-        (None, Some(ca)) => {
-            let issued = crate::identity::ca::request_certificate(ca).await?;
-            let cert = WorkloadCert::from_pem(
-                "the Istio CA's answer",
-                &issued.chain_pem,
-                &issued.key_pem,
-                &issued.root_pem,
-            )?;
-            tracing::info!(identity = %cert.identity, ca = %ca.address, "workload certificate issued");
-            let store = CertStore::new(cert)?;
-            let renewed = store.clone();
-            crate::identity::ca::spawn_renewal(
-                ca.clone(),
-                Some(issued),
-                move |c| {
-                    let installed = WorkloadCert::from_pem(
-                        "the Istio CA's answer",
-                        &c.chain_pem,
-                        &c.key_pem,
-                        &c.root_pem,
-                    )
-                    .and_then(|cert| renewed.replace(cert));
-                    match installed {
-                        Ok(()) => {
-                            tracing::info!(not_after = ?c.not_after, "workload certificate renewed")
-                        }
-                        Err(e) => tracing::error!(
-                            "renewed certificate rejected: {e}; keeping the current one"
-                        ),
-                    }
-                },
-                shutdown_rx.clone(),
-            );
-            Some(store)
-        }
-        (None, None) => {
-            tracing::warn!(
-                "no --cert-dir or --ca-address: HBONE is off (no listener on 15008, ambient endpoints are dialled in plain TCP)"
-            );
-            None
-        }
-    };
+    let certs = load_identity(&opts, &shutdown_rx).await?;
     let hbone_client = certs
         .as_ref()
         .map(|c| HboneClient::new(c.clone(), opts.hbone_upstream_port));
-
-    // pingora counts every try, the first included, against max_retries. Retries are decided
-    // per route (HTTPRoute `retry`) by the proxy, which refuses every other retry.
-    let conf = Arc::new(ServerConf {
-        max_retries: resilience::MAX_TRIES,
-        ..ServerConf::default()
-    });
     // Filled once the Gateway role's listeners are bound: which listener port a connection's
     // local address serves.
     let gateway_ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>> = Arc::default();
+    let make_proxy = |h2c: bool| {
+        let inner = WaypointProxy::new(
+            live.clone(),
+            tunnels.clone(),
+            hbone_client.clone(),
+            gateway_ports.clone(),
+        );
+        http_proxy(inner, h2c)
+    };
     // One inner proxy, two front ends: the plain listener and h2 tunnels need h2c detection;
     // HTTP/1.1 tunnels must not be peeked at, since a tunnel cannot peek.
-    let make_proxy = |h2c: bool| {
-        let mut proxy = pingora_proxy::http_proxy(
-            &conf,
-            WaypointProxy::new(
-                live.clone(),
-                tunnels.clone(),
-                hbone_client.clone(),
-                gateway_ports.clone(),
-            ),
-        );
-        let mut server_options = HttpServerOptions::default();
-        server_options.h2c = h2c;
-        proxy.server_options = Some(server_options);
-        Arc::new(proxy)
-    };
     let proxy = make_proxy(true);
     let proxy_h1 = make_proxy(false);
-
-    let http_addr = match opts.http_listen {
-        Some(addr) => {
-            let l = bind(addr, "plain HTTP listener", "http-listen").await?;
-            let bound = local_addr(&l, addr);
-            tracker.spawn(listener::serve_http(
-                l,
-                proxy.clone(),
-                shutdown_rx.clone(),
-                tracker.clone(),
-            ));
-            Some(bound)
-        }
-        None => None,
+    let serving = Serving {
+        live: &live,
+        shutdown: &shutdown_rx,
+        tracker: &tracker,
     };
-    let gateway = GatewayListeners {
-        live: live.clone(),
-        address: opts.gateway_address,
-        offset: opts.gateway_port_offset,
-        proxy: proxy.clone(),
-        ports: gateway_ports.clone(),
-        tracker: tracker.clone(),
-    };
-    let mut bound = BTreeMap::new();
-    for port in live.snapshot().listeners.iter().map(|p| p.port) {
-        bound.insert(port, gateway.bind(port).await?);
-    }
-    gateway.publish(&bound);
-    let gateway_addrs: Vec<(u16, SocketAddr)> =
-        bound.iter().map(|(port, l)| (*port, l.addr)).collect();
-    let gateway_listen = gateway_addrs
-        .iter()
-        .map(|(port, addr)| format!("{port}@{addr}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    tracker.spawn(gateway.reconcile(bound, shutdown_rx.clone()));
-    let admin_state = Arc::new(AdminState {
-        live: live.clone(),
-        ready: false.into(),
-    });
-    let admin_l = bind(opts.admin_listen, "admin listener", "admin-listen").await?;
-    let admin_addr = local_addr(&admin_l, opts.admin_listen);
-    tracker.spawn(admin::serve(
-        admin_l,
-        admin_state.clone(),
-        admin::admin_routes,
-        shutdown_rx.clone(),
-    ));
-    let ready_l = bind(opts.ready_listen, "readiness listener", "ready-listen").await?;
-    let ready_addr = local_addr(&ready_l, opts.ready_listen);
-    tracker.spawn(admin::serve(
-        ready_l,
-        admin_state.clone(),
-        admin::ready_routes,
-        shutdown_rx.clone(),
-    ));
-
+    let http_addr = serving.plain_http(&opts, &proxy).await?;
+    let gateway_addrs = serving.gateway(&opts, &proxy, gateway_ports).await?;
+    let admin = serving.admin_and_ready(&opts).await?;
     let mut watchers = vec![
         crate::watch::spawn_watcher(live.clone(), shutdown_rx.clone()).map_err(|source| {
             StartError::Watch {
@@ -301,8 +177,6 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     ];
     let hbone_addr = match &certs {
         Some(certs) => {
-            let l = bind(opts.hbone_listen, "HBONE listener", "hbone-listen").await?;
-            let bound = local_addr(&l, opts.hbone_listen);
             let server = Arc::new(HboneServer {
                 live: live.clone(),
                 certs: certs.clone(),
@@ -315,63 +189,271 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                 }),
                 tls: crate::hbone::tls::server_config(certs.clone())?,
             });
-            tracker.spawn(crate::hbone::server::serve(
-                l,
-                server,
-                shutdown_rx.clone(),
-                tracker.clone(),
-            ));
-            if let Some(dir) = &opts.cert_dir {
-                let cert_watcher = crate::watch::spawn_cert_watcher(
-                    dir.clone(),
-                    certs.clone(),
-                    shutdown_rx.clone(),
-                )
-                .map_err(|source| StartError::Watch {
-                    dir: dir.clone(),
-                    source,
-                })?;
-                watchers.push(cert_watcher);
-            }
-            Some(bound)
+            Some(serving.hbone(&opts, server, certs, &mut watchers).await?)
         }
         None => None,
     };
-    admin_state.ready.store(true, Ordering::Release);
-    let snapshot = live.snapshot();
-    let report = live.report();
-    tracing::info!(
-        gateway = %snapshot.gateway,
-        version = snapshot.version,
-        config_load_ms = report.load_ms.round(),
-        config_build_ms = report.compile_ms.round(),
-        served = snapshot.services.iter().filter(|s| s.binding == crate::snapshot::Binding::Bound).count(),
-        http = %http_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
-        hbone = %hbone_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
-        gateway_listeners = %gateway_listen,
-        admin = %admin_addr,
-        ready = %ready_addr,
-        "waypoint started"
-    );
-    Ok(Running {
+    admin.state.ready.store(true, Ordering::Release);
+    let running = Running {
         http_addr,
         gateway_addrs,
-        admin_addr,
-        ready_addr,
+        admin_addr: admin.admin_addr,
+        ready_addr: admin.ready_addr,
         hbone_addr,
         live,
         tunnels,
         proxy,
         proxy_h1,
-        admin: admin_state,
+        admin: admin.state,
         shutdown,
         tracker,
         drain_timeout: opts.drain_timeout,
         _watchers: watchers,
-    })
+    };
+    running.log_started();
+    Ok(running)
+}
+
+/// Reads and compiles the config folder, off the async threads (it parses every file).
+async fn load_config(opts: &Options) -> Result<Arc<LiveConfig>, StartError> {
+    let dir = opts.config_dir.clone();
+    let gateway = opts.gateway.clone();
+    let live = tokio::task::spawn_blocking(move || LiveConfig::load(&dir, gateway))
+        .await
+        .map_err(|e| {
+            StartError::Config(ConfigError::Invalid {
+                dir: opts.config_dir.clone(),
+                lines: vec![format!("config load task failed: {e}")],
+            })
+        })??;
+    Ok(live)
+}
+
+/// The waypoint's workload certificate, from `--cert-dir` or issued (and kept renewed) by the
+/// Istio CA; none without either, which turns HBONE off.
+async fn load_identity(
+    opts: &Options,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<Arc<CertStore>>, StartError> {
+    match (&opts.cert_dir, &opts.ca) {
+        (Some(dir), _) => {
+            let dir = dir.clone();
+            let cert = tokio::task::spawn_blocking(move || WorkloadCert::load_dir(&dir))
+                .await
+                .map_err(|e| CertError::Invalid {
+                    what: "certificate load task".into(),
+                    reason: e.to_string(),
+                })??;
+            tracing::info!(identity = %cert.identity, "workload certificate loaded");
+            Ok(Some(CertStore::new(cert)?))
+        }
+        (None, Some(ca)) => Ok(Some(identity_from_ca(ca, shutdown).await?)),
+        (None, None) => {
+            tracing::warn!(
+                "no --cert-dir or --ca-address: HBONE is off (no listener on 15008, ambient endpoints are dialled in plain TCP)"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// A certificate from the Istio CA, renewed in the background until shutdown.
+async fn identity_from_ca(
+    ca: &crate::identity::ca::CaClientConfig,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Arc<CertStore>, StartError> {
+    const FROM_CA: &str = "the Istio CA's answer";
+    let issued = crate::identity::ca::request_certificate(ca).await?;
+    let cert = WorkloadCert::from_pem(
+        FROM_CA,
+        &issued.chain_pem,
+        &issued.key_pem,
+        &issued.root_pem,
+    )?;
+    tracing::info!(identity = %cert.identity, ca = %ca.address, "workload certificate issued");
+    let store = CertStore::new(cert)?;
+    let renewed = store.clone();
+    crate::identity::ca::spawn_renewal(
+        ca.clone(),
+        Some(issued),
+        move |c| {
+            let installed = WorkloadCert::from_pem(FROM_CA, &c.chain_pem, &c.key_pem, &c.root_pem)
+                .and_then(|cert| renewed.replace(cert));
+            match installed {
+                Ok(()) => tracing::info!(not_after = ?c.not_after, "workload certificate renewed"),
+                Err(e) => {
+                    tracing::error!("renewed certificate rejected: {e}; keeping the current one")
+                }
+            }
+        },
+        shutdown.clone(),
+    );
+    Ok(store)
+}
+
+/// The pingora HTTP proxy around `inner`; `h2c` turns on HTTP/2 prior-knowledge detection.
+fn http_proxy(inner: WaypointProxy, h2c: bool) -> Arc<Proxy> {
+    // pingora counts every try, the first included, against max_retries. Retries are decided
+    // per route (HTTPRoute `retry`) by the proxy, which refuses every other retry.
+    let conf = Arc::new(ServerConf {
+        max_retries: resilience::MAX_TRIES,
+        ..ServerConf::default()
+    });
+    let mut proxy = pingora_proxy::http_proxy(&conf, inner);
+    let mut server_options = HttpServerOptions::default();
+    server_options.h2c = h2c;
+    proxy.server_options = Some(server_options);
+    Arc::new(proxy)
+}
+
+/// What every listener being started shares.
+struct Serving<'a> {
+    live: &'a Arc<LiveConfig>,
+    shutdown: &'a watch::Receiver<bool>,
+    tracker: &'a TaskTracker,
+}
+
+/// The admin and readiness listeners, and the state they share.
+struct AdminListeners {
+    state: Arc<AdminState>,
+    admin_addr: SocketAddr,
+    ready_addr: SocketAddr,
+}
+
+impl Serving<'_> {
+    /// The plain HTTP listener, when `--http-listen` asks for one.
+    async fn plain_http(
+        &self,
+        opts: &Options,
+        proxy: &Arc<Proxy>,
+    ) -> Result<Option<SocketAddr>, StartError> {
+        let Some(addr) = opts.http_listen else {
+            return Ok(None);
+        };
+        let l = bind(addr, "plain HTTP listener", "http-listen").await?;
+        let bound = local_addr(&l, addr);
+        self.tracker.spawn(listener::serve_http(
+            l,
+            proxy.clone(),
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ));
+        Ok(Some(bound))
+    }
+
+    /// The Gateway role's listeners, one per listener port of the snapshot, kept in step with
+    /// reloads.
+    async fn gateway(
+        &self,
+        opts: &Options,
+        proxy: &Arc<Proxy>,
+        ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>>,
+    ) -> Result<Vec<(u16, SocketAddr)>, StartError> {
+        let gateway = GatewayListeners {
+            live: self.live.clone(),
+            address: opts.gateway_address,
+            offset: opts.gateway_port_offset,
+            proxy: proxy.clone(),
+            ports,
+            tracker: self.tracker.clone(),
+        };
+        let mut bound = BTreeMap::new();
+        for port in self.live.snapshot().listeners.iter().map(|p| p.port) {
+            bound.insert(port, gateway.bind(port).await?);
+        }
+        gateway.publish(&bound);
+        let addrs = bound.iter().map(|(port, l)| (*port, l.addr)).collect();
+        self.tracker
+            .spawn(gateway.reconcile(bound, self.shutdown.clone()));
+        Ok(addrs)
+    }
+
+    async fn admin_and_ready(&self, opts: &Options) -> Result<AdminListeners, StartError> {
+        let state = Arc::new(AdminState {
+            live: self.live.clone(),
+            ready: false.into(),
+        });
+        let admin_l = bind(opts.admin_listen, "admin listener", "admin-listen").await?;
+        let admin_addr = local_addr(&admin_l, opts.admin_listen);
+        let admin = admin::serve(
+            admin_l,
+            state.clone(),
+            admin::admin_routes,
+            self.shutdown.clone(),
+        );
+        self.tracker.spawn(admin);
+        let ready_l = bind(opts.ready_listen, "readiness listener", "ready-listen").await?;
+        let ready_addr = local_addr(&ready_l, opts.ready_listen);
+        let ready = admin::serve(
+            ready_l,
+            state.clone(),
+            admin::ready_routes,
+            self.shutdown.clone(),
+        );
+        self.tracker.spawn(ready);
+        Ok(AdminListeners {
+            state,
+            admin_addr,
+            ready_addr,
+        })
+    }
+
+    /// The HBONE listener, and the watch on `--cert-dir` that rotates its certificate.
+    async fn hbone(
+        &self,
+        opts: &Options,
+        server: Arc<HboneServer>,
+        certs: &Arc<CertStore>,
+        watchers: &mut Vec<notify::RecommendedWatcher>,
+    ) -> Result<SocketAddr, StartError> {
+        let l = bind(opts.hbone_listen, "HBONE listener", "hbone-listen").await?;
+        let bound = local_addr(&l, opts.hbone_listen);
+        self.tracker.spawn(crate::hbone::server::serve(
+            l,
+            server,
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ));
+        if let Some(dir) = &opts.cert_dir {
+            let watcher =
+                crate::watch::spawn_cert_watcher(dir.clone(), certs.clone(), self.shutdown.clone())
+                    .map_err(|source| StartError::Watch {
+                        dir: dir.clone(),
+                        source,
+                    })?;
+            watchers.push(watcher);
+        }
+        Ok(bound)
+    }
 }
 
 impl Running {
+    /// The one line that says the waypoint is up, with what it serves and where.
+    fn log_started(&self) {
+        let snapshot = self.live.snapshot();
+        let report = self.live.report();
+        let gateway_listen = self
+            .gateway_addrs
+            .iter()
+            .map(|(port, addr)| format!("{port}@{addr}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let off = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::info!(
+            gateway = %snapshot.gateway,
+            version = snapshot.version,
+            config_load_ms = report.load_ms.round(),
+            config_build_ms = report.compile_ms.round(),
+            served = snapshot.services.iter().filter(|s| s.binding == crate::snapshot::Binding::Bound).count(),
+            http = %off(self.http_addr),
+            hbone = %off(self.hbone_addr),
+            gateway_listeners = %gateway_listen,
+            admin = %self.admin_addr,
+            ready = %self.ready_addr,
+            "waypoint started"
+        );
+    }
+
     /// Graceful drain: report not-ready, stop accepting, let in-flight requests finish
     /// (up to the drain timeout), then return.
     pub async fn shutdown(self) {
