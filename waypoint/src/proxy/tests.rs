@@ -217,43 +217,51 @@ spec:
 
 #[test]
 fn upstream_failures_map_to_envoy_statuses_and_flags() {
-    let up = |t: ErrorType| classify_failure(&Error::new_up(t));
-    assert_eq!(
+    use ResponseFlag::*;
+    let cases = [
         (
-            up(ErrorType::ConnectRefused).status,
-            up(ErrorType::ConnectRefused).flag
+            Error::new_up(ErrorType::ConnectRefused),
+            503,
+            Some(UpstreamConnectionFailure),
         ),
-        (503, Some(ResponseFlag::UpstreamConnectionFailure))
-    );
-    assert_eq!(
         (
-            up(ErrorType::ConnectTimedout).status,
-            up(ErrorType::ConnectTimedout).flag
+            Error::new_up(ErrorType::ConnectTimedout),
+            503,
+            Some(UpstreamConnectionFailure),
         ),
-        (503, Some(ResponseFlag::UpstreamConnectionFailure))
-    );
-    assert_eq!(
         (
-            up(ErrorType::ReadTimedout).status,
-            up(ErrorType::ReadTimedout).flag
+            Error::new_up(ErrorType::TLSHandshakeFailure),
+            503,
+            Some(UpstreamConnectionFailure),
         ),
-        (504, Some(ResponseFlag::UpstreamRequestTimeout))
-    );
-    assert_eq!(
         (
-            up(ErrorType::ConnectionClosed).status,
-            up(ErrorType::ConnectionClosed).flag
+            Error::new_up(ErrorType::ReadTimedout),
+            504,
+            Some(UpstreamRequestTimeout),
         ),
-        (503, Some(ResponseFlag::UpstreamConnectionTermination))
-    );
-    assert_eq!(
-        classify_failure(&Error::new_down(ErrorType::ConnectionClosed)).status,
-        0
-    );
-    assert_eq!(
-        classify_failure(&Error::new(ErrorType::HTTPStatus(429))).status,
-        429
-    );
+        (
+            Error::new_up(ErrorType::WriteTimedout),
+            504,
+            Some(UpstreamRequestTimeout),
+        ),
+        (
+            Error::new_up(ErrorType::ConnectionClosed),
+            503,
+            Some(UpstreamConnectionTermination),
+        ),
+        (
+            Error::new_down(ErrorType::ConnectionClosed),
+            0,
+            Some(DownstreamConnectionTermination),
+        ),
+        (Error::new_down(ErrorType::InvalidHTTPHeader), 400, None),
+        (Error::new(ErrorType::HTTPStatus(429)), 429, None),
+        (Error::new(ErrorType::InternalError), 500, None),
+    ];
+    for (e, status, flag) in cases {
+        let failure = classify_failure(&e);
+        assert_eq!((failure.status, failure.flag), (status, flag), "{e}");
+    }
 }
 
 #[test]
