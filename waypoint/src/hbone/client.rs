@@ -3,7 +3,8 @@
 //! identity it must present, carries up to [`STREAMS_PER_CONNECTION`] tunnels, is kept alive
 //! with PING and dropped from the pool on GOAWAY or error.
 
-use super::server::{CONNECTION_WINDOW, PING_INTERVAL, PING_TIMEOUT, STREAM_WINDOW};
+use super::keepalive::{keepalive, KeepaliveEnd};
+use super::settings::{CONNECTION_WINDOW, CONNECT_TIMEOUT, STREAM_WINDOW};
 use super::tls::client_config;
 use super::tunnel::H2Tunnel;
 use crate::identity::CertStore;
@@ -23,12 +24,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// ztunnel's pool packs about this many streams on one connection before opening another.
 pub const STREAMS_PER_CONNECTION: usize = 100;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HboneError {
@@ -221,19 +220,13 @@ impl HboneClient {
                 closed.store(true, Ordering::Release);
             });
         }
-        if let Some(mut ping) = ping {
+        if let Some(ping) = ping {
             let closed = closed.clone();
             tokio::spawn(async move {
-                while !closed.load(Ordering::Acquire) {
-                    tokio::time::sleep(PING_INTERVAL).await;
-                    match tokio::time::timeout(PING_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
-                        Ok(Ok(_)) => {}
-                        _ => {
-                            closed.store(true, Ordering::Release);
-                            return;
-                        }
-                    }
+                if keepalive(ping).await == KeepaliveEnd::Unanswered {
+                    tracing::debug!(%addr, "HBONE upstream connection left a PING unanswered");
                 }
+                closed.store(true, Ordering::Release);
             });
         }
         Ok(Arc::new(PooledConnection {

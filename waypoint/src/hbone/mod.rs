@@ -10,7 +10,9 @@
 
 pub mod client;
 pub mod context;
+pub mod keepalive;
 pub mod server;
+pub mod settings;
 pub mod tcp;
 pub mod tls;
 pub mod tunnel;

@@ -3,6 +3,8 @@
 //! pingora proxy as the plain listener (HTTP) or to the TCP forwarder.
 
 use super::context::{tunnel_digest, TunnelContext, TunnelRegistry};
+use super::keepalive::{keepalive, KeepaliveEnd};
+use super::settings::{CONNECTION_WINDOW, PING_TIMEOUT, STREAM_WINDOW, TLS_HANDSHAKE_TIMEOUT};
 use super::tcp::TcpForwarder;
 use super::tunnel::H2Tunnel;
 use crate::coalesce::Coalesced;
@@ -25,17 +27,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-/// ztunnel's flow-control windows: 4 MiB per stream, 16 MiB per connection.
-pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
-pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// Streams one client connection may have open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1000;
 /// CONNECT requests carry a handful of headers; anything larger is not an HBONE client.
 pub const MAX_HEADER_LIST: u32 = 16 * 1024;
-/// PING cadence and how long a PING may go unanswered before the connection is dropped.
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
-pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the first bytes of a tunnel to tell HTTP/2 from HTTP/1.1.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(5);
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -98,7 +93,7 @@ pub async fn serve(
 enum ConnectionError {
     #[error("TLS handshake failed: {0}")]
     Tls(std::io::Error),
-    #[error("TLS handshake timed out after {HANDSHAKE_TIMEOUT:?}")]
+    #[error("TLS handshake timed out after {TLS_HANDSHAKE_TIMEOUT:?}")]
     TlsTimeout,
     #[error("peer certificate: {0}")]
     Identity(String),
@@ -118,7 +113,7 @@ impl HboneServer {
         tracker: TaskTracker,
     ) -> Result<(), ConnectionError> {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
-        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
             .await
             .map_err(|_| ConnectionError::TlsTimeout)?
             .map_err(ConnectionError::Tls)?;
@@ -136,20 +131,11 @@ impl HboneServer {
             .max_header_list_size(MAX_HEADER_LIST)
             .handshake::<_, Bytes>(tls)
             .await?;
-        let mut ping = conn.ping_pong();
         let (ping_failed_tx, mut ping_failed) = tokio::sync::oneshot::channel::<()>();
-        if let Some(mut ping) = ping.take() {
+        if let Some(ping) = conn.ping_pong() {
             tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(PING_INTERVAL).await;
-                    match tokio::time::timeout(PING_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(_)) => return, // the connection is gone
-                        Err(_) => {
-                            let _ = ping_failed_tx.send(());
-                            return;
-                        }
-                    }
+                if keepalive(ping).await == KeepaliveEnd::Unanswered {
+                    let _ = ping_failed_tx.send(());
                 }
             });
         }

@@ -4,6 +4,7 @@
 
 use super::client::HboneClient;
 use super::context::TunnelContext;
+use super::settings::CONNECT_TIMEOUT;
 use crate::snapshot::{Destination, Snapshot, WorkloadIdentity};
 use routing::BackendTarget;
 use std::net::SocketAddr;
@@ -16,7 +17,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Envoy's tcp_proxy default: a connection idle for an hour is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
