@@ -13,6 +13,7 @@ pub mod context;
 pub mod keepalive;
 pub mod server;
 pub mod settings;
+mod sharded;
 pub mod tcp;
 pub mod tls;
 pub mod tunnel;
