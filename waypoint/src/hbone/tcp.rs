@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use telemetry::ResponseFlag;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Envoy's tcp_proxy default: a connection idle for an hour is closed.
@@ -35,13 +36,23 @@ impl TcpForwarder {
         snapshot: &Snapshot,
     ) {
         let Some((addr, hbone)) = pick_endpoint(&ctx.destination, snapshot) else {
-            tracing::info!(source = %ctx.source, authority = %ctx.authority, "TCP tunnel closed: no healthy upstream");
+            tracing::info!(
+                source = %ctx.source,
+                authority = %ctx.authority,
+                response_flag = ResponseFlag::NoHealthyUpstream.as_str(),
+                "TCP tunnel closed: no healthy upstream"
+            );
             return;
         };
         let upstream: Box<dyn Io> = match self.dial(addr, hbone.as_ref()).await {
             Ok(u) => u,
             Err(e) => {
-                tracing::info!(source = %ctx.source, %addr, "TCP tunnel closed: upstream connect failed: {e}");
+                tracing::info!(
+                    source = %ctx.source,
+                    %addr,
+                    response_flag = ResponseFlag::UpstreamConnectionFailure.as_str(),
+                    "TCP tunnel closed: upstream connect failed: {e}"
+                );
                 return;
             }
         };
