@@ -497,27 +497,37 @@ mod tests {
     use super::*;
     use crate::demo::ca::{DemoCa, TRUST_DOMAIN};
     use crate::demo::hbone_endpoint;
+    use crate::demo::waypoint_dialer::tests::echo_behind_endpoint;
     use std::net::IpAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::sync::mpsc;
 
     const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-    /// An echo server for tunnels to land on.
-    async fn echo() -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind((LOOPBACK, 0))
+    /// A pod (an HBONE endpoint in front of an echo server) and a waypoint's client for it.
+    struct Pod {
+        endpoint: hbone_endpoint::HboneEndpoint,
+        echo: SocketAddr,
+        identity: Identity,
+        client: Arc<HboneClient>,
+    }
+
+    async fn pod() -> Pod {
+        let ca = DemoCa::generate(TRUST_DOMAIN).expect("CA");
+        let identity = ca.identity("shop", "web");
+        let (endpoint, echo) = echo_behind_endpoint(&ca, &identity)
             .await
-            .expect("bind echo");
-        let addr = listener.local_addr().expect("echo address");
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                });
-            }
-        });
-        addr
+            .expect("endpoint");
+        let certs = ca
+            .cert_store(&ca.identity("shop", "waypoint"))
+            .expect("certs");
+        let client = HboneClient::new(certs, endpoint.local_addr.port());
+        Pod {
+            endpoint,
+            echo,
+            identity,
+            client,
+        }
     }
 
     async fn round_trip(tunnel: &mut PooledTunnel, message: &[u8]) {
@@ -531,24 +541,11 @@ mod tests {
     /// connections (100 + 100 + 50), every tunnel working.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_tunnels_share_dials_and_fill_connections() {
-        let ca = DemoCa::generate(TRUST_DOMAIN).expect("CA");
-        let pod = ca.identity("shop", "web");
-        let certs = ca
-            .cert_store(&ca.identity("shop", "waypoint"))
-            .expect("certs");
-        let endpoint = hbone_endpoint::spawn(
-            SocketAddr::new(LOOPBACK, 0),
-            ca.cert_store(&pod).expect("pod certs"),
-            LOOPBACK,
-        )
-        .await
-        .expect("endpoint");
-        let target = echo().await;
-        let client = HboneClient::new(certs, endpoint.local_addr.port());
+        let pod = pod().await;
         let opened = (0..250).map(|_| {
-            let client = client.clone();
-            let pod = pod.clone();
-            tokio::spawn(async move { client.connect(target, &pod).await })
+            let (client, identity) = (pod.client.clone(), pod.identity.clone());
+            let echo = pod.echo;
+            tokio::spawn(async move { client.connect(echo, &identity).await })
         });
         let mut tunnels = Vec::new();
         for task in opened.collect::<Vec<_>>() {
@@ -557,8 +554,12 @@ mod tests {
         for (i, tunnel) in tunnels.iter_mut().enumerate() {
             round_trip(tunnel, format!("tunnel {i}").as_bytes()).await;
         }
-        let mut connections: Vec<usize> =
-            endpoint.accepted().iter().map(|a| a.connection).collect();
+        let mut connections: Vec<usize> = pod
+            .endpoint
+            .accepted()
+            .iter()
+            .map(|a| a.connection)
+            .collect();
         connections.sort_unstable();
         connections.dedup();
         assert_eq!(connections.len(), 3, "{connections:?}");
@@ -594,21 +595,13 @@ mod tests {
     /// room on the first connection opens at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dial_in_progress_blocks_no_stream_on_open_connections() {
-        let ca = DemoCa::generate(TRUST_DOMAIN).expect("CA");
-        let pod = ca.identity("shop", "web");
-        let certs = ca
-            .cert_store(&ca.identity("shop", "waypoint"))
-            .expect("certs");
-        let endpoint = hbone_endpoint::spawn(
-            SocketAddr::new(LOOPBACK, 0),
-            ca.cert_store(&pod).expect("pod certs"),
-            LOOPBACK,
-        )
-        .await
-        .expect("endpoint");
+        let Pod {
+            endpoint,
+            echo: target,
+            identity: pod,
+            client,
+        } = pod().await;
         let (peer, mut hung) = peer_that_hangs_after_one(endpoint.local_addr).await;
-        let target = echo().await;
-        let client = HboneClient::new(certs, 0);
         let mut full = Vec::new();
         for _ in 0..STREAMS_PER_CONNECTION {
             full.push(
