@@ -62,7 +62,7 @@ impl WaypointDialer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::demo::ca::{DemoCa, TRUST_DOMAIN};
     use crate::demo::hbone_endpoint;
@@ -70,7 +70,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// An HBONE endpoint on an ephemeral loopback port in front of an echo server.
-    async fn echo_behind_endpoint(
+    pub(crate) async fn echo_behind_endpoint(
         ca: &DemoCa,
         pod: &Identity,
     ) -> anyhow::Result<(hbone_endpoint::HboneEndpoint, SocketAddr)> {

@@ -2,11 +2,20 @@
 //! connections, as ztunnel does. A connection is keyed by destination address and the
 //! identity it must present, carries up to [`STREAMS_PER_CONNECTION`] tunnels, is kept alive
 //! with PING and dropped from the pool on GOAWAY or error.
+//!
+//! Concurrency: a request finds its peer in a sharded map and a connection with room in a
+//! lock-free list, and reserves its stream slot with one atomic operation. Only a request that
+//! finds no room takes the peer's dial lock, for a moment: it either becomes the peer's one
+//! dialler or waits for the dial in progress. No lock is held across an await, so a dial
+//! never delays streams on the connections already open.
 
-use super::server::{CONNECTION_WINDOW, PING_INTERVAL, PING_TIMEOUT, STREAM_WINDOW};
+use super::keepalive::{keepalive, KeepaliveEnd};
+use super::settings::{CONNECTION_WINDOW, CONNECT_TIMEOUT, STREAM_WINDOW, TLS_HANDSHAKE_TIMEOUT};
+use super::sharded::ShardedMap;
 use super::tls::client_config;
 use super::tunnel::H2Tunnel;
 use crate::identity::CertStore;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use authz::Identity;
 use bytes::Bytes;
@@ -17,50 +26,71 @@ use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::l4::virt::{VirtualSockOpt, VirtualSocket, VirtualSocketStream};
 use pingora_error::{Error, ErrorType};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 
 /// ztunnel's pool packs about this many streams on one connection before opening another.
 pub const STREAMS_PER_CONNECTION: usize = 100;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a tunnel could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum HboneError {
+    /// The TCP connect to the HBONE peer failed.
     #[error("connect to {addr}: {source}")]
     Connect {
+        /// The peer's HBONE address.
         addr: SocketAddr,
+        /// What the connect returned.
         source: std::io::Error,
     },
+    /// The TCP connect to the HBONE peer took longer than [`CONNECT_TIMEOUT`].
     #[error("connect to {addr} timed out after {CONNECT_TIMEOUT:?}")]
-    Timeout { addr: SocketAddr },
+    Timeout {
+        /// The peer's HBONE address.
+        addr: SocketAddr,
+    },
+    /// The mTLS handshake failed, the peer's identity among the possible reasons.
     #[error("TLS with {addr} (expecting {expected}): {source}")]
     Tls {
+        /// The peer's HBONE address.
         addr: SocketAddr,
+        /// The identity the peer had to present.
         expected: Identity,
+        /// What the handshake returned.
         source: std::io::Error,
     },
+    /// The peer accepted TCP but did not finish the TLS handshake in time.
+    #[error("TLS with {addr} did not finish within {TLS_HANDSHAKE_TIMEOUT:?}")]
+    TlsTimeout {
+        /// The peer's HBONE address.
+        addr: SocketAddr,
+    },
+    /// The client TLS configuration could not be built from the workload certificate.
     #[error("TLS config: {0}")]
     Config(#[from] rustls::Error),
+    /// The HTTP/2 connection or stream failed.
     #[error("HTTP/2 with {addr}: {source}")]
-    H2 { addr: SocketAddr, source: h2::Error },
+    H2 {
+        /// The peer's HBONE address.
+        addr: SocketAddr,
+        /// h2's error.
+        source: h2::Error,
+    },
+    /// The peer answered the CONNECT with something other than 200.
     #[error("CONNECT {authority} via {addr} answered {status}")]
     Refused {
+        /// The peer's HBONE address.
         addr: SocketAddr,
+        /// The CONNECT target.
         authority: SocketAddr,
+        /// The peer's answer.
         status: StatusCode,
     },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct PoolKey {
-    addr: SocketAddr,
-    identity: Identity,
 }
 
 #[derive(Debug)]
@@ -70,24 +100,140 @@ struct PooledConnection {
     closed: Arc<AtomicBool>,
 }
 
-/// The connections to one peer. The async lock is held while a connection is opened, so
-/// requests that arrive together share one handshake instead of each opening their own.
-type PeerPool = Arc<tokio::sync::Mutex<Vec<Arc<PooledConnection>>>>;
+impl PooledConnection {
+    fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+    }
 
+    /// Takes one of the connection's stream slots, if it has one free. Atomic, so requests
+    /// racing for the last slot cannot overfill the connection.
+    fn reserve(&self) -> Option<StreamGuard> {
+        self.streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < STREAMS_PER_CONNECTION).then_some(n + 1)
+            })
+            .ok()?;
+        Some(StreamGuard(self.streams.clone()))
+    }
+}
+
+/// The connections to one HBONE peer: an address and the identity it must present.
+#[derive(Debug)]
+struct Peer {
+    identity: Identity,
+    /// The open connections, read without a lock by every request and replaced whole (copy on
+    /// write) when a dial adds one or a closed one is dropped — both rare.
+    conns: ArcSwap<Vec<Arc<PooledConnection>>>,
+    /// The dial in progress, if any. Requests that find no room wait for it instead of
+    /// dialling too, so requests that arrive together share one handshake.
+    dialing: Mutex<Option<watch::Receiver<()>>>,
+}
+
+/// What a request that wants a stream on a peer does next.
+enum Turn<'a> {
+    /// A slot on an open connection.
+    Ready(Arc<PooledConnection>, StreamGuard),
+    /// Wait for the dial in progress (the receiver wakes when it ends, either way).
+    Wait(watch::Receiver<()>),
+    /// Dial: this request is the peer's dialler until the turn is dropped.
+    Dial(DialTurn<'a>),
+}
+
+/// The right to dial a peer; dropping it (dial done, failed or cancelled) lets the next
+/// request that finds no room dial, and wakes the requests that waited.
+struct DialTurn<'a> {
+    peer: &'a Peer,
+    /// Never sent on: dropping it is the wake-up.
+    _done: watch::Sender<()>,
+}
+
+impl Drop for DialTurn<'_> {
+    fn drop(&mut self) {
+        // Cleared before `_done` drops, so a woken waiter finds no dial in progress.
+        *self
+            .peer
+            .dialing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+impl Peer {
+    fn new(identity: Identity) -> Self {
+        Peer {
+            identity,
+            conns: ArcSwap::default(),
+            dialing: Mutex::new(None),
+        }
+    }
+
+    /// A slot on an open connection with room, dropping any closed connection it meets.
+    fn reserve(&self) -> Option<(Arc<PooledConnection>, StreamGuard)> {
+        let conns = self.conns.load();
+        let slot = conns
+            .iter()
+            .filter(|c| c.is_open())
+            .find_map(|c| Some((c.clone(), c.reserve()?)));
+        if conns.iter().any(|c| !c.is_open()) {
+            self.conns.rcu(|cs| {
+                cs.iter()
+                    .filter(|c| c.is_open())
+                    .cloned()
+                    .collect::<Vec<_>>()
+            });
+        }
+        slot
+    }
+
+    fn add(&self, conn: Arc<PooledConnection>) {
+        self.conns.rcu(|cs| {
+            let mut more = Vec::with_capacity(cs.len() + 1);
+            more.extend(cs.iter().cloned());
+            more.push(conn.clone());
+            more
+        });
+    }
+
+    fn turn(&self) -> Turn<'_> {
+        if let Some((conn, guard)) = self.reserve() {
+            return Turn::Ready(conn, guard);
+        }
+        let mut dialing = self.dialing.lock().unwrap_or_else(PoisonError::into_inner);
+        // A dial may have finished since the look above; it publishes its connection before
+        // it clears `dialing`, so looking again under the lock cannot miss it.
+        if let Some((conn, guard)) = self.reserve() {
+            return Turn::Ready(conn, guard);
+        }
+        if let Some(done) = dialing.as_ref() {
+            return Turn::Wait(done.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        *dialing = Some(rx);
+        Turn::Dial(DialTurn {
+            peer: self,
+            _done: tx,
+        })
+    }
+}
+
+/// Opens tunnels over pooled HBONE connections; one per process, shared by every request.
 #[derive(Debug)]
 pub struct HboneClient {
     certs: Arc<CertStore>,
     /// The HBONE port of destination pods (15008; tests override it).
     port: u16,
-    pool: Mutex<HashMap<PoolKey, PeerPool>>,
+    /// Peers by address; an address has more than one only while a reused pod IP is known
+    /// under two identities. Keyed by address alone so that a lookup clones no identity.
+    peers: ShardedMap<SocketAddr, Vec<Arc<Peer>>>,
 }
 
 impl HboneClient {
+    /// A client presenting the identity in `certs`, dialling pods on their HBONE `port`.
     pub fn new(certs: Arc<CertStore>, port: u16) -> Arc<Self> {
         Arc::new(HboneClient {
             certs,
             port,
-            pool: Mutex::new(HashMap::new()),
+            peers: ShardedMap::default(),
         })
     }
 
@@ -96,6 +242,7 @@ impl HboneClient {
         self.certs.current().identity.clone()
     }
 
+    /// The trust domain of the identity this waypoint presents.
     pub fn trust_domain(&self) -> String {
         self.certs.current().identity.trust_domain.clone()
     }
@@ -120,33 +267,23 @@ impl HboneClient {
         target: SocketAddr,
         identity: &Identity,
     ) -> Result<PooledTunnel, HboneError> {
-        let key = PoolKey {
-            addr: via,
-            identity: identity.clone(),
-        };
-        let conn = self.checkout(&key).await?;
-        conn.streams.fetch_add(1, Ordering::AcqRel);
-        let guard = StreamGuard(conn.streams.clone());
-        let mut sender = conn.sender.clone();
-        let h2_err = |source| HboneError::H2 {
-            addr: key.addr,
-            source,
-        };
+        let (conn, guard) = self.checkout(via, identity).await?;
+        let h2_err = |source| HboneError::H2 { addr: via, source };
         let result = async {
-            sender = sender.ready().await.map_err(h2_err)?;
+            let mut sender = conn.sender.clone().ready().await.map_err(h2_err)?;
             let req = Request::builder()
                 .method(Method::CONNECT)
                 .uri(target.to_string())
                 .body(())
                 .map_err(|e| HboneError::Connect {
-                    addr: key.addr,
+                    addr: via,
                     source: std::io::Error::other(e),
                 })?;
             let (response, send) = sender.send_request(req, false).map_err(h2_err)?;
             let response = response.await.map_err(h2_err)?;
             if response.status() != StatusCode::OK {
                 return Err(HboneError::Refused {
-                    addr: key.addr,
+                    addr: via,
                     authority: target,
                     status: response.status(),
                 });
@@ -164,44 +301,71 @@ impl HboneClient {
         })
     }
 
-    /// A pooled connection with room for one more stream, opened if there is none.
-    async fn checkout(&self, key: &PoolKey) -> Result<Arc<PooledConnection>, HboneError> {
-        let peer = {
-            let mut pool = self
-                .pool
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            pool.entry(key.clone()).or_default().clone()
-        };
-        let mut conns = peer.lock().await;
-        conns.retain(|c| !c.closed.load(Ordering::Acquire));
-        if let Some(c) = conns
-            .iter()
-            .find(|c| c.streams.load(Ordering::Acquire) < STREAMS_PER_CONNECTION)
-        {
-            return Ok(c.clone());
+    /// The pool entry for `via` presenting `identity`, made on first use.
+    fn peer(&self, via: SocketAddr, identity: &Identity) -> Arc<Peer> {
+        let find = |peers: &Vec<Arc<Peer>>| peers.iter().find(|p| p.identity == *identity).cloned();
+        if let Some(peer) = self.peers.read(&via, find).flatten() {
+            return peer;
         }
-        let conn = self.open(key).await?;
-        conns.push(conn.clone());
-        Ok(conn)
+        self.peers.update(via, Vec::new, |peers| {
+            find(peers).unwrap_or_else(|| {
+                let peer = Arc::new(Peer::new(identity.clone()));
+                peers.push(peer.clone());
+                peer
+            })
+        })
     }
 
-    async fn open(&self, key: &PoolKey) -> Result<Arc<PooledConnection>, HboneError> {
-        let addr = key.addr;
+    /// A slot on a pooled connection to `via`, dialling one if none has room.
+    ///
+    /// When a dial fails, the requests that waited for it each try their own dial in turn,
+    /// as ztunnel's pool does: the failure may have been the dialler's alone (its deadline).
+    async fn checkout(
+        &self,
+        via: SocketAddr,
+        identity: &Identity,
+    ) -> Result<(Arc<PooledConnection>, StreamGuard), HboneError> {
+        let peer = self.peer(via, identity);
+        loop {
+            match peer.turn() {
+                Turn::Ready(conn, guard) => return Ok((conn, guard)),
+                Turn::Wait(mut done) => {
+                    // Err is the wake-up: the dialler dropped its sender.
+                    let _ = done.changed().await;
+                }
+                Turn::Dial(turn) => {
+                    let conn = self.open(via, &peer.identity).await?;
+                    let guard = conn.reserve();
+                    peer.add(conn.clone());
+                    drop(turn);
+                    if let Some(guard) = guard {
+                        return Ok((conn, guard));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn open(
+        &self,
+        addr: SocketAddr,
+        identity: &Identity,
+    ) -> Result<Arc<PooledConnection>, HboneError> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| HboneError::Timeout { addr })?
             .map_err(|source| HboneError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
-        let config = client_config(self.certs.clone(), key.identity.clone())?;
+        let config = client_config(self.certs.clone(), identity.clone())?;
         // No SNI is sent; the name only satisfies the API.
         let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
+        let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake)
             .await
+            .map_err(|_| HboneError::TlsTimeout { addr })?
             .map_err(|source| HboneError::Tls {
                 addr,
-                expected: key.identity.clone(),
+                expected: identity.clone(),
                 source,
             })?;
         let (sender, mut connection) = h2::client::Builder::new()
@@ -221,19 +385,13 @@ impl HboneClient {
                 closed.store(true, Ordering::Release);
             });
         }
-        if let Some(mut ping) = ping {
+        if let Some(ping) = ping {
             let closed = closed.clone();
             tokio::spawn(async move {
-                while !closed.load(Ordering::Acquire) {
-                    tokio::time::sleep(PING_INTERVAL).await;
-                    match tokio::time::timeout(PING_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
-                        Ok(Ok(_)) => {}
-                        _ => {
-                            closed.store(true, Ordering::Release);
-                            return;
-                        }
-                    }
+                if keepalive(ping).await == KeepaliveEnd::Unanswered {
+                    tracing::debug!(%addr, "HBONE upstream connection left a PING unanswered");
                 }
+                closed.store(true, Ordering::Release);
             });
         }
         Ok(Arc::new(PooledConnection {
@@ -299,7 +457,9 @@ impl VirtualSocket for PooledTunnel {
 /// `podIP:targetPort`, reached through a tunnel.
 #[derive(Debug)]
 pub struct HboneDial {
+    /// The pool the tunnel is opened from.
     pub client: Arc<HboneClient>,
+    /// The identity the pod must present.
     pub identity: Identity,
 }
 
@@ -319,6 +479,7 @@ impl L4Connect for HboneDial {
             .map_err(|e| {
                 let kind = match e {
                     HboneError::Timeout { .. } => ErrorType::ConnectTimedout,
+                    HboneError::TlsTimeout { .. } => ErrorType::TLSHandshakeTimedout,
                     HboneError::Connect { .. } => ErrorType::ConnectRefused,
                     HboneError::Tls { .. } | HboneError::Config(_) => {
                         ErrorType::TLSHandshakeFailure
@@ -328,5 +489,145 @@ impl L4Connect for HboneDial {
                 Error::because(kind, format!("HBONE to {target}"), e)
             })?;
         Ok(L4Stream::from(VirtualSocketStream::new(Box::new(tunnel))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::ca::{DemoCa, TRUST_DOMAIN};
+    use crate::demo::hbone_endpoint;
+    use crate::demo::waypoint_dialer::tests::echo_behind_endpoint;
+    use std::net::IpAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+
+    const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    /// A pod (an HBONE endpoint in front of an echo server) and a waypoint's client for it.
+    struct Pod {
+        endpoint: hbone_endpoint::HboneEndpoint,
+        echo: SocketAddr,
+        identity: Identity,
+        client: Arc<HboneClient>,
+    }
+
+    async fn pod() -> Pod {
+        let ca = DemoCa::generate(TRUST_DOMAIN).expect("CA");
+        let identity = ca.identity("shop", "web");
+        let (endpoint, echo) = echo_behind_endpoint(&ca, &identity)
+            .await
+            .expect("endpoint");
+        let certs = ca
+            .cert_store(&ca.identity("shop", "waypoint"))
+            .expect("certs");
+        let client = HboneClient::new(certs, endpoint.local_addr.port());
+        Pod {
+            endpoint,
+            echo,
+            identity,
+            client,
+        }
+    }
+
+    async fn round_trip(tunnel: &mut PooledTunnel, message: &[u8]) {
+        tunnel.write_all(message).await.expect("write");
+        let mut back = vec![0; message.len()];
+        tunnel.read_exact(&mut back).await.expect("read");
+        assert_eq!(back, message);
+    }
+
+    /// 250 tunnels asked for at once share one dial per connection: exactly three
+    /// connections (100 + 100 + 50), every tunnel working.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_tunnels_share_dials_and_fill_connections() {
+        let pod = pod().await;
+        let opened = (0..250).map(|_| {
+            let (client, identity) = (pod.client.clone(), pod.identity.clone());
+            let echo = pod.echo;
+            tokio::spawn(async move { client.connect(echo, &identity).await })
+        });
+        let mut tunnels = Vec::new();
+        for task in opened.collect::<Vec<_>>() {
+            tunnels.push(task.await.expect("task").expect("tunnel"));
+        }
+        for (i, tunnel) in tunnels.iter_mut().enumerate() {
+            round_trip(tunnel, format!("tunnel {i}").as_bytes()).await;
+        }
+        let mut connections: Vec<usize> = pod
+            .endpoint
+            .accepted()
+            .iter()
+            .map(|a| a.connection)
+            .collect();
+        connections.sort_unstable();
+        connections.dedup();
+        assert_eq!(connections.len(), 3, "{connections:?}");
+    }
+
+    /// A peer whose first connection reaches `endpoint` and whose later ones hang before TLS,
+    /// as a pod under load might; `hung` reports each hanging connection.
+    async fn peer_that_hangs_after_one(endpoint: SocketAddr) -> (SocketAddr, mpsc::Receiver<()>) {
+        let listener = tokio::net::TcpListener::bind((LOOPBACK, 0))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (hung, hung_rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            let mut first = true;
+            while let Ok((mut s, _)) = listener.accept().await {
+                if std::mem::take(&mut first) {
+                    tokio::spawn(async move {
+                        let mut up = tokio::net::TcpStream::connect(endpoint).await?;
+                        tokio::io::copy_bidirectional(&mut s, &mut up).await
+                    });
+                } else {
+                    held.push(s);
+                    let _ = hung.send(()).await;
+                }
+            }
+        });
+        (addr, hung_rx)
+    }
+
+    /// While a second connection to a peer is being dialled (and hangs), a tunnel that finds
+    /// room on the first connection opens at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dial_in_progress_blocks_no_stream_on_open_connections() {
+        let Pod {
+            endpoint,
+            echo: target,
+            identity: pod,
+            client,
+        } = pod().await;
+        let (peer, mut hung) = peer_that_hangs_after_one(endpoint.local_addr).await;
+        let mut full = Vec::new();
+        for _ in 0..STREAMS_PER_CONNECTION {
+            full.push(
+                client
+                    .connect_via(peer, target, &pod)
+                    .await
+                    .expect("tunnel"),
+            );
+        }
+        // The first connection is full: the next tunnel dials a second one, which hangs.
+        let dialling = {
+            let (client, pod) = (client.clone(), pod.clone());
+            tokio::spawn(async move { client.connect_via(peer, target, &pod).await })
+        };
+        hung.recv().await.expect("the second dial reached the peer");
+        // A slot frees up on the first connection; the next tunnel takes it without waiting.
+        full.pop();
+        let mut tunnel = client
+            .connect_via(peer, target, &pod)
+            .await
+            .expect("tunnel on the open connection");
+        round_trip(&mut tunnel, b"through").await;
+        assert!(
+            !dialling.is_finished(),
+            "the hung dial cannot have finished"
+        );
+        dialling.abort();
     }
 }

@@ -6,13 +6,13 @@
 //! with [`TunnelRegistry::lookup`]. The registration is removed when the tunnel's stream is
 //! dropped, and a digest pingora keeps a little longer simply finds nothing (no identity).
 
+use super::sharded::ShardedMap;
 use crate::snapshot::Destination;
 use authz::Identity;
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_core::protocols::SocketDigest;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// One tunnel's facts.
 #[derive(Debug, Clone)]
@@ -25,7 +25,9 @@ pub struct TunnelContext {
     pub client_addr: Option<SocketAddr>,
     /// The CONNECT `:authority`, as sent.
     pub authority: String,
+    /// The CONNECT's `baggage` header (W3C baggage; Istio carries peer metadata in it).
     pub baggage: Option<String>,
+    /// The CONNECT's `traceparent` header, so the tunnel's requests join the caller's trace.
     pub traceparent: Option<String>,
     /// What the authority resolved to when the tunnel was accepted.
     pub destination: Destination,
@@ -36,9 +38,13 @@ pub struct TunnelContext {
     pub xfcc: OnceLock<Option<http::HeaderValue>>,
 }
 
+/// The contexts of the open tunnels, by the address of their stream's socket digest.
+///
+/// Every request on a tunnel looks its context up, so the map is sharded: lookups from
+/// different tunnels lock different shards, and only for the lookup.
 #[derive(Debug, Default)]
 pub struct TunnelRegistry {
-    entries: Mutex<HashMap<usize, Arc<TunnelContext>>>,
+    entries: ShardedMap<usize, Arc<TunnelContext>>,
 }
 
 fn key(digest: &Arc<SocketDigest>) -> usize {
@@ -46,6 +52,8 @@ fn key(digest: &Arc<SocketDigest>) -> usize {
 }
 
 impl TunnelRegistry {
+    /// An empty registry, shared by the HBONE listener (which registers) and the proxy (which
+    /// looks up).
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
@@ -56,26 +64,26 @@ impl TunnelRegistry {
         digest: &Arc<SocketDigest>,
         ctx: Arc<TunnelContext>,
     ) -> Registration {
-        let k = key(digest);
-        if let Ok(mut map) = self.entries.lock() {
-            map.insert(k, ctx);
-        }
+        self.entries.insert(key(digest), ctx);
         Registration {
             registry: self.clone(),
-            key: k,
+            digest: digest.clone(),
         }
     }
 
+    /// The context of the tunnel whose stream has `digest`, if it is still open.
     pub fn lookup(&self, digest: &Arc<SocketDigest>) -> Option<Arc<TunnelContext>> {
-        self.entries.lock().ok()?.get(&key(digest)).cloned()
+        self.entries.read(&key(digest), Arc::clone)
     }
 
+    /// How many tunnels are registered.
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+        self.entries.len()
     }
 
+    /// Whether no tunnel is registered.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 }
 
@@ -83,14 +91,15 @@ impl TunnelRegistry {
 #[derive(Debug)]
 pub struct Registration {
     registry: Arc<TunnelRegistry>,
-    key: usize,
+    /// Held so that the digest's address, the key, cannot be freed and handed to another
+    /// tunnel's digest while this registration lives: removing the key would then remove the
+    /// other tunnel's context.
+    digest: Arc<SocketDigest>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.registry.entries.lock() {
-            map.remove(&self.key);
-        }
+        self.registry.entries.remove(&key(&self.digest));
     }
 }
 
@@ -108,4 +117,74 @@ pub fn tunnel_digest(
         .original_dst
         .set(Some(PingoraAddr::Inet(original_dst)));
     digest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Destination;
+
+    fn context(n: usize) -> Arc<TunnelContext> {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 10_000 + n as u16));
+        Arc::new(TunnelContext {
+            source: Identity::new("cluster.local", "ns", &format!("sa-{n}")),
+            peer_addr: peer,
+            client_addr: None,
+            authority: format!("10.0.0.1:{n}"),
+            baggage: None,
+            traceparent: None,
+            destination: Destination::Workload {
+                addr: peer,
+                hbone: None,
+            },
+            xfcc: OnceLock::new(),
+        })
+    }
+
+    /// Threads register, look up and drop tunnels at once; each sees exactly its own context
+    /// all along, and nothing is left behind.
+    #[test]
+    fn concurrent_registrations_and_lookups_see_their_own_tunnel() {
+        let registry = TunnelRegistry::new();
+        let local = SocketAddr::from(([127, 0, 0, 1], 15008));
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let registry = &registry;
+                scope.spawn(move || {
+                    for round in 0..200 {
+                        let n = thread * 1000 + round;
+                        let digest = Arc::new(tunnel_digest(local, local, local));
+                        let registration = registry.register(&digest, context(n));
+                        for _ in 0..10 {
+                            let found = registry.lookup(&digest).expect("registered");
+                            assert_eq!(found.authority, format!("10.0.0.1:{n}"));
+                        }
+                        drop(registration);
+                        assert!(registry.lookup(&digest).is_none(), "tunnel {n} outlived");
+                    }
+                });
+            }
+        });
+        assert!(registry.is_empty(), "{} left", registry.len());
+    }
+
+    /// A digest freed and reallocated at the same address cannot lose a newer tunnel's
+    /// context when the older registration ends: the registration keeps its digest alive.
+    #[test]
+    fn a_registration_keeps_its_key_from_being_reused() {
+        let registry = TunnelRegistry::new();
+        let local = SocketAddr::from(([127, 0, 0, 1], 15008));
+        let first = Arc::new(tunnel_digest(local, local, local));
+        let old = registry.register(&first, context(1));
+        let first_addr = Arc::as_ptr(&first);
+        drop(first);
+        let second = Arc::new(tunnel_digest(local, local, local));
+        assert_ne!(Arc::as_ptr(&second), first_addr);
+        let _new = registry.register(&second, context(2));
+        drop(old);
+        let found = registry
+            .lookup(&second)
+            .expect("the newer tunnel is still there");
+        assert_eq!(found.authority, "10.0.0.1:2");
+    }
 }

@@ -10,7 +10,10 @@
 
 pub mod client;
 pub mod context;
+pub mod keepalive;
 pub mod server;
+pub mod settings;
+mod sharded;
 pub mod tcp;
 pub mod tls;
 pub mod tunnel;

@@ -3,6 +3,8 @@
 //! pingora proxy as the plain listener (HTTP) or to the TCP forwarder.
 
 use super::context::{tunnel_digest, TunnelContext, TunnelRegistry};
+use super::keepalive::{keepalive, KeepaliveEnd};
+use super::settings::{CONNECTION_WINDOW, PING_TIMEOUT, STREAM_WINDOW, TLS_HANDSHAKE_TIMEOUT};
 use super::tcp::TcpForwarder;
 use super::tunnel::H2Tunnel;
 use crate::coalesce::Coalesced;
@@ -20,22 +22,16 @@ use pingora_core::protocols::{GetSocketDigest, Stream};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use telemetry::{ResponseFlag, REASON_HEADER};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-/// ztunnel's flow-control windows: 4 MiB per stream, 16 MiB per connection.
-pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
-pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// Streams one client connection may have open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1000;
 /// CONNECT requests carry a handful of headers; anything larger is not an HBONE client.
 pub const MAX_HEADER_LIST: u32 = 16 * 1024;
-/// PING cadence and how long a PING may go unanswered before the connection is dropped.
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
-pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the first bytes of a tunnel to tell HTTP/2 from HTTP/1.1.
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(5);
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -98,7 +94,7 @@ pub async fn serve(
 enum ConnectionError {
     #[error("TLS handshake failed: {0}")]
     Tls(std::io::Error),
-    #[error("TLS handshake timed out after {HANDSHAKE_TIMEOUT:?}")]
+    #[error("TLS handshake timed out after {TLS_HANDSHAKE_TIMEOUT:?}")]
     TlsTimeout,
     #[error("peer certificate: {0}")]
     Identity(String),
@@ -118,7 +114,7 @@ impl HboneServer {
         tracker: TaskTracker,
     ) -> Result<(), ConnectionError> {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
-        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
             .await
             .map_err(|_| ConnectionError::TlsTimeout)?
             .map_err(ConnectionError::Tls)?;
@@ -136,20 +132,11 @@ impl HboneServer {
             .max_header_list_size(MAX_HEADER_LIST)
             .handshake::<_, Bytes>(tls)
             .await?;
-        let mut ping = conn.ping_pong();
         let (ping_failed_tx, mut ping_failed) = tokio::sync::oneshot::channel::<()>();
-        if let Some(mut ping) = ping.take() {
+        if let Some(ping) = conn.ping_pong() {
             tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(PING_INTERVAL).await;
-                    match tokio::time::timeout(PING_TIMEOUT, ping.ping(h2::Ping::opaque())).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(_)) => return, // the connection is gone
-                        Err(_) => {
-                            let _ = ping_failed_tx.send(());
-                            return;
-                        }
-                    }
+                if keepalive(ping).await == KeepaliveEnd::Unanswered {
+                    let _ = ping_failed_tx.send(());
                 }
             });
         }
@@ -191,9 +178,18 @@ impl HboneServer {
         let snapshot = self.live.snapshot();
         let (destination, authority) = match check_connect(&req, &snapshot) {
             Ok(d) => d,
-            Err((status, why)) => {
-                tracing::info!(%peer, %source, status = status.as_u16(), "HBONE CONNECT refused: {why}");
-                reply(&mut respond, status, Some(&why));
+            Err(refusal) => {
+                // The prose stays in the log: it names pods and services, which the peer's
+                // client has no business learning; the answer carries the flag only.
+                tracing::info!(
+                    %peer,
+                    %source,
+                    status = refusal.status.as_u16(),
+                    response_flag = refusal.flag.as_str(),
+                    "HBONE CONNECT refused: {}",
+                    refusal.why
+                );
+                refuse(&mut respond, &refusal);
                 return;
             }
         };
@@ -355,39 +351,54 @@ fn looks_like_http1(buf: &[u8]) -> bool {
         .any(|m| buf.starts_with(m) || (buf.len() < m.len() && m.starts_with(buf)))
 }
 
-/// Checks a CONNECT request and resolves its target, or gives the status Istio answers with.
-fn check_connect(
-    req: &Request<h2::RecvStream>,
+/// Why a CONNECT is not accepted: the status and response flag Istio would answer with, and
+/// the operator's explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Refusal {
+    status: StatusCode,
+    flag: ResponseFlag,
+    why: String,
+}
+
+impl Refusal {
+    /// A request that is not a well-formed HBONE CONNECT: Envoy's downstream protocol error.
+    fn malformed(why: String) -> Self {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            flag: ResponseFlag::DownstreamProtocolError,
+            why,
+        }
+    }
+}
+
+/// Checks a CONNECT request and resolves its target, or says why Istio would refuse it.
+fn check_connect<B>(
+    req: &Request<B>,
     snapshot: &Snapshot,
-) -> Result<(Destination, String), (StatusCode, String)> {
+) -> Result<(Destination, String), Refusal> {
     if req.method() != Method::CONNECT {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{} is not CONNECT; HBONE carries CONNECT only",
-                req.method()
-            ),
-        ));
+        return Err(Refusal::malformed(format!(
+            "{} is not CONNECT; HBONE carries CONNECT only",
+            req.method()
+        )));
     }
     let authority = req
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
-        .ok_or_else(|| {
-            (
-                StatusCode::BAD_REQUEST,
-                "CONNECT without :authority".to_string(),
-            )
-        })?;
+        .ok_or_else(|| Refusal::malformed("CONNECT without :authority".to_string()))?;
     if crate::snapshot::split_authority(&authority).is_none() || !authority.contains(':') {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            format!("malformed CONNECT authority '{authority}': want ip:port"),
-        ));
+        return Err(Refusal::malformed(format!(
+            "malformed CONNECT authority '{authority}': want ip:port"
+        )));
     }
-    let destination = snapshot
-        .resolve_connect(&authority)
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.0))?;
+    // A destination the waypoint does not serve is what Envoy calls "no route" (no filter
+    // chain matches it); 503 is what ztunnel and Envoy answer the CONNECT with.
+    let destination = snapshot.resolve_connect(&authority).map_err(|e| Refusal {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        flag: ResponseFlag::NoRouteFound,
+        why: e.0,
+    })?;
     Ok((destination, authority))
 }
 
@@ -426,14 +437,14 @@ fn ok_response() -> Response<()> {
     r
 }
 
-fn reply(respond: &mut SendResponse<Bytes>, status: StatusCode, reason: Option<&str>) {
+/// Answers a refused CONNECT with its status and, in the reason header, its response flag.
+fn refuse(respond: &mut SendResponse<Bytes>, refusal: &Refusal) {
     let mut r = Response::new(());
-    *r.status_mut() = status;
-    if let Some(v) =
-        reason.and_then(|r| http::HeaderValue::from_str(&r.replace(['\r', '\n'], " ")).ok())
-    {
-        r.headers_mut().insert("x-waypoint-reason", v);
-    }
+    *r.status_mut() = refusal.status;
+    r.headers_mut().insert(
+        REASON_HEADER,
+        http::HeaderValue::from_static(refusal.flag.as_str()),
+    );
     let _ = respond.send_response(r, true);
 }
 
@@ -467,6 +478,63 @@ mod tests {
         );
         assert_eq!(forwarded_for("for=10.0.0.2"), "10.0.0.2:0".parse().ok());
         assert_eq!(forwarded_for("by=x"), None);
+    }
+
+    #[test]
+    fn connect_refusals_carry_istio_status_and_flag() {
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: shop}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
+        let mut loaded = crate::config::Loaded::default();
+        crate::config::files_for_tests::parse(std::path::Path::new("t.yaml"), yaml, &mut loaded);
+        let (snapshot, _) = Snapshot::build(
+            &loaded.documents,
+            Vec::new(),
+            &crate::snapshot::BuildOptions {
+                gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
+                version: 1,
+                gateway: None,
+            },
+        );
+        let snapshot = snapshot.expect("snapshot");
+        let cases = [
+            (
+                Method::GET,
+                "10.0.0.10:80",
+                400,
+                ResponseFlag::DownstreamProtocolError,
+            ),
+            (
+                Method::CONNECT,
+                "10.0.0.10",
+                400,
+                ResponseFlag::DownstreamProtocolError,
+            ),
+            (
+                Method::CONNECT,
+                "10.9.9.9:80",
+                503,
+                ResponseFlag::NoRouteFound,
+            ),
+            (
+                Method::CONNECT,
+                "nosuch.shop:80",
+                503,
+                ResponseFlag::NoRouteFound,
+            ),
+        ];
+        for (method, authority, status, flag) in cases {
+            let req = Request::builder()
+                .method(method.clone())
+                .uri(authority)
+                .body(())
+                .expect("request");
+            let refusal = check_connect(&req, &snapshot).expect_err(authority);
+            assert_eq!(
+                (refusal.status.as_u16(), refusal.flag),
+                (status, flag),
+                "{method} {authority}: {}",
+                refusal.why
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use super::client::HboneClient;
 use super::context::TunnelContext;
+use super::settings::CONNECT_TIMEOUT;
 use crate::endpoint;
 use crate::snapshot::{Destination, Snapshot, WorkloadIdentity};
 use routing::BackendTarget;
@@ -13,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use telemetry::ResponseFlag;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Envoy's tcp_proxy default: a connection idle for an hour is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -36,13 +37,23 @@ impl TcpForwarder {
         snapshot: &Snapshot,
     ) {
         let Some((addr, hbone)) = pick_endpoint(&ctx.destination, snapshot) else {
-            tracing::info!(source = %ctx.source, authority = %ctx.authority, "TCP tunnel closed: no healthy upstream");
+            tracing::info!(
+                source = %ctx.source,
+                authority = %ctx.authority,
+                response_flag = ResponseFlag::NoHealthyUpstream.as_str(),
+                "TCP tunnel closed: no healthy upstream"
+            );
             return;
         };
         let upstream: Box<dyn Io> = match self.dial(addr, hbone.as_ref()).await {
             Ok(u) => u,
             Err(e) => {
-                tracing::info!(source = %ctx.source, %addr, "TCP tunnel closed: upstream connect failed: {e}");
+                tracing::info!(
+                    source = %ctx.source,
+                    %addr,
+                    response_flag = ResponseFlag::UpstreamConnectionFailure.as_str(),
+                    "TCP tunnel closed: upstream connect failed: {e}"
+                );
                 return;
             }
         };

@@ -30,8 +30,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 const CREATE_CERTIFICATE_PATH: &str = "/istio.v1.auth.IstioCertificateService/CreateCertificate";
 
 /// Bounds a request so that a hung istiod shows up as a retried error, not a silent stall
-/// while the current certificate runs out.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// while the current certificate runs out. Not the HBONE connect timeout: istiod is one
+/// well-known control-plane endpoint, worth a longer wait than a pod.
+const CA_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the Istio CA is and who we ask it to certify.
@@ -253,7 +254,7 @@ async fn connect(cfg: &CaClientConfig) -> Result<Channel, CaError> {
         .map_err(|e| CaError::Config {
             reason: format!("CA address '{}' is not a URI: {e}", cfg.address),
         })?
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(CA_CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
     let endpoint = match endpoint.uri().scheme_str() {
         Some("https") => {

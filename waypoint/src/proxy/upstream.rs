@@ -5,6 +5,7 @@ use super::context::{Downstream, RequestCtx};
 use super::decide::{request_origin, RuleFilters, Upstream};
 use super::headers::apply_modifier;
 use crate::hbone::client::{HboneClient, HboneDial};
+use crate::hbone::settings::CONNECT_TIMEOUT;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -13,9 +14,6 @@ use std::time::Duration;
 
 /// The header Envoy uses to tell a backend who the client was.
 const XFCC: &str = "x-forwarded-client-cert";
-
-/// How long a TCP connect to an endpoint may take before the request fails over to an error.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The peer for the next attempt at `upstream`, with `deadline` (the time the attempt may
 /// take, from the route's timeouts) applied; an already expired deadline fails the attempt.
