@@ -17,7 +17,7 @@ use resilience::RoutePolicy;
 pub struct RouteId {
     /// metadata.namespace; "default" when the resource left it out.
     pub namespace: String,
-    /// metadata.name; empty only for a route that is reported invalid for lacking one.
+    /// metadata.name; empty when the resource left it out (an HTTPRoute reports that).
     pub name: String,
 }
 
@@ -80,7 +80,8 @@ pub struct Rule {
     pub rewrite: Option<UrlRewrite>,
     /// RequestMirror filters, each sampling requests on its own.
     pub mirrors: Vec<Mirror>,
-    /// The CORS filter: preflights are answered by the waypoint, other requests get headers.
+    /// The CORS filter: the waypoint answers preflights itself and adds `Access-Control-*`
+    /// headers to responses for allowed origins.
     pub cors: Option<Cors>,
     /// Timeouts and retry, compiled by `resilience`; carried for the proxy, never read here.
     pub policy: RoutePolicy,
