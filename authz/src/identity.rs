@@ -8,20 +8,28 @@ use std::str::FromStr;
 /// A workload identity as Istio issues it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identity {
+    /// The mesh's trust domain, e.g. "cluster.local".
     pub trust_domain: String,
+    /// The workload's Kubernetes namespace.
     pub namespace: String,
+    /// The workload's Kubernetes service account.
     pub service_account: String,
 }
 
+/// Why a string is not an Istio workload identity; the message quotes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
+    /// It is not a SPIFFE ID at all (no `spiffe://`).
     #[error("'{0}' is not a SPIFFE ID: it must start with spiffe://")]
     Scheme(String),
+    /// A SPIFFE ID, but not `<trust-domain>/ns/<namespace>/sa/<service-account>` with
+    /// non-empty, non-dot, unescaped segments.
     #[error("'{0}' is not an Istio workload identity: expected spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>")]
     Shape(String),
 }
 
 impl Identity {
+    /// The identity of `service_account` in `namespace`; the parts are taken as given, unchecked.
     pub fn new(trust_domain: &str, namespace: &str, service_account: &str) -> Self {
         Identity {
             trust_domain: trust_domain.to_string(),

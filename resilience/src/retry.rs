@@ -11,12 +11,13 @@ use gateway_api::experimental::httproutes::HttpRouteRulesRetry;
 use crate::policy::PolicyIssue;
 use crate::timeouts::parse_field_duration;
 
-/// Retries when a route asks for retry without saying how many: Istio's default, which this
-/// waypoint replaces.
+/// Retries when a route asks for retry without saying how many: Istio's default, so a route
+/// behaves as it would on the Envoy waypoint this one replaces.
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
 
 /// The most tries (first attempt included) a request gets, whatever a route's `retry.attempts`
-/// asks: it bounds the work one request can cause upstream.
+/// asks: it bounds the work one request can cause upstream (the proxy hands it to pingora as
+/// `max_retries`, which counts the first attempt too).
 pub const MAX_TRIES: usize = 16;
 
 /// A rule's retry policy.

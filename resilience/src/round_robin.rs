@@ -10,6 +10,7 @@ pub struct RoundRobin {
 }
 
 impl RoundRobin {
+    /// A rotation starting at the first endpoint.
     pub fn new() -> Self {
         Self::default()
     }

@@ -1,6 +1,8 @@
 //! backendRefs: where a matched rule forwards, and the weighted choice between them.
 
-use gateway_api::experimental::httproutes::HttpRouteRulesBackendRefs;
+use gateway_api::experimental::httproutes::{
+    HttpRouteRulesBackendRefs, HttpRouteRulesFiltersRequestMirrorBackendRef as MirrorBackendRef,
+};
 use gateway_api::experimental::tcproutes::TcpRouteRulesBackendRefs;
 
 use crate::filter::compile_backend_filters;
@@ -20,23 +22,35 @@ pub trait BackendLookup {
     fn reference_permitted(&self, from_namespace: &str, to: &ServiceKey) -> bool;
 }
 
+/// One compiled backendRef of a rule: where its share of the traffic goes, and the header
+/// filters that apply only to requests sent there.
 #[derive(Debug, Clone)]
 pub struct WeightedBackend {
+    /// The Service and port to forward to, or why that cannot be done.
     pub target: BackendTarget,
+    /// This backend's share relative to the rule's other backends (Gateway API default 1,
+    /// clamped to 0-1 000 000); 0 means it is never picked.
     pub weight: u32,
+    /// The backendRef's own RequestHeaderModifier; the proxy applies it after the rule's.
     pub request_header_modifier: Option<HeaderModifier>,
+    /// The backendRef's own ResponseHeaderModifier; the proxy applies it after the rule's.
     pub response_header_modifier: Option<HeaderModifier>,
 }
 
+/// Where a backendRef sends traffic.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BackendTarget {
+    /// A Service the config layer confirmed exists and exposes `port`.
     Service {
+        /// The Service, namespaced (the route's namespace unless the backendRef named another).
         service: ServiceKey,
+        /// The Service port (not the target port) requests are sent to.
         port: u16,
     },
     /// A backendRef that cannot be honoured. It keeps its share of the traffic, which the proxy
     /// answers with 500, as the Gateway API spec requires, instead of shifting it elsewhere.
     Invalid {
+        /// What is wrong: the message of the route's [`Issue`], repeated for the proxy's logs.
         reason: String,
     },
 }
@@ -250,9 +264,6 @@ pub(crate) fn pick(backends: &[WeightedBackend], random: u32) -> Option<&Weighte
     }
     None
 }
-
-// Named in full here so the imports above stay untouched by this addition.
-use gateway_api::experimental::httproutes::HttpRouteRulesFiltersRequestMirrorBackendRef as MirrorBackendRef;
 
 /// A RequestMirror backendRef has no weight; otherwise it reads like any backendRef.
 impl<'a> From<&'a MirrorBackendRef> for BackendRefView<'a> {

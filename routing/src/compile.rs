@@ -15,7 +15,9 @@ use resilience::RoutePolicy;
 /// Which route a decision came from, for logs, metrics and status.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct RouteId {
+    /// metadata.namespace; "default" when the resource left it out.
     pub namespace: String,
+    /// metadata.name; empty when the resource left it out (an HTTPRoute reports that).
     pub name: String,
 }
 
@@ -44,34 +46,49 @@ impl std::fmt::Display for RouteId {
     }
 }
 
+/// An HTTPRoute (or a GRPCRoute converted to one) after validation: every rule ready to
+/// match and forward, whatever problems were reported while compiling it.
 #[derive(Debug, Clone)]
 pub struct CompiledRoute {
+    /// The route's namespace and name.
     pub id: RouteId,
     /// metadata.creationTimestamp in nanoseconds since the Unix epoch; older routes win
     /// precedence ties, and a route without one (not yet stored by an API server) sorts last.
     pub created_at_nanos: Option<i128>,
+    /// The rules in spec.rules order; a route with none gets the single catch-all rule the
+    /// Gateway API defines.
     pub rules: Vec<Rule>,
 }
 
+/// One compiled rule of a route: when it applies, what it does to the request, and where the
+/// request goes.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Position in spec.rules.
+    /// Position in spec.rules; the last tie-breaker of route precedence.
     pub index: usize,
+    /// The rule's optional `name` (a section name other resources can target).
     pub name: Option<String>,
     /// ORed. Empty when every match the user wrote was invalid: the rule then never matches.
     pub matches: Vec<RequestMatch>,
+    /// The rule's RequestHeaderModifier, applied to every request it forwards.
     pub request_header_modifier: Option<HeaderModifier>,
+    /// The rule's ResponseHeaderModifier, applied to every response it passes back.
     pub response_header_modifier: Option<HeaderModifier>,
     /// Set: the waypoint answers with a redirect and forwards nothing.
     pub redirect: Option<Redirect>,
+    /// The rule's URLRewrite: the host and path the backend sees instead of the client's.
     pub rewrite: Option<UrlRewrite>,
+    /// RequestMirror filters, each sampling requests on its own.
     pub mirrors: Vec<Mirror>,
+    /// The CORS filter: the waypoint answers preflights itself and adds `Access-Control-*`
+    /// headers to responses for allowed origins.
     pub cors: Option<Cors>,
     /// Timeouts and retry, compiled by `resilience`; carried for the proxy, never read here.
     pub policy: RoutePolicy,
     /// A filter the spec forbids skipping (ExtensionRef, ExternalAuth) is not supported:
     /// matched requests are answered with 500, and this says why.
     pub unsupported_filter: Option<String>,
+    /// The backendRefs in spec order, invalid ones included so they keep their share.
     pub backends: Vec<WeightedBackend>,
 }
 

@@ -8,8 +8,11 @@ use crate::issue::{Issue, IssueReason};
 /// Compiled RequestHeaderModifier / ResponseHeaderModifier: names already validated and lowercased.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeaderModifier {
+    /// Headers whose every existing value is replaced by this one.
     pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Values appended to whatever the header already carries.
     pub add: Vec<(HeaderName, HeaderValue)>,
+    /// Headers removed entirely, each listed once.
     pub remove: Vec<HeaderName>,
 }
 
@@ -28,6 +31,7 @@ impl HeaderModifier {
         }
     }
 
+    /// Whether applying this changes nothing, e.g. when every entry the user wrote was invalid.
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }

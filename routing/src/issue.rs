@@ -13,12 +13,25 @@ pub enum Severity {
 /// Machine-readable reason, named after Gateway API route condition reasons where one exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum IssueReason {
+    /// A value breaks the Gateway API's own rules (a bad regex, an out-of-range weight, a
+    /// conflicting pair of fields): what a CRD validation or webhook would have refused.
     Invalid,
+    /// ResolvedRefs=False `BackendNotFound`: the backendRef names a Service or port that does
+    /// not exist; its share of the traffic gets 500.
     BackendNotFound,
+    /// ResolvedRefs=False `InvalidKind`: the backendRef is not a core Service.
     InvalidKind,
+    /// ResolvedRefs=False `RefNotPermitted`: a backendRef crosses namespaces without a
+    /// ReferenceGrant allowing it.
     RefNotPermitted,
+    /// Valid Gateway API that this waypoint does not implement (or ignores for Service
+    /// parents); the message says what happens instead.
     Unsupported,
+    /// Accepted=False (`NoMatchingParent` where no finer reason applies): a parentRef does not
+    /// attach (no such parent or port, or its listeners refuse the route), so no traffic
+    /// reaches the route through that parent.
     NoMatchingParent,
+    /// A field this crate does not know; reserved, nothing reports it yet.
     UnknownField,
 }
 
@@ -26,13 +39,18 @@ pub enum IssueReason {
 /// e.g. field = "spec.rules[1].matches[0].path.value", message = "invalid regular expression: ...".
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Issue {
+    /// Whether the route is still honoured as written.
     pub severity: Severity,
+    /// The class of problem, for status conditions and for deciding what still loads.
     pub reason: IssueReason,
+    /// Where in the resource, e.g. "spec.rules[1].matches[0].path.value".
     pub field: String,
+    /// What is wrong and what the waypoint does instead, for an operator to act on.
     pub message: String,
 }
 
 impl Issue {
+    /// An issue of [`Severity::Error`]: part of the route is dropped or fails closed.
     pub fn error(
         reason: IssueReason,
         field: impl Into<String>,
@@ -46,6 +64,7 @@ impl Issue {
         }
     }
 
+    /// An issue of [`Severity::Warning`]: the route works, but `field` has no effect.
     pub fn warning(
         reason: IssueReason,
         field: impl Into<String>,

@@ -9,6 +9,8 @@ use crate::issue::{Issue, IssueReason};
 /// A compiled RequestMirror filter.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mirror {
+    /// Where copies go; [`BackendTarget::Invalid`] when the backendRef cannot be resolved, in
+    /// which case nothing is mirrored and the original request is unaffected.
     pub target: BackendTarget,
     /// Share of requests mirrored, 0 to 100.
     pub percent: f64,

@@ -53,9 +53,9 @@ impl PathModifier {
         }
     }
 
-    /// Compiles a path modifier of `kind` ("ReplaceFullPath" / "ReplacePrefixMatch") whose value
-    /// is `value`, at `field` (e.g. "spec.rules[0].filters[0].urlRewrite.path"). `matches` are
-    /// the rule's matches, which ReplacePrefixMatch requires to be PathPrefix.
+    /// Compiles a ReplacePrefixMatch path modifier when `prefix`, else a ReplaceFullPath, whose
+    /// value is `value`, at `field` (e.g. "spec.rules[0].filters[0].urlRewrite.path").
+    /// `matches` are the rule's matches, which ReplacePrefixMatch requires to be PathPrefix.
     pub(crate) fn compile(
         prefix: bool,
         value: Option<&str>,

@@ -11,7 +11,9 @@ pub struct Redirect {
     pub scheme: Option<&'static str>,
     /// None keeps the request's host.
     pub hostname: Option<String>,
+    /// How the Location's path is derived from the request's; None keeps the request's path.
     pub path: Option<PathModifier>,
+    /// None picks the scheme's well-known port or the listener port; see [`Redirect::response`].
     pub port: Option<u16>,
     /// 301, 302, 303, 307 or 308.
     pub status: u16,
@@ -79,8 +81,9 @@ fn well_known_port(scheme: &str) -> Option<u16> {
 /// A compiled URLRewrite filter: the request is forwarded with a new host and/or path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UrlRewrite {
-    /// Replaces the Host header (`:authority` for HTTP/2) sent to the backend.
+    /// Replaces the Host header (`:authority` for HTTP/2) sent to the backend; None keeps it.
     pub hostname: Option<String>,
+    /// The new path sent to the backend; None forwards the request's path unchanged.
     pub path: Option<PathModifier>,
 }
 

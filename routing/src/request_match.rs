@@ -20,21 +20,30 @@ use crate::issue::{Issue, IssueReason};
 /// string without '?'.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestView<'a> {
+    /// The method as sent, e.g. "GET"; compared case-sensitively, as HTTP methods are.
     pub method: &'a str,
+    /// The path as the client sent it (matching does no normalising), without the query.
     pub path: &'a str,
+    /// The raw query string without '?', or None when the URI has none.
     pub query: Option<&'a str>,
+    /// The request headers; repeated ones are matched as described in the module docs.
     pub headers: &'a http::HeaderMap,
 }
 
 /// A compiled HTTPRouteMatch: path AND method AND every header AND every query parameter.
 #[derive(Clone, Debug)]
 pub struct RequestMatch {
+    /// The path condition; `PathPrefix /` (every path) when the match gave none.
     pub path: PathMatch,
+    /// The required method; None accepts any.
     pub method: Option<http::Method>,
+    /// Header conditions, at most one per header name (later duplicates are dropped).
     pub headers: Vec<HeaderMatch>,
+    /// Query parameter conditions, at most one per name (later duplicates are dropped).
     pub query_params: Vec<QueryParamMatch>,
 }
 
+/// How a request path is matched (HTTPPathMatch).
 #[derive(Clone, Debug)]
 pub enum PathMatch {
     /// Byte-exact.
@@ -51,29 +60,40 @@ pub enum PathMatch {
     RegularExpression(regex::Regex),
 }
 
+/// One HTTPHeaderMatch: the named header must be present and its value must match.
 #[derive(Clone, Debug)]
 pub struct HeaderMatch {
+    /// Compared case-insensitively, as HTTP header names are.
     pub name: HeaderName,
+    /// The condition on the header's (possibly joined) value.
     pub value: HeaderValueMatch,
 }
 
+/// How a header value is matched.
 #[derive(Clone, Debug)]
 pub enum HeaderValueMatch {
+    /// Byte-exact and case-sensitive.
     Exact(Vec<u8>),
-    /// Bytes regex because header values may carry obs-text that is not UTF-8.
+    /// Full match (anchored at compile time), on bytes because header values may carry
+    /// obs-text that is not UTF-8.
     RegularExpression(regex::bytes::Regex),
 }
 
+/// One HTTPQueryParamMatch: the named parameter must be present and its first value must match.
 #[derive(Clone, Debug)]
 pub struct QueryParamMatch {
     /// Compared case-sensitively and without percent-decoding, as the spec asks.
     pub name: String,
+    /// The condition on the parameter's raw (not percent-decoded) value.
     pub value: QueryValueMatch,
 }
 
+/// How a query parameter value is matched.
 #[derive(Clone, Debug)]
 pub enum QueryValueMatch {
+    /// Equal to this string, byte for byte.
     Exact(String),
+    /// Full match (anchored at compile time).
     RegularExpression(regex::Regex),
 }
 
@@ -148,6 +168,7 @@ impl RequestMatch {
         }
     }
 
+    /// Whether `req` satisfies every condition of this match.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         self.path.matches(req.path)
             && self
@@ -160,6 +181,7 @@ impl RequestMatch {
 }
 
 impl PathMatch {
+    /// Whether `path` (without the query) satisfies this path condition.
     pub fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Exact(value) => path == value,

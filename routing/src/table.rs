@@ -59,13 +59,17 @@ struct Precedence<'a> {
 /// The rule chosen for a request.
 #[derive(Clone, Copy, Debug)]
 pub struct RouteMatch<'a> {
+    /// The route the rule belongs to, for its id in logs, metrics and status.
     pub route: &'a CompiledRoute,
+    /// The rule whose filters and backends handle the request.
     pub rule: &'a Rule,
     /// The match of the rule that selected the request: ReplacePrefixMatch replaces its path.
     pub request_match: &'a RequestMatch,
 }
 
 impl RouteTable {
+    /// Orders every match of every rule of `routes` by Gateway API precedence and indexes
+    /// them by path, once per snapshot so that [`RouteTable::find`] does no sorting.
     pub fn new(routes: Vec<Arc<CompiledRoute>>) -> Self {
         let names: Vec<String> = routes.iter().map(|r| r.id.to_string()).collect();
         let mut keyed = Vec::new();
@@ -103,6 +107,7 @@ impl RouteTable {
         }
     }
 
+    /// Whether no route is attached, as opposed to routes that merely match nothing.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

@@ -7,9 +7,13 @@ use crate::backend::{compile_tcp_backend_ref, pick, BackendLookup, WeightedBacke
 use crate::compile::RouteId;
 use crate::issue::{Issue, IssueReason};
 
+/// A TCPRoute after validation: the weighted backends of its single rule.
 #[derive(Debug, Clone)]
 pub struct CompiledTcpRoute {
+    /// The route's namespace and name.
     pub id: RouteId,
+    /// The first rule's backendRefs in spec order, invalid ones included so they keep their
+    /// share; empty when the route has no rule.
     pub backends: Vec<WeightedBackend>,
 }
 

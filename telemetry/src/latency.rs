@@ -99,7 +99,7 @@ impl Default for LatencyHistogram {
 }
 
 impl std::fmt::Debug for LatencyHistogram {
-    // 2048 raw counters are noise in a debug dump; the summary is what a reader wants.
+    // Nearly 2 000 raw counters are noise in a debug dump; the summary is what a reader wants.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LatencyHistogram")
             .field("count", &self.total)
