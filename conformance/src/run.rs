@@ -9,7 +9,7 @@ use crate::features::{prepare, uuid, FeatureSet};
 use crate::generated_tls::GeneratedSecrets;
 use crate::judge::{default_host, is_redirect, judge_gateway, judge_mesh, Location, Observed};
 use crate::manifests::{self, ConfigDir, MeshTarget, Plan};
-use crate::status::{self, StatusList, Verdict};
+use crate::status::{self, Applied, StatusList, Verdict};
 pub use crate::verdict::{Outcome, TestResult, TestVerdict, Unit};
 use crate::waypoint_proc::{check_status, wait_for_port, WaypointProcess};
 use std::collections::HashMap;
@@ -471,12 +471,13 @@ impl Deployed {
                     .collect();
             }
         };
-        let addressed = |reference: &str| {
-            let (ns, name) = reference.split_once('/').unwrap_or(("default", reference));
-            self.ctx
-                .gateways
-                .contains_key(&(ns.to_owned(), name.to_owned()))
-        };
+        let addressed = self
+            .ctx
+            .gateways
+            .keys()
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect();
+        let applied = Applied::new(addressed, &self.ctx.plan.docs);
         test.status_checks
             .iter()
             .zip(names)
@@ -493,7 +494,7 @@ impl Deployed {
                         )),
                     };
                 }
-                let outcome = match status::evaluate(&json, &status, &addressed) {
+                let outcome = match status::evaluate(&json, &status, &applied) {
                     Verdict::Pass => Outcome::Pass,
                     Verdict::Fail(w) => Outcome::Fail(w),
                     Verdict::Skip(w) => Outcome::Skip(w),

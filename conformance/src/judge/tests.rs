@@ -245,3 +245,73 @@ fn mesh_compares_headers_status_and_pod_only() {
     };
     assert!(judge_mesh(&c, &resp3).is_err());
 }
+
+/// The mutation check: one response that satisfies a full case, and the same case with one
+/// expectation made wrong at a time. Each wrong expectation must be reported as a failure,
+/// naming what differs, or the judge could pass a proxy that gets it wrong.
+#[test]
+fn every_wrong_expectation_fails() {
+    let mut good = case("/app?v=1", &[200]);
+    good.expected_request = Some(ExpectedRequest {
+        path: Some("/app?v=1".into()),
+        headers: [("X-Added".to_string(), "yes".to_string())].into(),
+        absent_headers: vec!["X-Removed".into()],
+        ..ExpectedRequest::default()
+    });
+    good.response.headers = [("X-Reply".to_string(), "ok".to_string())].into();
+    good.response.absent_headers = vec!["X-Secret".into()];
+    let mut resp = echo_body("/app?v=1", "be-v1-abc-def", "ns", &[("X-Added", "yes")]);
+    resp.headers.push(("x-reply".into(), "ok".into()));
+    assert_eq!(judge_gateway(&good, "http", &resp), Ok(()));
+
+    fn expected(c: &mut Case) -> &mut ExpectedRequest {
+        c.expected_request
+            .get_or_insert_with(ExpectedRequest::default)
+    }
+    type Mutation = fn(&mut Case);
+    let rows: [(&str, Mutation, &str); 7] = [
+        (
+            "path",
+            |c| expected(c).path = Some("/app?v=2".into()),
+            "/app?v=2",
+        ),
+        (
+            "status",
+            |c| c.response.status_codes = vec![404],
+            "status 200",
+        ),
+        (
+            "request header",
+            |c| {
+                expected(c).headers.insert("X-Added".into(), "no".into());
+            },
+            "X-Added",
+        ),
+        (
+            "absent request header",
+            |c| expected(c).absent_headers.push("X-Added".into()),
+            "X-Added",
+        ),
+        (
+            "response header",
+            |c| {
+                c.response.headers.insert("X-Reply".into(), "other".into());
+            },
+            "X-Reply",
+        ),
+        (
+            "absent response header",
+            |c| c.response.absent_headers.push("X-Reply".into()),
+            "X-Reply",
+        ),
+        ("backend", |c| c.backend = Some("be-v2".into()), "be-v2"),
+    ];
+    for (what, mutate, mentions) in rows {
+        let mut c = good.clone();
+        mutate(&mut c);
+        match judge_gateway(&c, "http", &resp) {
+            Err(why) => assert!(why.contains(mentions), "{what}: {why}"),
+            Ok(()) => panic!("a wrong expected {what} passed"),
+        }
+    }
+}
