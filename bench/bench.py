@@ -354,11 +354,14 @@ class Report:
         self.failed = False
         self.extra = {}
 
-    def check(self, label, ok, hits, in_flight):
+    def check(self, label, ok, hits, in_flight, non_200=0):
         # wrk stops with up to `in_flight` requests sent but unanswered; those reach the origin
-        # uncounted. Any other difference means the proxy answered without the origin.
-        good = ok > 0 and abs(hits - ok) <= max(in_flight + 2, ok // 1000)
-        line = f"check {label}: {ok} complete 200s from the load tool, {hits} hits at the origin: {'ok' if good else 'FAILED'}"
+        # uncounted. Any other difference means the proxy answered without the origin. Any
+        # non-200 answer fails too: a proxy answering fast local errors must not be credited
+        # with the latency of those answers.
+        good = ok > 0 and non_200 == 0 and abs(hits - ok) <= max(in_flight + 2, ok // 1000)
+        line = (f"check {label}: {ok} complete 200s from the load tool, {non_200} non-200 answers, "
+                f"{hits} hits at the origin: {'ok' if good else 'FAILED'}")
         log("  " + line)
         self.checks.append(line)
         if not good:
@@ -370,7 +373,8 @@ class Report:
         fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
         log(f"  {row['scenario']:<28} {row['proxy']:<9} rps {fmt(row.get('rps'), '9.0f')}  "
             f"p50 {fmt(row.get('p50_ms'), '7.3f')} ms  p99 {fmt(row.get('p99_ms'), '7.3f')} ms  "
-            f"cpu/1k {fmt(row.get('cpu_ms_per_1k'), '6.1f')} ms  rss {fmt(row.get('rss_mib'), '6.1f')} MiB")
+            f"cpu/1k {fmt(row.get('cpu_ms_per_1k'), '6.1f')} ms  rss {fmt(row.get('rss_mib'), '6.1f')} MiB  "
+            f"non-200 {row.get('non_200', '-')}{'  FAILED: no median reported' if row.get('failed') else ''}")
 
     def get(self, scenario, proxy, key):
         for r in self.rows:
@@ -397,6 +401,9 @@ def measure_interleaved(report, scenario, cells, origin, runs):
     their runs in turn (A B C, A B C, ...): a shared VM's speed drifts by tens of percent over minutes,
     and alternating makes the drift hit every proxy alike instead of whichever ran during a slow spell."""
     results = {name: [] for name, _, _, _ in cells}
+    failed = set()
+    non_200 = {name: 0 for name, _, _, _ in cells}
+    errors = {name: 0 for name, _, _, _ in cells}
     for i in range(runs):
         for name, proc, run_once, in_flight in cells:
             hits0 = origin.hits()
@@ -404,16 +411,23 @@ def measure_interleaved(report, scenario, cells, origin, runs):
             r = run_once()
             cpu1 = proc.cpu_ticks() if proc else None
             hits = origin.hits() - hits0
-            if not report.check(f"{scenario} / {name} run {i + 1}", r["ok"], hits, in_flight):
+            non_200[name] += r.get("non_200", 0)
+            errors[name] += r.get("errors", 0)
+            if not report.check(f"{scenario} / {name} run {i + 1}", r["ok"], hits, in_flight,
+                                r.get("non_200", 0)):
                 log(f"    load tool said: {json.dumps({k: v for k, v in r.items() if k != 'raw'})}")
+                failed.add(name)
                 continue
             if proc and r["ok"]:
                 r["cpu_ms_per_1k"] = (cpu1 - cpu0) * 1000 / CLK_TCK / (r["ok"] / 1000)
             results[name].append(r)
     for name, proc, _, _ in cells:
-        row = median_runs(results[name], ["rps", "p50_ms", "p99_ms", "cpu_ms_per_1k"])
-        row["errors"] = sum(r.get("errors", 0) + r.get("non_200", 0) for r in results[name])
-        report.add(scenario=scenario, proxy=name, rss_mib=proc.rss_mib() if proc else None, **row)
+        # A median over the runs that happened to pass would hide the failed ones: a cell with
+        # any failed check reports no numbers at all.
+        keys = ["rps", "p50_ms", "p99_ms", "cpu_ms_per_1k"]
+        row = {k: None for k in keys} if name in failed else median_runs(results[name], keys)
+        report.add(scenario=scenario, proxy=name, rss_mib=None if name in failed or not proc else proc.rss_mib(),
+                   non_200=non_200[name], errors=errors[name], failed=name in failed, **row)
 
 
 def hold_streams(bins, port, certs, count):
@@ -434,6 +448,18 @@ def hold_streams(bins, port, certs, count):
 def release(p):
     p.stdin.close()
     p.wait(timeout=30)
+
+
+def record_streams(report, name, n, info, rss):
+    """S4's row for `n` held streams, only when every one of them opened: the memory of fewer
+    streams than the row names would flatter the proxy that refused some."""
+    ok = info["open"] == n
+    line = f"check S4 / {name}: {info['open']} of {n} streams open ({info['failed']} refused)"
+    log("  " + line + (": ok" if ok else f": FAILED {info.get('first_error')}"))
+    report.checks.append(line)
+    report.failed |= not ok
+    if ok:
+        report.add(scenario=f"S4 memory {n} streams", proxy=name, rss_mib=rss)
 
 
 # --- scenarios ------------------------------------------------------------------------------
@@ -511,12 +537,7 @@ def scenarios(args, bins, report):
                 time.sleep(0.5)
                 rss = p.proc.rss_mib()
                 release(holder)
-                ok = info["open"] == n
-                line = f"check S4 / {name}: {info['open']} of {n} streams open ({info['failed']} refused)"
-                log("  " + line + (": ok" if ok else f": FAILED {info.get('first_error')}"))
-                report.checks.append(line)
-                report.failed |= not ok
-                report.add(scenario=f"S4 memory {n} streams", proxy=name, rss_mib=rss)
+                record_streams(report, name, n, info, rss)
             p.proc.stop()
 
         log("\n== S5 route scale: 10 000 HTTPRoutes across 1 000 services")
@@ -595,8 +616,15 @@ def ratio(a, b):
     return None if not a or not b else a / b
 
 
+def output_name(quick):
+    """`latest` for a full run; `quick` for --quick, which must never overwrite the committed
+    full-run numbers with one short run's."""
+    return "quick" if quick else "latest"
+
+
 def write_outputs(args, report):
     os.makedirs(RESULTS, exist_ok=True)
+    name = output_name(args.quick)
     fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
     x = report.extra
     lines = [
@@ -606,12 +634,15 @@ def write_outputs(args, report):
         f"worker; load generator and nginx origin on core {LOAD_CORE}. "
         f"{'Quick run: 1 run of 2 s per cell' if args.quick else 'Median of 3 runs of 10 s per cell'}. "
         "See `bench/README.md` for what each scenario does.", "",
-        "| scenario | proxy | req/s | p50 ms | p99 ms | CPU ms / 1k req | RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "A cell whose checks failed shows no numbers (FAILED); non-200 answers fail a cell.", "",
+        "| scenario | proxy | req/s | p50 ms | p99 ms | CPU ms / 1k req | RSS MiB | non-200 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.rows:
-        lines.append(f"| {r['scenario']} | {r['proxy']} | {fmt(r.get('rps'), '.0f')} | {fmt(r.get('p50_ms'), '.3f')} "
-                     f"| {fmt(r.get('p99_ms'), '.3f')} | {fmt(r.get('cpu_ms_per_1k'), '.1f')} | {fmt(r.get('rss_mib'), '.1f')} |")
+        lines.append(f"| {r['scenario']} | {r['proxy']} | {'FAILED' if r.get('failed') else fmt(r.get('rps'), '.0f')} "
+                     f"| {fmt(r.get('p50_ms'), '.3f')} "
+                     f"| {fmt(r.get('p99_ms'), '.3f')} | {fmt(r.get('cpu_ms_per_1k'), '.1f')} | {fmt(r.get('rss_mib'), '.1f')} "
+                     f"| {r.get('non_200', '–')} |")
     lines += ["", "## Route scale and start-up", "",
               "| | waypoint | envoy |", "|---|---:|---:|"]
     s20, s10k, rss10k = x.get("start_20", {}), x.get("start_10k", {}), x.get("rss_10k_idle", {})
@@ -634,12 +665,13 @@ def write_outputs(args, report):
     th = x.get("threads", {})
     lines += ["", f"Threads: waypoint {th.get('waypoint')}, envoy {th.get('envoy')} "
               "(given one core by taskset, the waypoint runs tokio's current-thread runtime).", "",
-              "![requests/s and p99](latest.png)", "", "Summary: " + summary_line(report), ""]
-    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+              f"![requests/s and p99]({name}.png)", "",
+              "Summary: " + (summary_line(report) or "no ratios: some checks failed"), ""]
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
         f.write("\n".join(lines))
-    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump({"rows": report.rows, "extra": report.extra, "checks": report.checks}, f, indent=1)
-    chart(report)
+    chart(report, name)
 
 
 def platform_cpu():
@@ -653,7 +685,7 @@ def platform_cpu():
     return "unknown CPU"
 
 
-def chart(report):
+def chart(report, name):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -680,10 +712,15 @@ def chart(report):
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(RESULTS, "latest.png"), dpi=110)
+    fig.savefig(os.path.join(RESULTS, f"{name}.png"), dpi=110)
 
 
 def summary_line(report):
+    """The ratio line, or None when any check failed: a ratio over numbers that were not
+    all verified would read as a result."""
+    if report.failed:
+        return None
+
     def f(v):
         return "n/a" if v is None else f"{v:.2f}"
     g = report.get
@@ -749,9 +786,16 @@ def main():
     ap.add_argument("--profile-scenario", choices=["s1", "s3"], default="s3",
                     help="the load --profile runs: S1 (plain HTTP/1.1) or S3 (HBONE, 20 routes)")
     ap.add_argument("--quick", action="store_true", help="one short run per cell (< 60 s)")
-    ap.add_argument("--waypoint", required=True, help="the release waypoint binary")
-    ap.add_argument("--hbone-load", required=True, help="the hbone-load binary")
+    ap.add_argument("--waypoint", help="the release waypoint binary")
+    ap.add_argument("--hbone-load", help="the hbone-load binary")
+    ap.add_argument("--self-test", action="store_true",
+                    help="check the reporting rules on made-up runs (no proxies, only python3)")
     args = ap.parse_args()
+    if args.self_test:
+        import selftest
+        sys.exit(selftest.run())
+    if not args.waypoint or not args.hbone_load:
+        ap.error("--waypoint and --hbone-load are required")
     bins = {"waypoint": args.waypoint, "hbone-load": args.hbone_load}
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     os.makedirs(RUN_DIR)
@@ -763,11 +807,20 @@ def main():
     started = time.monotonic()
     scenarios(args, bins, report)
     write_outputs(args, report)
-    log(f"\nwrote {os.path.relpath(RESULTS, ROOT)}/latest.md and latest.png in {time.monotonic() - started:.0f} s; logs in {os.path.relpath(RUN_DIR, ROOT)}/")
+    name = output_name(args.quick)
+    log(f"\nwrote {os.path.relpath(RESULTS, ROOT)}/{name}.md and {name}.png in {time.monotonic() - started:.0f} s; "
+        f"logs in {os.path.relpath(RUN_DIR, ROOT)}/")
+    sys.exit(finish(report))
+
+
+def finish(report):
+    """Prints the verdict, and the ratio line only for a run whose every check passed;
+    returns the exit status."""
     if report.failed:
-        log("SOME CHECKS FAILED: the numbers above for those cells are not reported")
+        log("SOME CHECKS FAILED: those cells report no numbers, and there is no ratio line")
+        return 1
     log(summary_line(report))
-    sys.exit(1 if report.failed else 0)
+    return 0
 
 
 if __name__ == "__main__":

@@ -84,6 +84,33 @@ impl FeatureSet {
             .collect();
         (!missing.is_empty()).then(|| format!("unsupported feature(s): {}", missing.join(", ")))
     }
+
+    /// Whether the case file declares the test runnable here: its features are supported and
+    /// at least one of its units needs neither data the file marks as runtime-dependent nor
+    /// an API server to mutate objects (section 6's `observedGenerationBump`, and a
+    /// `statusSequence` with changes). Such a test ending with nothing run is a runner fault.
+    pub fn declared_runnable(&self, test: &TestSpec) -> bool {
+        if self.unsupported(test).is_some() {
+            return false;
+        }
+        let needs_api_server = |check: &serde_yaml_ng::Value| match check
+            .get("check")
+            .and_then(serde_yaml_ng::Value::as_str)
+        {
+            Some("observedGenerationBump") => true,
+            Some("statusSequence") => check
+                .get("steps")
+                .and_then(serde_yaml_ng::Value::as_sequence)
+                .is_some_and(|steps| steps.iter().any(|s| s.get("change").is_some())),
+            _ => false,
+        };
+        test.status_checks.iter().any(|c| !needs_api_server(c))
+            || test.cases.iter().any(|c| c.runtime_dependent.is_none())
+            || test.websocket.is_some()
+            || test.weighted_distribution.is_some()
+            || test.mirror_distribution.is_some()
+            || test.header_matches_backend.is_some()
+    }
 }
 
 /// A case with every placeholder the runner can fill filled, except `{uuid}`, which is fresh

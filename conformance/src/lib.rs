@@ -19,6 +19,7 @@ pub mod manifests;
 pub mod report;
 pub mod run;
 pub mod status;
+pub mod verdict;
 pub mod waypoint_proc;
 
 pub use echo::{spawn_echo, EchoIdentity, EchoServer};

@@ -1,5 +1,6 @@
 //! `conformance --cases FILE`: replays Gateway API conformance cases against the waypoint and
-//! prints a report; exits non-zero when any unit failed.
+//! prints a report; exits non-zero when any unit failed, when no unit passed, or when fewer
+//! tests ran than the case file declares runnable.
 
 use anyhow::Context;
 use clap::Parser;
@@ -154,12 +155,16 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         report::render(&results).trim_end_matches('\n').replace(
-            "\nconformance:",
-            &format!("\nreport: {}\n\nconformance:", report_path.display())
+            "\ntests:",
+            &format!("\nreport: {}\n\ntests:", report_path.display())
         )
     );
-    let failed: usize = results.iter().map(|r| r.failed()).sum();
-    if failed > 0 {
+    let declared = tests
+        .iter()
+        .filter(|t| features.declared_runnable(t))
+        .count();
+    if let Some(why) = report::shortfall(&results, declared) {
+        eprintln!("conformance: {why}");
         std::process::exit(1);
     }
     Ok(())

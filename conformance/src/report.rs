@@ -2,7 +2,7 @@
 //! line) and the Gateway API `ConformanceReport` it writes.
 
 use crate::features::FeatureSet;
-use crate::run::{Outcome, TestResult};
+use crate::verdict::{Outcome, TestResult, TestVerdict};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -28,6 +28,59 @@ pub fn render(results: &[TestResult]) -> String {
             }
         }
     }
+    render_partials(&mut out, results);
+    render_skips(&mut out, results);
+    render_tests(&mut out, results);
+    render_profiles(&mut out, results);
+    let by_verdict = TestVerdict::ALL
+        .iter()
+        .map(|v| format!("{} {v}", count_verdict(results.iter(), *v)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(out, "\ntests: {by_verdict}");
+    let passed: usize = results.iter().map(TestResult::passed).sum();
+    let failed: usize = results.iter().map(TestResult::failed).sum();
+    let skipped: usize = results.iter().map(TestResult::skipped).sum();
+    let _ = write!(
+        out,
+        "conformance: {passed} passed, {failed} failed, {skipped} skipped"
+    );
+    out
+}
+
+fn count_verdict<'r>(tests: impl Iterator<Item = &'r TestResult>, v: TestVerdict) -> usize {
+    tests.filter(|t| t.verdict() == v).count()
+}
+
+/// Each PARTIAL test with the units it did not run and why, so that a reader sees what its
+/// "nothing failed" does not cover.
+fn render_partials(out: &mut String, results: &[TestResult]) {
+    let partial: Vec<&TestResult> = results
+        .iter()
+        .filter(|t| t.verdict() == TestVerdict::Partial)
+        .collect();
+    if partial.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nPARTIAL (nothing failed, but these units did not run)"
+    );
+    for t in partial {
+        let _ = writeln!(
+            out,
+            "  {}: {} of {} unit(s) ran",
+            t.name,
+            t.passed(),
+            t.units.len()
+        );
+        for (unit, why) in t.skipped_units() {
+            let _ = writeln!(out, "      {unit}: {why}");
+        }
+    }
+}
+
+fn render_skips(out: &mut String, results: &[TestResult]) {
     let mut skips: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for t in results {
         for u in &t.units {
@@ -39,20 +92,22 @@ pub fn render(results: &[TestResult]) -> String {
             }
         }
     }
-    if !skips.is_empty() {
-        let _ = writeln!(out, "\nSKIPPED (by reason)");
-        for (why, units) in &skips {
-            let tests: BTreeSet<&str> =
-                units.iter().filter_map(|u| u.split(" / ").next()).collect();
-            let _ = writeln!(out, "  {} unit(s): {why}", units.len());
-            let _ = writeln!(
-                out,
-                "      in {}",
-                tests.into_iter().collect::<Vec<_>>().join(", ")
-            );
-        }
+    if skips.is_empty() {
+        return;
     }
+    let _ = writeln!(out, "\nSKIPPED (by reason)");
+    for (why, units) in &skips {
+        let tests: BTreeSet<&str> = units.iter().filter_map(|u| u.split(" / ").next()).collect();
+        let _ = writeln!(out, "  {} unit(s): {why}", units.len());
+        let _ = writeln!(
+            out,
+            "      in {}",
+            tests.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+}
 
+fn render_tests(out: &mut String, results: &[TestResult]) {
     let width = results
         .iter()
         .map(|t| t.name.len())
@@ -81,34 +136,52 @@ pub fn render(results: &[TestResult]) -> String {
             t.verdict()
         );
     }
+}
 
+/// Tests per profile and level by verdict: a PARTIAL test is not a passed one.
+fn render_profiles(out: &mut String, results: &[TestResult]) {
     let _ = writeln!(
         out,
-        "\n{:14} {:9} {:>6} {:>6} {:>7}   (tests)",
-        "profile", "level", "passed", "failed", "skipped"
+        "\n{:14} {:9} {:>6} {:>7} {:>6} {:>6}   (tests)",
+        "profile", "level", "PASS", "PARTIAL", "FAIL", "SKIP"
     );
     for (profile, levels) in profile_tests(results) {
         for (level, tests) in levels {
-            let count = |v: &str| tests.iter().filter(|t| t.verdict() == v).count();
+            let n = |v| count_verdict(tests.iter().copied(), v);
             let _ = writeln!(
                 out,
-                "{:14} {:9} {:>6} {:>6} {:>7}",
+                "{:14} {:9} {:>6} {:>7} {:>6} {:>6}",
                 profile,
                 level,
-                count("PASS"),
-                count("FAIL"),
-                count("SKIP")
+                n(TestVerdict::Pass),
+                n(TestVerdict::Partial),
+                n(TestVerdict::Fail),
+                n(TestVerdict::Skip)
             );
         }
     }
-    let passed: usize = results.iter().map(TestResult::passed).sum();
+}
+
+/// Why a run must not count as a success although no unit failed: nothing passed, or fewer
+/// tests ran (any verdict but SKIP) than the `declared` runnable ones. `None` for a clean run.
+pub fn shortfall(results: &[TestResult], declared: usize) -> Option<String> {
     let failed: usize = results.iter().map(TestResult::failed).sum();
-    let skipped: usize = results.iter().map(TestResult::skipped).sum();
-    let _ = write!(
-        out,
-        "\nconformance: {passed} passed, {failed} failed, {skipped} skipped"
-    );
-    out
+    let passed: usize = results.iter().map(TestResult::passed).sum();
+    let ran = results
+        .iter()
+        .filter(|t| t.verdict() != TestVerdict::Skip)
+        .count();
+    if failed > 0 {
+        Some(format!("{failed} unit(s) failed"))
+    } else if passed == 0 {
+        Some("no unit passed: nothing was checked".into())
+    } else if ran < declared {
+        Some(format!(
+            "only {ran} test(s) ran, but the case file declares {declared} runnable with these features"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Profile → level (core/extended) → the tests that count toward it.
@@ -144,14 +217,18 @@ pub fn conformance_report(
         entry.insert("name".into(), profile.clone().into());
         for level in ["core", "extended"] {
             let tests = levels.get(level).cloned().unwrap_or_default();
-            let names = |v: &str| -> Vec<String> {
+            let names = |want: &dyn Fn(TestVerdict) -> bool| -> Vec<String> {
                 tests
                     .iter()
-                    .filter(|t| t.verdict() == v)
+                    .filter(|t| want(t.verdict()))
                     .map(|t| t.name.clone())
                     .collect()
             };
-            let (passed, failed, skipped) = (names("PASS"), names("FAIL"), names("SKIP"));
+            // The report has no "partial test": one with units left unrun was not passed,
+            // so it is listed (and counted) as skipped, as upstream's suite would.
+            let passed = names(&|v| v == TestVerdict::Pass);
+            let failed = names(&|v| v == TestVerdict::Fail);
+            let skipped = names(&|v| matches!(v, TestVerdict::Partial | TestVerdict::Skip));
             let result = if !failed.is_empty() {
                 "failure"
             } else if passed.is_empty() {
@@ -224,7 +301,7 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Unit;
+    use crate::verdict::Unit;
 
     fn result(name: &str, outcomes: Vec<Outcome>) -> TestResult {
         TestResult {
@@ -251,6 +328,10 @@ mod tests {
             text.lines().last(),
             Some("conformance: 1 passed, 1 failed, 1 skipped")
         );
+        assert!(
+            text.contains("tests: 0 PASS, 1 PARTIAL, 1 FAIL, 0 SKIP"),
+            "{text}"
+        );
         assert!(text.contains("B / u: boom"));
     }
 
@@ -267,6 +348,70 @@ mod tests {
         assert!(yaml.contains("kind: ConformanceReport"), "{yaml}");
         assert!(yaml.contains("name: MESH-HTTP"), "{yaml}");
         assert!(yaml.contains("result: success"), "{yaml}");
+        assert_eq!(report_of(&[result("A", vec![Outcome::Pass])]), yaml);
+    }
+
+    fn report_of(results: &[TestResult]) -> String {
+        conformance_report(
+            results,
+            &FeatureSet::default(),
+            &Implementation {
+                version: "0.1.0".into(),
+            },
+            "2025-01-01T00:00:00Z",
+        )
+    }
+
+    #[test]
+    fn a_partial_test_is_not_counted_as_passed() {
+        let results = [
+            result("Whole", vec![Outcome::Pass, Outcome::Pass]),
+            result(
+                "Half",
+                vec![Outcome::Pass, Outcome::Skip("needs a TLS Secret".into())],
+            ),
+        ];
+        let text = render(&results);
+        assert!(text.contains("PARTIAL (nothing failed"), "{text}");
+        assert!(text.contains("Half: 1 of 2 unit(s) ran"), "{text}");
+        assert!(text.contains("      u: needs a TLS Secret"), "{text}");
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l.split_whitespace().last())
+        };
+        assert_eq!(row("Whole "), Some(Some("PASS")), "{text}");
+        assert_eq!(row("Half "), Some(Some("PARTIAL")), "{text}");
+        // Profile line: PASS PARTIAL FAIL SKIP.
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                    == ["MESH-HTTP", "core", "1", "1", "0", "0"]),
+            "{text}"
+        );
+        assert!(
+            text.contains("tests: 1 PASS, 1 PARTIAL, 0 FAIL, 0 SKIP"),
+            "{text}"
+        );
+        let yaml = report_of(&results);
+        assert!(yaml.contains("result: partial"), "{yaml}");
+        assert!(!yaml.contains("result: success"), "{yaml}");
+        assert!(yaml.contains("- Half"), "{yaml}");
+    }
+
+    #[test]
+    fn a_run_that_checked_nothing_or_too_little_is_not_clean() {
+        let pass = result("A", vec![Outcome::Pass]);
+        let skip = result("B", vec![Outcome::Skip("x".into())]);
+        let fail = result("C", vec![Outcome::Fail("x".into())]);
+        assert_eq!(shortfall(&[pass.clone(), skip.clone()], 1), None);
+        assert!(
+            shortfall(std::slice::from_ref(&skip), 0).is_some_and(|w| w.contains("no unit passed"))
+        );
+        assert!(
+            shortfall(&[pass.clone(), skip], 2).is_some_and(|w| w.contains("only 1 test(s) ran"))
+        );
+        assert!(shortfall(&[pass, fail], 2).is_some_and(|w| w.contains("1 unit(s) failed")));
     }
 
     #[test]

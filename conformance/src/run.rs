@@ -9,9 +9,10 @@ use crate::features::{prepare, uuid, FeatureSet};
 use crate::generated_tls::GeneratedSecrets;
 use crate::judge::{default_host, is_redirect, judge_gateway, judge_mesh, Location, Observed};
 use crate::manifests::{self, ConfigDir, MeshTarget, Plan};
-use crate::status::{self, StatusList, Verdict};
+use crate::status::{self, Applied, StatusList, Verdict};
+pub use crate::verdict::{Outcome, TestResult, TestVerdict, Unit};
 use crate::waypoint_proc::{check_status, wait_for_port, WaypointProcess};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,53 +34,6 @@ pub struct Settings {
     pub features: FeatureSet,
     /// Secrets the suite generates; listener checks that need one the manifests lack are skipped.
     pub generated_secrets: GeneratedSecrets,
-}
-
-/// The outcome of one unit: a case, a status check or a bespoke check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Pass,
-    Fail(String),
-    Skip(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct Unit {
-    pub name: String,
-    pub outcome: Outcome,
-}
-
-#[derive(Debug, Clone)]
-pub struct TestResult {
-    pub name: String,
-    pub profiles: BTreeMap<String, String>,
-    pub features: Vec<String>,
-    pub units: Vec<Unit>,
-}
-
-impl TestResult {
-    pub fn count(&self, want: fn(&Outcome) -> bool) -> usize {
-        self.units.iter().filter(|u| want(&u.outcome)).count()
-    }
-    pub fn passed(&self) -> usize {
-        self.count(|o| matches!(o, Outcome::Pass))
-    }
-    pub fn failed(&self) -> usize {
-        self.count(|o| matches!(o, Outcome::Fail(_)))
-    }
-    pub fn skipped(&self) -> usize {
-        self.count(|o| matches!(o, Outcome::Skip(_)))
-    }
-    /// Failed if any unit failed; skipped if nothing ran; else passed.
-    pub fn verdict(&self) -> &'static str {
-        if self.failed() > 0 {
-            "FAIL"
-        } else if self.passed() == 0 {
-            "SKIP"
-        } else {
-            "PASS"
-        }
-    }
 }
 
 /// The units a test has, named, before anything runs.
@@ -517,12 +471,13 @@ impl Deployed {
                     .collect();
             }
         };
-        let addressed = |reference: &str| {
-            let (ns, name) = reference.split_once('/').unwrap_or(("default", reference));
-            self.ctx
-                .gateways
-                .contains_key(&(ns.to_owned(), name.to_owned()))
-        };
+        let addressed = self
+            .ctx
+            .gateways
+            .keys()
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect();
+        let applied = Applied::new(addressed, &self.ctx.plan.docs);
         test.status_checks
             .iter()
             .zip(names)
@@ -539,7 +494,7 @@ impl Deployed {
                         )),
                     };
                 }
-                let outcome = match status::evaluate(&json, &status, &addressed) {
+                let outcome = match status::evaluate(&json, &status, &applied) {
                     Verdict::Pass => Outcome::Pass,
                     Verdict::Fail(w) => Outcome::Fail(w),
                     Verdict::Skip(w) => Outcome::Skip(w),

@@ -5,6 +5,10 @@ mod support;
 use std::time::Duration;
 use support::{any_port, echo, local_options, mesh_config, route_to, write, HttpClient};
 
+/// The request that is in flight when the drain starts.
+const SLOW: &str = "/slow?delay=700ms";
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_config_dump_and_drain_with_a_request_in_flight() {
     let a = echo("web-a-0", any_port()).await;
@@ -15,9 +19,14 @@ async fn ready_config_dump_and_drain_with_a_request_in_flight() {
         &mesh_config(&[("a", a.local_addr)]),
     );
     write(dir.path(), "route.yaml", &route_to("a"));
-    let wp = waypoint::app::start(local_options(dir.path()))
-        .await
-        .expect("starts");
+    // A drain deadline far beyond the slow request: the drain must end because the request
+    // finished, and a loaded machine's scheduling delays must not reach the deadline.
+    let wp = waypoint::app::start(waypoint::app::Options {
+        drain_timeout: DRAIN_TIMEOUT,
+        ..local_options(dir.path())
+    })
+    .await
+    .expect("starts");
     let client = HttpClient::new();
     let http = wp.http_addr.expect("http listener");
 
@@ -48,12 +57,20 @@ async fn ready_config_dump_and_drain_with_a_request_in_flight() {
         "{dump}"
     );
 
-    // A slow request is in flight when the drain starts; it must complete.
+    // A slow request is in flight when the drain starts; it must complete. "In flight" means
+    // the backend has it (it logs a request before the delay), not that some time has passed.
     let slow = {
         let client = HttpClient::new();
-        tokio::spawn(async move { client.get(http, "web.shop", "/slow?delay=700ms", &[]).await })
+        tokio::spawn(async move { client.get(http, "web.shop", SLOW, &[]).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = tokio::time::Instant::now() + Duration::from_secs(30);
+    while a.log.count(SLOW) == 0 {
+        assert!(
+            tokio::time::Instant::now() < seen,
+            "the backend never saw the slow request"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let started = std::time::Instant::now();
     wp.shutdown().await;
     let r = slow
@@ -63,8 +80,8 @@ async fn ready_config_dump_and_drain_with_a_request_in_flight() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.pod(), "web-a-0");
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "drain waited {:?}",
+        started.elapsed() < DRAIN_TIMEOUT / 2,
+        "drain waited {:?}: it ran into its deadline instead of ending with the request",
         started.elapsed()
     );
 

@@ -1,6 +1,9 @@
-//! Live reload through the real binary: a route edit takes effect within a second with no
-//! failed request in a steady loop, and an invalid edit keeps the old routing and logs the
-//! precise error.
+//! Live reload through the real binary: a route edit takes effect with no failed request in a
+//! steady loop, and an invalid edit keeps the old routing and logs the precise error.
+//!
+//! How fast an edit applies is the bench's S6 (propagation), measured on an idle machine; here
+//! every wait has a deadline generous enough for a loaded 2-core CI runner, so the test checks
+//! what happens, not how soon.
 
 mod support;
 
@@ -10,8 +13,11 @@ use std::time::{Duration, Instant};
 use support::child::Waypoint;
 use support::{any_port, echo, mesh_config, route_to, write, HttpClient};
 
+/// Deadline of every wait: far above what any healthy run needs, only a bound on a broken one.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn route_edits_apply_within_a_second_and_bad_edits_are_rejected() {
+async fn route_edits_apply_without_failed_requests_and_bad_edits_are_rejected() {
     let a = echo("web-a-0", any_port()).await;
     let b = echo("web-b-0", any_port()).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -69,17 +75,16 @@ async fn route_edits_apply_within_a_second_and_bad_edits_are_rejected() {
             None
         }
     };
-    wait_for_pod("web-a-0", Duration::from_secs(5))
+    wait_for_pod("web-a-0", PATIENCE)
         .await
         .expect("routes to a first");
 
     // Edit the route in place, as an editor would.
     write(dir.path(), "route.yaml", &route_to("b"));
-    let took = wait_for_pod("web-b-0", Duration::from_secs(3))
+    let took = wait_for_pod("web-b-0", PATIENCE)
         .await
         .expect("route edit applied");
     println!("route edit applied after {took:?}");
-    assert!(took < Duration::from_secs(1), "route edit took {took:?}");
 
     // An invalid edit: a regular expression that does not compile.
     let bad = route_to("a").replace(
@@ -94,7 +99,7 @@ async fn route_edits_apply_within_a_second_and_bad_edits_are_rejected() {
         && wp.log_contains(&["keeping the last good configuration"]))
     {
         assert!(
-            start.elapsed() < Duration::from_secs(3),
+            start.elapsed() < PATIENCE,
             "no precise error and no 'keeping the last good configuration' logged for the bad edit"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -106,7 +111,7 @@ async fn route_edits_apply_within_a_second_and_bad_edits_are_rejected() {
 
     // Reloads settle fast now; keep the steady traffic going until it is a real sample of
     // requests across the swaps (bounded, so a stalled loop still fails below).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     while sent.load(Ordering::Relaxed) <= 100 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

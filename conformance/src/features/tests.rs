@@ -27,6 +27,37 @@ fn tests_with_unsupported_features_are_skipped_with_the_names() {
 }
 
 #[test]
+fn a_test_is_declared_runnable_when_some_unit_needs_no_runtime_data() {
+    let file = CaseFile::parse(
+        r#"tests:
+- name: Plain
+  features: [Gateway, HTTPRoute]
+  cases: [{request: {path: /}}]
+- name: Unsupported
+  features: [Gateway, BackendTLSPolicy]
+  cases: [{request: {path: /}}]
+- name: OnlyRuntimeData
+  features: [Gateway]
+  cases: [{request: {path: /}, runtimeDependent: pod IPs}]
+- name: OnlyApiServer
+  features: [Gateway]
+  statusChecks: [{check: observedGenerationBump}, {check: statusSequence, steps: [{change: patch, expect: []}]}]
+- name: StatusOnly
+  features: [Gateway]
+  statusChecks: [{check: gatewayCondition, gateway: ns/gw, type: Accepted}]
+"#,
+    )
+    .expect("parses");
+    let runnable: Vec<&str> = file
+        .tests
+        .iter()
+        .filter(|t| FeatureSet::default().declared_runnable(t))
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(runnable, ["Plain", "StatusOnly"]);
+}
+
+#[test]
 fn pod_ip_placeholders_are_filled() {
     let plan = plan_with_pod();
     let (text, filled) = fill_pod_ips("{podIP:ns/app=be}:8080", &plan).expect("fills");

@@ -34,6 +34,19 @@ fn case(path: &str, codes: &[u16]) -> Case {
     }
 }
 
+/// A 200 case whose backend must see `path`, the `header` and not the `absent` header.
+fn case_expecting(path: &str, header: (&str, &str), absent: &str) -> Case {
+    Case {
+        expected_request: Some(ExpectedRequest {
+            path: Some(path.into()),
+            headers: [(header.0.to_owned(), header.1.to_owned())].into(),
+            absent_headers: vec![absent.into()],
+            ..ExpectedRequest::default()
+        }),
+        ..case(path, &[200])
+    }
+}
+
 #[test]
 fn a_status_408_and_504_stand_in_for_each_other() {
     let c = case("/", &[504]);
@@ -81,13 +94,7 @@ fn b_echo_fields_are_compared() {
 
 #[test]
 fn b_expected_headers_are_case_insensitive_and_joined() {
-    let mut c = case("/", &[200]);
-    c.expected_request = Some(ExpectedRequest {
-        path: Some("/".into()),
-        headers: [("x-header-add".to_string(), "a,b".to_string())].into(),
-        absent_headers: vec!["X-Gone".into()],
-        ..ExpectedRequest::default()
-    });
+    let c = case_expecting("/", ("x-header-add", "a,b"), "X-Gone");
     let mut resp = echo_body("/", "be-v1-a-b", "ns", &[]);
     let mut body: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
     body["headers"]["X-Header-Add"] = serde_json::json!(["a", "b"]);
@@ -244,4 +251,68 @@ fn mesh_compares_headers_status_and_pod_only() {
         ..resp
     };
     assert!(judge_mesh(&c, &resp3).is_err());
+}
+
+/// The mutation check: one response that satisfies a full case, and the same case with one
+/// expectation made wrong at a time. Each wrong expectation must be reported as a failure,
+/// naming what differs, or the judge could pass a proxy that gets it wrong.
+#[test]
+fn every_wrong_expectation_fails() {
+    let mut good = case_expecting("/app?v=1", ("X-Added", "yes"), "X-Removed");
+    good.response.headers = [("X-Reply".to_string(), "ok".to_string())].into();
+    good.response.absent_headers = vec!["X-Secret".into()];
+    let mut resp = echo_body("/app?v=1", "be-v1-abc-def", "ns", &[("X-Added", "yes")]);
+    resp.headers.push(("x-reply".into(), "ok".into()));
+    assert_eq!(judge_gateway(&good, "http", &resp), Ok(()));
+
+    fn expected(c: &mut Case) -> &mut ExpectedRequest {
+        c.expected_request
+            .get_or_insert_with(ExpectedRequest::default)
+    }
+    type Mutation = fn(&mut Case);
+    let rows: [(&str, Mutation, &str); 7] = [
+        (
+            "path",
+            |c| expected(c).path = Some("/app?v=2".into()),
+            "/app?v=2",
+        ),
+        (
+            "status",
+            |c| c.response.status_codes = vec![404],
+            "status 200",
+        ),
+        (
+            "request header",
+            |c| {
+                expected(c).headers.insert("X-Added".into(), "no".into());
+            },
+            "X-Added",
+        ),
+        (
+            "absent request header",
+            |c| expected(c).absent_headers.push("X-Added".into()),
+            "X-Added",
+        ),
+        (
+            "response header",
+            |c| {
+                c.response.headers.insert("X-Reply".into(), "other".into());
+            },
+            "X-Reply",
+        ),
+        (
+            "absent response header",
+            |c| c.response.absent_headers.push("X-Reply".into()),
+            "X-Reply",
+        ),
+        ("backend", |c| c.backend = Some("be-v2".into()), "be-v2"),
+    ];
+    for (what, mutate, mentions) in rows {
+        let mut c = good.clone();
+        mutate(&mut c);
+        match judge_gateway(&c, "http", &resp) {
+            Err(why) => assert!(why.contains(mentions), "{what}: {why}"),
+            Ok(()) => panic!("a wrong expected {what} passed"),
+        }
+    }
 }

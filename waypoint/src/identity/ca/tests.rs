@@ -436,20 +436,29 @@ fn backoff_doubles_to_the_cap_with_bounded_jitter() {
     );
 }
 
-/// Collects what `on_cert` receives and wakes the test on each.
-fn collector() -> (
+/// A certificate as `on_cert` received it, with how many requests the CA had seen by then.
+type Delivery = (IssuedCert, usize);
+
+/// Collects what `on_cert` receives, with the CA's call count at that moment, and wakes the
+/// test on each. Counting at delivery, not when the test gets to look, keeps the count exact
+/// however late a loaded machine schedules the test.
+fn collector(
+    ca: &TestCa,
+) -> (
     impl Fn(IssuedCert) + Send + Sync + 'static,
-    tokio::sync::mpsc::UnboundedReceiver<IssuedCert>,
+    tokio::sync::mpsc::UnboundedReceiver<Delivery>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    (move |cert| drop(tx.send(cert)), rx)
+    let ca = ca.clone();
+    (move |cert| drop(tx.send((cert, ca.calls()))), rx)
 }
 
-async fn next_cert(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<IssuedCert>,
-    within: Duration,
-) -> IssuedCert {
-    tokio::time::timeout(within, rx.recv())
+/// Bounds a wait for something that takes milliseconds when healthy: only a hung renewal
+/// task reaches it, never a slow machine (the tests assert order and counts, not speed).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn next_cert(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Delivery>) -> Delivery {
+    tokio::time::timeout(PATIENCE, rx.recv())
         .await
         .expect("a certificate in time")
         .expect("renewal task alive")
@@ -463,12 +472,12 @@ async fn renews_again_around_half_life() {
     let mut cfg = config(format!("http://{addr}"), &token);
     // X.509 times have whole seconds, so a 2 s certificate is renewed 0-1 s after issue.
     cfg.requested_ttl = Duration::from_secs(2);
-    let (on_cert, mut certs) = collector();
+    let (on_cert, mut certs) = collector(&ca);
     let (_stop, shutdown) = watch::channel(false);
 
     let task = spawn_renewal_with(cfg, None, on_cert, shutdown, FAST_BACKOFF);
-    let first = next_cert(&mut certs, Duration::from_secs(2)).await;
-    let second = next_cert(&mut certs, Duration::from_millis(1500)).await;
+    let (first, _) = next_cert(&mut certs).await;
+    let (second, calls) = next_cert(&mut certs).await;
     task.abort();
 
     assert_ne!(
@@ -476,7 +485,7 @@ async fn renews_again_around_half_life() {
         "each renewal uses a fresh key"
     );
     assert!(second.not_after >= first.not_after);
-    assert_eq!(ca.calls(), 2, "no request before half-life");
+    assert_eq!(calls, 2, "no request before half-life");
 }
 
 #[tokio::test]
@@ -486,10 +495,12 @@ async fn schedules_from_the_first_certificate() {
     let token = token_file(TOKEN);
     let cfg = config(format!("http://{addr}"), &token);
     let first = request_certificate(&cfg).await.expect("first certificate");
-    let (on_cert, mut certs) = collector();
+    let (on_cert, mut certs) = collector(&ca);
     let (stop, shutdown) = watch::channel(false);
 
     let task = spawn_renewal(cfg, Some(first), on_cert, shutdown);
+    // Gives a wrong (immediate) renewal the chance to show; a slow machine only makes the
+    // chance bigger, it cannot make a correct task fail.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         certs.try_recv().is_err(),
@@ -498,7 +509,7 @@ async fn schedules_from_the_first_certificate() {
     assert_eq!(ca.calls(), 1);
 
     stop.send(true).expect("task listening");
-    tokio::time::timeout(Duration::from_secs(1), task)
+    tokio::time::timeout(PATIENCE, task)
         .await
         .expect("stops on shutdown")
         .expect("no panic");
@@ -510,15 +521,15 @@ async fn retries_with_backoff_until_the_ca_answers() {
     let addr = ca.serve(false).await;
     let token = token_file(TOKEN);
     let cfg = config(format!("http://{addr}"), &token);
-    let (on_cert, mut certs) = collector();
+    let (on_cert, mut certs) = collector(&ca);
     let (_stop, shutdown) = watch::channel(false);
 
     let task = spawn_renewal_with(cfg, None, on_cert, shutdown, FAST_BACKOFF);
-    let cert = next_cert(&mut certs, Duration::from_secs(3)).await;
+    let (cert, calls) = next_cert(&mut certs).await;
     task.abort();
 
     assert!(cert.chain_pem.contains("BEGIN CERTIFICATE"));
-    assert_eq!(ca.calls(), 4, "three failures, then success");
+    assert_eq!(calls, 4, "three failures, then success");
 }
 
 #[tokio::test]
@@ -529,15 +540,30 @@ async fn does_not_hammer_a_ca_that_issues_certificates_past_half_life() {
     let token = token_file(TOKEN);
     let mut cfg = config(format!("http://{addr}"), &token);
     cfg.requested_ttl = Duration::from_secs(7200);
-    let (on_cert, _certs) = collector();
+    let (on_cert, _certs) = collector(&ca);
     let (_stop, shutdown) = watch::channel(false);
 
+    let started = std::time::Instant::now();
     let task = spawn_renewal_with(cfg, None, on_cert, shutdown, FAST_BACKOFF);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait for a few renewals rather than for a fixed time: a loaded machine then only makes
+    // the wait longer, and the bound below grows with the time it actually took.
+    let deadline = started + PATIENCE;
+    while ca.calls() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task stopped renewing"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let calls = ca.calls();
+    let elapsed = started.elapsed();
     task.abort();
 
-    // Backing off 20, 40, 50, 50... ms allows about eight requests in 300 ms; an immediate
-    // re-request loop would make hundreds.
-    let calls = ca.calls();
-    assert!((2..=12).contains(&calls), "{calls} requests in 300 ms");
+    // Every request after the first waits out a backoff of at least 16 ms (20 ms less 20 %
+    // jitter, then longer); an immediate re-request loop would make hundreds in that time.
+    let allowed = 2 + elapsed.as_millis() / 16;
+    assert!(
+        calls as u128 <= allowed,
+        "{calls} requests in {elapsed:?}, at most {allowed} with backoff"
+    );
 }
