@@ -37,8 +37,22 @@ enum Command {
         gateway_class: String,
     },
     /// Run the Kiali Travel Demo on loopback: backends, the waypoint and a traffic generator.
+    #[cfg(feature = "demo")]
     Demo(waypoint::demo::DemoArgs),
+    /// Not in this build (production builds leave the demo out); run the Kiali Travel Demo
+    /// with `cargo run --release -p waypoint --features demo -- demo`.
+    #[cfg(not(feature = "demo"))]
+    Demo {
+        /// Whatever was meant for the demo; it still parses, so the answer can say how to
+        /// get a build that has it instead of "unrecognized subcommand".
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
+
+/// How to get a waypoint with the demo (the README's first command).
+#[cfg(not(feature = "demo"))]
+const DEMO_COMMAND: &str = "cargo run --release -p waypoint --features demo -- demo";
 
 #[derive(clap::Args)]
 struct RunArgs {
@@ -209,7 +223,16 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        #[cfg(feature = "demo")]
         Command::Demo(args) => runtime()?.block_on(waypoint::demo::run(args)),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => {
+            // A usage error, not a failure of the proxy: clap's exit status, and no backtrace.
+            eprintln!(
+                "error: this waypoint was built without the demo (cargo feature `demo`); run `{DEMO_COMMAND}`"
+            );
+            std::process::exit(2);
+        }
     }
 }
 
