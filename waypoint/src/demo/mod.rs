@@ -9,6 +9,7 @@
 pub mod backends;
 pub mod ca;
 pub mod hbone_endpoint;
+pub mod report;
 pub mod traffic;
 pub mod waypoint_dialer;
 
@@ -117,14 +118,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     let report = traffic::run(plan, stop_rx, &mut stdout).await;
     demo.shutdown().await;
-    let report = report?;
-    anyhow::ensure!(report.total() > 0, "the demo sent no request");
-    anyhow::ensure!(
-        report.errors() == 0,
-        "{} of {} requests failed (5xx or no response)",
-        report.errors(),
-        report.total()
-    );
+    report?.verdict()?;
     Ok(())
 }
 
