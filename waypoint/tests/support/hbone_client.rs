@@ -1,5 +1,10 @@
 //! A minimal HBONE client for tests, shaped like ztunnel's: TLS 1.3 with a workload
 //! certificate (or none, to test rejections), ALPN h2, CONNECT streams, HTTP inside.
+//!
+//! Its TLS is its own on purpose, not the waypoint's `hbone::tls::client_config`: it probes
+//! the waypoint's HBONE server from outside, so it must present what production code would
+//! refuse to (no certificate, expired ones, another trust domain's), must not share the
+//! verification it is testing, and reports the certificate the server presented.
 
 use super::pki::Leaf;
 use bytes::Bytes;
@@ -101,7 +106,7 @@ pub async fn connect(
     let mut config = match client {
         Some(leaf) => {
             let chain: Vec<CertificateDer<'static>> =
-                CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+                CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
                     .collect::<Result<_, _>>()?;
             let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())?;
             builder.with_client_auth_cert(chain, key)?
