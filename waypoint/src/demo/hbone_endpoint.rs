@@ -16,13 +16,17 @@ use tokio::task::JoinHandle;
 /// One accepted tunnel: the peer's identity and the authority it asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
+    /// The peer's SPIFFE identity (empty if its certificate had none).
     pub source: String,
+    /// The CONNECT `:authority`, the pod's `ip:port`.
     pub authority: String,
     /// Which HBONE connection (in accept order) carried the tunnel.
     pub connection: usize,
 }
 
+/// A running HBONE endpoint; dropping it stops it.
 pub struct HboneEndpoint {
+    /// Where it listens.
     pub local_addr: SocketAddr,
     accepted: Arc<Mutex<Vec<Accepted>>>,
     task: JoinHandle<()>,

@@ -28,6 +28,7 @@ use std::time::Duration;
 use traffic::{Flow, TrafficPlan, Transport};
 use waypoint_dialer::WaypointDialer;
 
+/// The options of `waypoint demo`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
     /// The topology to run (a config folder whose Pods carry loopback podIPs).
@@ -79,6 +80,8 @@ const TRAVEL_FLOWS: &[(&str, &[&str], u32)] = &[
     ("discounts", &["/discounts/alice", "/discounts/bob"], 1),
 ];
 
+/// Runs `waypoint demo`: starts everything, plays the traffic, prints the tables, and fails
+/// unless every request got a 2xx ([`report::Report::verdict`]).
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let duration = Duration::try_from_secs_f64(args.duration)
         .context("--duration must be a non-negative number of seconds")?;
@@ -154,12 +157,15 @@ struct Mesh {
 /// Everything `waypoint demo` runs besides the traffic: demo backends, the waypoint and, over
 /// HBONE, the mesh around them.
 pub struct Demo {
+    /// The waypoint's Gateway.
     pub gateway: GatewayRef,
     /// The waypoint's plain HTTP listener (there in both modes, for curl).
     pub http_addr: SocketAddr,
     /// One flow per travel-agency service the waypoint serves.
     pub flows: Vec<Flow>,
+    /// The waypoint, in-process.
     pub waypoint: crate::app::Running,
+    /// The services' pods.
     pub backends: backends::DemoBackends,
     mesh: Option<Mesh>,
 }

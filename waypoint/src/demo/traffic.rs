@@ -66,13 +66,16 @@ pub enum Transport {
 /// What to send, where, and for how long.
 #[derive(Debug, Clone)]
 pub struct TrafficPlan {
+    /// How requests reach the waypoint.
     pub transport: Transport,
+    /// What to send.
     pub flows: Vec<Flow>,
     /// Total requests per second over all flows.
     pub rate_per_sec: u32,
     /// Workers, each with its own keep-alive connections (over HBONE, one tunnel per flow
     /// authority), to spread the requests over.
     pub connections: usize,
+    /// How long to send (a stop signal may end it earlier).
     pub duration: Duration,
 }
 
