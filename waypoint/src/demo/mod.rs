@@ -185,18 +185,7 @@ impl Demo {
             "{} has no Pod with a loopback status.podIP and a containerPort to start a demo backend on",
             config.display()
         );
-        // The waypoint builds the same snapshot again; this one tells whose certificates to
-        // issue and which pods are ambient before anything listens.
-        let (planned, _) = Snapshot::build(
-            &loaded.documents,
-            Vec::new(),
-            &BuildOptions {
-                gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
-                version: 0,
-                gateway: None,
-            },
-        );
-        let planned = planned.with_context(|| {
+        let planned = plan(&loaded.documents).with_context(|| {
             format!(
                 "{} has no Gateway of class istio-waypoint to run",
                 config.display()
@@ -308,6 +297,18 @@ impl Demo {
         drop(self.mesh);
         self.backends.shutdown();
     }
+}
+
+/// The snapshot the waypoint will build from `documents`. The waypoint builds its own; this one
+/// tells the demo whose certificates to issue and which pods are ambient before anything
+/// listens.
+fn plan(documents: &[Document]) -> Option<Snapshot> {
+    let options = BuildOptions {
+        gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
+        version: 0,
+        gateway: None,
+    };
+    Snapshot::build(documents, Vec::new(), &options).0
 }
 
 /// `namespace/service-account`, the short form of a workload identity.

@@ -164,16 +164,8 @@ fn flows_address_the_service_vips() -> Result<()> {
     let config = tempfile::tempdir()?;
     std::fs::write(config.path().join("travel.yaml"), topology(62))?;
     let loaded = load_dir(config.path())?;
-    let (snapshot, _) = Snapshot::build(
-        &loaded.documents,
-        Vec::new(),
-        &BuildOptions {
-            gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
-            version: 0,
-            gateway: None,
-        },
-    );
-    let flows = travel_flows(&snapshot.expect("the topology has a waypoint"));
+    let snapshot = plan(&loaded.documents).expect("the topology has a waypoint");
+    let flows = travel_flows(&snapshot);
     assert_eq!(flows.len(), 1, "{flows:?}");
     assert_eq!(flows[0].host, "travels.travel-agency");
     assert_eq!(

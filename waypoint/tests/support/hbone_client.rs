@@ -8,7 +8,7 @@
 
 use super::pki::Leaf;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -192,9 +192,8 @@ where
         .header("host", host)
         .body(Empty::<Bytes>::new())?;
     let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req)).await??;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let reply = super::read(resp).await?;
+    Ok((reply.status, reply.body))
 }
 
 /// One HTTP/2 (prior knowledge) GET over any byte stream.
@@ -211,7 +210,6 @@ where
         .uri(format!("http://{authority}{path}"))
         .body(Empty::<Bytes>::new())?;
     let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req)).await??;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let reply = super::read(resp).await?;
+    Ok((reply.status, reply.body))
 }
