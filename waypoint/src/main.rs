@@ -156,73 +156,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run(args) => {
-            let RunArgs {
-                config,
-                gateway,
-                gateway_address,
-                gateway_port_offset,
-                http_listen,
-                admin_listen,
-                ready_listen,
-                drain_timeout,
-                cert_dir,
-                hbone_listen,
-                hbone_upstream_port,
-                ca_address,
-                ca_root_cert,
-                token_path,
-                trust_domain,
-                namespace,
-                service_account,
-                cluster_id,
-            } = *args;
-            let ca = match ca_address {
-                None => None,
-                Some(address) => {
-                    let ca_root_pem = if address.starts_with("https://") {
-                        Some(std::fs::read_to_string(&ca_root_cert).with_context(|| {
-                            format!(
-                                "--ca-root-cert {}: cannot read the CA's root certificate",
-                                ca_root_cert.display()
-                            )
-                        })?)
-                    } else {
-                        None
-                    };
-                    let mut cfg = waypoint::identity::ca::CaClientConfig::new(
-                        address,
-                        ca_root_pem,
-                        token_path,
-                        authz::Identity::new(&trust_domain, &namespace, &service_account),
-                    );
-                    cfg.cluster_id = cluster_id;
-                    Some(cfg)
-                }
-            };
-            let opts = waypoint::app::Options {
-                config_dir: config,
-                gateway,
-                gateway_address,
-                gateway_port_offset,
-                http_listen,
-                admin_listen,
-                ready_listen,
-                drain_timeout: Duration::try_from_secs_f64(drain_timeout)
-                    .context("--drain-timeout must be a non-negative number of seconds")?,
-                cert_dir,
-                hbone_listen,
-                hbone_upstream_port,
-                ca,
-            };
-            runtime()?.block_on(async move {
-                let running = waypoint::app::start(opts).await?;
-                wait_for_signal().await?;
-                tracing::info!("signal received; draining");
-                running.shutdown().await;
-                Ok(())
-            })
-        }
+        Command::Run(args) => serve(*args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => runtime()?.block_on(waypoint::demo::run(args)),
         #[cfg(not(feature = "demo"))]
@@ -234,6 +168,75 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     }
+}
+
+/// `waypoint run`: serves until SIGTERM or Ctrl-C, then drains.
+fn serve(args: RunArgs) -> anyhow::Result<()> {
+    let RunArgs {
+        config,
+        gateway,
+        gateway_address,
+        gateway_port_offset,
+        http_listen,
+        admin_listen,
+        ready_listen,
+        drain_timeout,
+        cert_dir,
+        hbone_listen,
+        hbone_upstream_port,
+        ca_address,
+        ca_root_cert,
+        token_path,
+        trust_domain,
+        namespace,
+        service_account,
+        cluster_id,
+    } = args;
+    let ca = match ca_address {
+        None => None,
+        Some(address) => {
+            let ca_root_pem = if address.starts_with("https://") {
+                Some(std::fs::read_to_string(&ca_root_cert).with_context(|| {
+                    format!(
+                        "--ca-root-cert {}: cannot read the CA's root certificate",
+                        ca_root_cert.display()
+                    )
+                })?)
+            } else {
+                None
+            };
+            let mut cfg = waypoint::identity::ca::CaClientConfig::new(
+                address,
+                ca_root_pem,
+                token_path,
+                authz::Identity::new(&trust_domain, &namespace, &service_account),
+            );
+            cfg.cluster_id = cluster_id;
+            Some(cfg)
+        }
+    };
+    let opts = waypoint::app::Options {
+        config_dir: config,
+        gateway,
+        gateway_address,
+        gateway_port_offset,
+        http_listen,
+        admin_listen,
+        ready_listen,
+        drain_timeout: Duration::try_from_secs_f64(drain_timeout)
+            .context("--drain-timeout must be a non-negative number of seconds")?,
+        cert_dir,
+        hbone_listen,
+        hbone_upstream_port,
+        ca,
+    };
+    runtime()?.block_on(async move {
+        let running = waypoint::app::start(opts).await?;
+        wait_for_signal().await?;
+        tracing::info!("signal received; draining");
+        running.shutdown().await;
+        Ok(())
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -240,15 +240,15 @@ impl Report {
 }
 
 /// One line of a summary table.
-pub(super) struct Row<'a> {
-    pub(super) label: &'a str,
-    pub(super) rate: f64,
-    pub(super) statuses: &'a StatusCounts,
-    pub(super) latency: &'a LabelReport,
-    pub(super) versions: String,
+struct Row<'a> {
+    label: &'a str,
+    rate: f64,
+    statuses: &'a StatusCounts,
+    latency: &'a LabelReport,
+    versions: String,
 }
 
-pub(super) fn write_table<'a>(
+fn write_table<'a>(
     out: &mut (dyn Write + Send),
     heading: &str,
     rows: impl Iterator<Item = Row<'a>> + Clone,
@@ -283,6 +283,26 @@ pub(super) fn write_table<'a>(
         )?;
     }
     out.flush()
+}
+
+/// The table of one second: `window` is what that second saw, `cumulative` everything so far;
+/// rates and latency are the second's, status counts the run's.
+pub(super) fn write_second(
+    out: &mut (dyn Write + Send),
+    heading: &str,
+    window: &[LabelReport],
+    cumulative: &[LabelReport],
+    seconds: Duration,
+) -> std::io::Result<()> {
+    let seconds = seconds.as_secs_f64().max(f64::EPSILON);
+    let rows = window.iter().zip(cumulative).map(|(last, all)| Row {
+        label: &last.label,
+        rate: last.total() as f64 / seconds,
+        statuses: &all.statuses,
+        latency: last,
+        versions: last.version_split(),
+    });
+    write_table(out, heading, rows)
 }
 
 pub(super) fn write_final(out: &mut (dyn Write + Send), report: &Report) -> anyhow::Result<()> {

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 
-use super::report::{write_final, write_table, LabelReport, Outcome, Report, Row, Sample};
+use super::report::{write_final, write_second, LabelReport, Outcome, Report, Sample};
 use super::waypoint_dialer::{DialError, WaypointDialer};
 
 /// Longest a request may take before it counts as a transport error. Generous, because a demo
@@ -105,23 +105,16 @@ pub async fn run(
     let start = Instant::now();
     let deadline = start + plan.duration;
 
-    let shared = Arc::new(compiled);
     let (finish_tx, finish) = watch::channel(false);
     let (samples_tx, mut samples) = mpsc::unbounded_channel();
-    let mut tasks = JoinSet::new();
-    for i in 0..workers {
-        // Stagger the workers across one period so the total rate is smooth, not bursts of
-        // `workers` requests at once.
-        let first = start + period.mul_f64(i as f64 / workers as f64);
-        tasks.spawn(worker(
-            shared.clone(),
-            first,
-            period,
-            samples_tx.clone(),
-            finish.clone(),
-        ));
-    }
-    drop(samples_tx);
+    let mut tasks = spawn_workers(
+        Arc::new(compiled),
+        workers,
+        start,
+        period,
+        samples_tx,
+        finish,
+    );
 
     let mut summary = interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     summary.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -142,16 +135,9 @@ pub async fn run(
                     Err(_) => stop_open = false,
                 },
                 now = summary.tick() => {
-                    let seconds = now.duration_since(window_start).as_secs_f64();
                     let heading = format!("t={:.0}s", now.duration_since(start).as_secs_f64());
-                    let rows = window.iter().zip(&cumulative).map(|(last, all)| Row {
-                        label: &last.label,
-                        rate: last.total() as f64 / seconds,
-                        statuses: &all.statuses,
-                        latency: last,
-                        versions: last.version_split(),
-                    });
-                    write_table(out, &heading, rows)?;
+                    let seconds = now.duration_since(window_start);
+                    write_second(out, &heading, &window, &cumulative, seconds)?;
                     window.iter_mut().for_each(LabelReport::reset);
                     window_start = now;
                 }
@@ -179,6 +165,31 @@ pub async fn run(
     let report = Report::new(cumulative, elapsed);
     write_final(out, &report)?;
     Ok(report)
+}
+
+/// Starts `workers` workers sending at one request per `period` each, from `start` on.
+fn spawn_workers(
+    plan: Arc<CompiledPlan>,
+    workers: usize,
+    start: Instant,
+    period: Duration,
+    samples: mpsc::UnboundedSender<Sample>,
+    finish: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    for i in 0..workers {
+        // Stagger the workers across one period so the total rate is smooth, not bursts of
+        // `workers` requests at once.
+        let first = start + period.mul_f64(i as f64 / workers as f64);
+        tasks.spawn(worker(
+            plan.clone(),
+            first,
+            period,
+            samples.clone(),
+            finish.clone(),
+        ));
+    }
+    tasks
 }
 
 /// The plan, checked and turned into what workers need per request.
