@@ -172,62 +172,44 @@ fn main() -> anyhow::Result<()> {
 
 /// `waypoint run`: serves until SIGTERM or Ctrl-C, then drains.
 fn serve(args: RunArgs) -> anyhow::Result<()> {
-    let RunArgs {
-        config,
-        gateway,
-        gateway_address,
-        gateway_port_offset,
-        http_listen,
-        admin_listen,
-        ready_listen,
-        drain_timeout,
-        cert_dir,
-        hbone_listen,
-        hbone_upstream_port,
-        ca_address,
-        ca_root_cert,
-        token_path,
-        trust_domain,
-        namespace,
-        service_account,
-        cluster_id,
-    } = args;
-    let ca = match ca_address {
+    let ca = match args.ca_address {
         None => None,
         Some(address) => {
             let ca_root_pem = if address.starts_with("https://") {
-                Some(std::fs::read_to_string(&ca_root_cert).with_context(|| {
-                    format!(
-                        "--ca-root-cert {}: cannot read the CA's root certificate",
-                        ca_root_cert.display()
-                    )
-                })?)
+                Some(
+                    std::fs::read_to_string(&args.ca_root_cert).with_context(|| {
+                        format!(
+                            "--ca-root-cert {}: cannot read the CA's root certificate",
+                            args.ca_root_cert.display()
+                        )
+                    })?,
+                )
             } else {
                 None
             };
             let mut cfg = waypoint::identity::ca::CaClientConfig::new(
                 address,
                 ca_root_pem,
-                token_path,
-                authz::Identity::new(&trust_domain, &namespace, &service_account),
+                args.token_path,
+                authz::Identity::new(&args.trust_domain, &args.namespace, &args.service_account),
             );
-            cfg.cluster_id = cluster_id;
+            cfg.cluster_id = args.cluster_id;
             Some(cfg)
         }
     };
     let opts = waypoint::app::Options {
-        config_dir: config,
-        gateway,
-        gateway_address,
-        gateway_port_offset,
-        http_listen,
-        admin_listen,
-        ready_listen,
-        drain_timeout: Duration::try_from_secs_f64(drain_timeout)
+        config_dir: args.config,
+        gateway: args.gateway,
+        gateway_address: args.gateway_address,
+        gateway_port_offset: args.gateway_port_offset,
+        http_listen: args.http_listen,
+        admin_listen: args.admin_listen,
+        ready_listen: args.ready_listen,
+        drain_timeout: Duration::try_from_secs_f64(args.drain_timeout)
             .context("--drain-timeout must be a non-negative number of seconds")?,
-        cert_dir,
-        hbone_listen,
-        hbone_upstream_port,
+        cert_dir: args.cert_dir,
+        hbone_listen: args.hbone_listen,
+        hbone_upstream_port: args.hbone_upstream_port,
         ca,
     };
     runtime()?.block_on(async move {
