@@ -8,6 +8,7 @@ pub mod app;
 pub mod check;
 pub mod coalesce;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod endpoint;
 pub mod hbone;

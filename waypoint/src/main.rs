@@ -37,8 +37,22 @@ enum Command {
         gateway_class: String,
     },
     /// Run the Kiali Travel Demo on loopback: backends, the waypoint and a traffic generator.
+    #[cfg(feature = "demo")]
     Demo(waypoint::demo::DemoArgs),
+    /// Not in this build (production builds leave the demo out); run the Kiali Travel Demo
+    /// with `cargo run --release -p waypoint --features demo -- demo`.
+    #[cfg(not(feature = "demo"))]
+    Demo {
+        /// Whatever was meant for the demo; it still parses, so the answer can say how to
+        /// get a build that has it instead of "unrecognized subcommand".
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
+
+/// How to get a waypoint with the demo (the README's first command).
+#[cfg(not(feature = "demo"))]
+const DEMO_COMMAND: &str = "cargo run --release -p waypoint --features demo -- demo";
 
 #[derive(clap::Args)]
 struct RunArgs {
@@ -142,75 +156,69 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run(args) => {
-            let RunArgs {
-                config,
-                gateway,
-                gateway_address,
-                gateway_port_offset,
-                http_listen,
-                admin_listen,
-                ready_listen,
-                drain_timeout,
-                cert_dir,
-                hbone_listen,
-                hbone_upstream_port,
-                ca_address,
-                ca_root_cert,
-                token_path,
-                trust_domain,
-                namespace,
-                service_account,
-                cluster_id,
-            } = *args;
-            let ca = match ca_address {
-                None => None,
-                Some(address) => {
-                    let ca_root_pem = if address.starts_with("https://") {
-                        Some(std::fs::read_to_string(&ca_root_cert).with_context(|| {
-                            format!(
-                                "--ca-root-cert {}: cannot read the CA's root certificate",
-                                ca_root_cert.display()
-                            )
-                        })?)
-                    } else {
-                        None
-                    };
-                    let mut cfg = waypoint::identity::ca::CaClientConfig::new(
-                        address,
-                        ca_root_pem,
-                        token_path,
-                        authz::Identity::new(&trust_domain, &namespace, &service_account),
-                    );
-                    cfg.cluster_id = cluster_id;
-                    Some(cfg)
-                }
-            };
-            let opts = waypoint::app::Options {
-                config_dir: config,
-                gateway,
-                gateway_address,
-                gateway_port_offset,
-                http_listen,
-                admin_listen,
-                ready_listen,
-                drain_timeout: Duration::try_from_secs_f64(drain_timeout)
-                    .context("--drain-timeout must be a non-negative number of seconds")?,
-                cert_dir,
-                hbone_listen,
-                hbone_upstream_port,
-                ca,
-            };
-            runtime()?.block_on(async move {
-                let running = waypoint::app::start(opts).await?;
-                wait_for_signal().await?;
-                tracing::info!("signal received; draining");
-                running.shutdown().await;
-                Ok(())
-            })
-        }
+        Command::Run(args) => serve(*args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => runtime()?.block_on(waypoint::demo::run(args)),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => {
+            // A usage error, not a failure of the proxy: clap's exit status, and no backtrace.
+            eprintln!(
+                "error: this waypoint was built without the demo (cargo feature `demo`); run `{DEMO_COMMAND}`"
+            );
+            std::process::exit(2);
+        }
     }
+}
+
+/// `waypoint run`: serves until SIGTERM or Ctrl-C, then drains.
+fn serve(args: RunArgs) -> anyhow::Result<()> {
+    let ca = match args.ca_address {
+        None => None,
+        Some(address) => {
+            let ca_root_pem = if address.starts_with("https://") {
+                Some(
+                    std::fs::read_to_string(&args.ca_root_cert).with_context(|| {
+                        format!(
+                            "--ca-root-cert {}: cannot read the CA's root certificate",
+                            args.ca_root_cert.display()
+                        )
+                    })?,
+                )
+            } else {
+                None
+            };
+            let mut cfg = waypoint::identity::ca::CaClientConfig::new(
+                address,
+                ca_root_pem,
+                args.token_path,
+                authz::Identity::new(&args.trust_domain, &args.namespace, &args.service_account),
+            );
+            cfg.cluster_id = args.cluster_id;
+            Some(cfg)
+        }
+    };
+    let opts = waypoint::app::Options {
+        config_dir: args.config,
+        gateway: args.gateway,
+        gateway_address: args.gateway_address,
+        gateway_port_offset: args.gateway_port_offset,
+        http_listen: args.http_listen,
+        admin_listen: args.admin_listen,
+        ready_listen: args.ready_listen,
+        drain_timeout: Duration::try_from_secs_f64(args.drain_timeout)
+            .context("--drain-timeout must be a non-negative number of seconds")?,
+        cert_dir: args.cert_dir,
+        hbone_listen: args.hbone_listen,
+        hbone_upstream_port: args.hbone_upstream_port,
+        ca,
+    };
+    runtime()?.block_on(async move {
+        let running = waypoint::app::start(opts).await?;
+        wait_for_signal().await?;
+        tracing::info!("signal received; draining");
+        running.shutdown().await;
+        Ok(())
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

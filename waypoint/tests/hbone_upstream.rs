@@ -4,10 +4,8 @@
 mod support;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use support::pki::TestCa;
 use support::{any_port, write, HttpClient};
-use waypoint::identity::{CertStore, WorkloadCert};
 
 /// Namespace `shop` in ambient with waypoint `waypoint`; Service `web` backed by pod
 /// `web-0` (service account `pod_sa`) at `pod_ip:port`.
@@ -45,13 +43,6 @@ status: {{podIP: {pod_ip}}}
     )
 }
 
-fn store(ca: &TestCa, ns: &str, sa: &str) -> Arc<CertStore> {
-    let leaf = ca.issue(ns, sa);
-    let cert = WorkloadCert::from_pem("test", &leaf.cert_pem, &leaf.key_pem, &ca.root_pem())
-        .expect("cert");
-    CertStore::new(cert).expect("store")
-}
-
 async fn run(
     pod_cert_sa: &str,
 ) -> (
@@ -65,7 +56,7 @@ async fn run(
     let backend = support::echo("web-0", SocketAddr::new(pod_ip, 0)).await;
     let endpoint = waypoint::demo::hbone_endpoint::spawn(
         SocketAddr::new(pod_ip, 0),
-        store(&ca, "shop", pod_cert_sa),
+        ca.cert_store("shop", pod_cert_sa),
         pod_ip,
     )
     .await

@@ -14,6 +14,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tunnel::Tunnel;
 
+/// The identity of the proxies under test: `certs` issues it to OUT/waypoint, and `load` and
+/// `hold` accept no other peer.
+const WAYPOINT_ID: &str = "spiffe://cluster.local/ns/shop/sa/waypoint";
+
 /// How long `hold` waits for each CONNECT's answer.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -34,7 +38,7 @@ enum Command {
     Certs {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "spiffe://cluster.local/ns/shop/sa/waypoint")]
+        #[arg(long, default_value = WAYPOINT_ID)]
         waypoint_id: String,
         #[arg(long, default_value = "spiffe://cluster.local/ns/client/sa/load")]
         client_id: String,
@@ -57,6 +61,9 @@ struct Target {
     /// The client's Istio cert folder (from `certs`).
     #[arg(long)]
     certs: PathBuf,
+    /// The SPIFFE identity the proxy must present (`certs --waypoint-id`).
+    #[arg(long, default_value = WAYPOINT_ID)]
+    peer_id: authz::Identity,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,7 +170,7 @@ impl Tally {
 }
 
 async fn load(args: LoadArgs) -> anyhow::Result<()> {
-    let tls = tunnel::client_config(&args.target.certs)?;
+    let tls = tunnel::client_config(&args.target.certs, &args.target.peer_id)?;
     let request = Bytes::from(format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hbone-load\r\n\r\n",
         args.path, args.host
@@ -277,7 +284,7 @@ fn percentile_ms(sorted_us: &[u32], q: f64) -> Option<f64> {
 }
 
 async fn hold(args: HoldArgs) -> anyhow::Result<()> {
-    let tls = tunnel::client_config(&args.target.certs)?;
+    let tls = tunnel::client_config(&args.target.certs, &args.target.peer_id)?;
     let per_connection = args.per_connection.max(1);
     let mut held = Vec::with_capacity(args.streams);
     let mut failed = 0usize;

@@ -7,10 +7,6 @@ use anyhow::Context;
 use std::path::Path;
 use waypoint::demo::ca::DemoCa;
 
-pub use waypoint::identity::{
-    CERT_CHAIN_FILE as CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE as ROOT_FILE,
-};
-
 /// Writes `<out>/<name>/{cert-chain.pem,key.pem,root-cert.pem}` for each `(name, spiffe id)`,
 /// all signed by one fresh root of the ids' (single) trust domain.
 pub fn write_cert_dirs(out: &Path, identities: &[(&str, String)]) -> anyhow::Result<()> {

@@ -2,17 +2,15 @@
 //! certificate, no SNI; then HTTP/2 CONNECT streams carrying an application's plain HTTP/1.1.
 
 use anyhow::{bail, Context};
+use authz::Identity;
 use bytes::{Buf, Bytes, BytesMut};
 use h2::client::SendRequest;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpStream;
+use waypoint::identity::{CertStore, WorkloadCert};
 
 /// ztunnel's flow-control windows, so both proxies see the peer they see in a mesh.
 const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
@@ -24,107 +22,16 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// A response head larger than this is not what the benchmark backend sends: fail loudly.
 const MAX_HEAD: usize = 16 * 1024;
 
-fn provider() -> Arc<CryptoProvider> {
-    let mut p = rustls::crypto::ring::default_provider();
-    // ztunnel offers only the AES-GCM suites; the proxies must negotiate what they would in a mesh.
-    p.cipher_suites = vec![
-        rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
-        rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
-    ];
-    Arc::new(p)
-}
-
-/// Client TLS config from an Istio cert folder (`cert-chain.pem`, `key.pem`, `root-cert.pem`).
-pub fn client_config(dir: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let read = |file: &str| {
-        let path = dir.join(file);
-        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let chain = pem_certs(&read(crate::pki::CHAIN_FILE)?)?;
-    let roots_der = pem_certs(&read(crate::pki::ROOT_FILE)?)?;
-    let key = PrivateKeyDer::from_pem_slice(&read(crate::pki::KEY_FILE)?)
-        .context("key.pem holds no private key")?;
-    let mut roots = RootCertStore::empty();
-    for root in roots_der {
-        roots.add(root)?;
-    }
-    let provider = provider();
-    let verifier = Arc::new(ChainOnly {
-        roots: Arc::new(roots),
-        algorithms: provider.signature_verification_algorithms,
-    });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    // HBONE sends no SNI.
-    config.enable_sni = false;
-    Ok(Arc::new(config))
-}
-
-fn pem_certs(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?;
-    if certs.is_empty() {
-        bail!("no certificate in PEM");
-    }
-    Ok(certs)
-}
-
-/// Checks the server chain against the mesh root. The proxy's certificate has only a SPIFFE
-/// URI SAN and no DNS name, so webpki's name check cannot apply; a load client needs no more
-/// than "signed by our root" to know it reached the proxy under test.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &parsed,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Only TLS 1.3 is offered.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+/// Client TLS config from an Istio cert folder (`cert-chain.pem`, `key.pem`, `root-cert.pem`)
+/// for a proxy that must present `peer`. It is the waypoint's own HBONE client config (TLS 1.3
+/// with ztunnel's AES-GCM suites only, ALPN h2, no SNI, the peer's SPIFFE identity checked
+/// against the mesh root), so both proxies under test negotiate what they would in a mesh.
+pub fn client_config(dir: &Path, peer: &Identity) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let cert = WorkloadCert::load_dir(dir)
+        .with_context(|| format!("cannot load the client certificate from {}", dir.display()))?;
+    let store = CertStore::new(cert).context("unusable client certificate")?;
+    waypoint::hbone::tls::client_config(store, peer.clone())
+        .context("cannot build the HBONE client TLS config")
 }
 
 /// Dials `target` and returns a handle to open CONNECT streams on one HTTP/2 connection; the

@@ -34,11 +34,14 @@ const X_DEMO_VERSION: HeaderName = HeaderName::from_static("x-demo-version");
 /// One demo backend to start: where it listens and which pod of which service it plays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoBackendSpec {
+    /// The pod's address (a loopback `podIP:containerPort`).
     pub addr: SocketAddr,
+    /// The pod's namespace.
     pub namespace: String,
     /// One of the demo's services: `travels`, `flights`, `hotels`, `cars`, `insurances`,
     /// `discounts`, `voyages`, `viaggi`, `vacaciones`.
     pub service: String,
+    /// The pod's name, sent back in `x-demo-pod`.
     pub pod: String,
     /// `v2` of a service adds a field to its answers so that a traffic split is visible in the
     /// payload as well as in the `x-demo-version` header.

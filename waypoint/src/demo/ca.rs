@@ -28,7 +28,9 @@ const LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// A workload certificate and its private key, both PEM, as istiod hands them out.
 #[derive(Debug, Clone)]
 pub struct IssuedCert {
+    /// The leaf certificate (the chain is the leaf alone: the root signs leaves directly).
     pub chain_pem: String,
+    /// The leaf's private key (PKCS#8).
     pub key_pem: String,
 }
 
@@ -39,6 +41,7 @@ pub struct DemoCa {
 }
 
 impl DemoCa {
+    /// A fresh root (ECDSA P-256) for `trust_domain`.
     pub fn generate(trust_domain: &str) -> anyhow::Result<DemoCa> {
         let mut params = CertificateParams::default();
         // Istio's self-signed root carries the trust domain as its organization.
@@ -52,7 +55,8 @@ impl DemoCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        set_validity(&mut params, SystemTime::now())?;
+        let now = SystemTime::now();
+        set_validity(&mut params, now - BACKDATE, now + LIFETIME)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .context("cannot generate the demo root CA key")?;
         let issuer = CertifiedIssuer::self_signed(params, key)
@@ -63,6 +67,7 @@ impl DemoCa {
         })
     }
 
+    /// The trust domain the root serves.
     pub fn trust_domain(&self) -> &str {
         &self.trust_domain
     }
@@ -72,12 +77,26 @@ impl DemoCa {
         Identity::new(&self.trust_domain, ns, sa)
     }
 
+    /// The root certificate, PEM: what `root-cert.pem` holds.
     pub fn root_pem(&self) -> String {
         self.issuer.pem()
     }
 
-    /// A leaf for `identity`, signed by this root.
+    /// A leaf for `identity`, signed by this root, valid for the demo's whole run.
     pub fn issue(&self, identity: &Identity) -> anyhow::Result<IssuedCert> {
+        let now = SystemTime::now();
+        self.issue_valid(identity, now - BACKDATE, now + LIFETIME)
+    }
+
+    /// A leaf for `identity` valid from `not_before` to `not_after`: tests use it for expired
+    /// and not-yet-valid certificates, and for identities of another trust domain signed by
+    /// this root.
+    pub fn issue_valid(
+        &self,
+        identity: &Identity,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> anyhow::Result<IssuedCert> {
         let mut params = CertificateParams::default();
         // Istio workload certificates have an empty subject; the URI SAN is the identity.
         params.distinguished_name = DistinguishedName::new();
@@ -97,7 +116,7 @@ impl DemoCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        set_validity(&mut params, SystemTime::now())?;
+        set_validity(&mut params, not_before, not_after)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .with_context(|| format!("cannot generate a key for {identity}"))?;
         let cert = params
@@ -124,7 +143,12 @@ impl DemoCa {
     /// Writes the files Istio mounts for a workload (`cert-chain.pem`, `key.pem`,
     /// `root-cert.pem`) with a fresh leaf for `identity` into the existing folder `dir`.
     pub fn write_cert_dir(&self, dir: &Path, identity: &Identity) -> anyhow::Result<()> {
-        let issued = self.issue(identity)?;
+        self.write_issued(dir, &self.issue(identity)?)
+    }
+
+    /// Writes `issued` and this root in Istio's file layout into the existing folder `dir`,
+    /// replacing what is there (a rotation, to a waypoint watching the folder).
+    pub fn write_issued(&self, dir: &Path, issued: &IssuedCert) -> anyhow::Result<()> {
         for (name, contents) in [
             (CERT_CHAIN_FILE, issued.chain_pem.as_str()),
             (KEY_FILE, issued.key_pem.as_str()),
@@ -141,13 +165,17 @@ impl DemoCa {
 /// rcgen takes validity as the `time` crate's `OffsetDateTime`, which it does not re-export;
 /// its epoch (`date_time_ymd(1970, 1, 1)`) plus a std duration gets there without a direct
 /// dependency on `time`.
-fn set_validity(params: &mut CertificateParams, now: SystemTime) -> anyhow::Result<()> {
+fn set_validity(
+    params: &mut CertificateParams,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> anyhow::Result<()> {
     let since_epoch = |at: SystemTime| {
         at.duration_since(UNIX_EPOCH)
-            .context("the system clock is before 1970")
+            .context("certificate times must be after 1970")
     };
-    params.not_before = date_time_ymd(1970, 1, 1) + since_epoch(now - BACKDATE)?;
-    params.not_after = date_time_ymd(1970, 1, 1) + since_epoch(now + LIFETIME)?;
+    params.not_before = date_time_ymd(1970, 1, 1) + since_epoch(not_before)?;
+    params.not_after = date_time_ymd(1970, 1, 1) + since_epoch(not_after)?;
     Ok(())
 }
 
@@ -176,6 +204,7 @@ impl TempDir {
         Ok(TempDir { path })
     }
 
+    /// Where the folder is.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -9,6 +9,7 @@
 pub mod backends;
 pub mod ca;
 pub mod hbone_endpoint;
+pub mod report;
 pub mod traffic;
 pub mod waypoint_dialer;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 use traffic::{Flow, TrafficPlan, Transport};
 use waypoint_dialer::WaypointDialer;
 
+/// The options of `waypoint demo`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
     /// The topology to run (a config folder whose Pods carry loopback podIPs).
@@ -78,6 +80,8 @@ const TRAVEL_FLOWS: &[(&str, &[&str], u32)] = &[
     ("discounts", &["/discounts/alice", "/discounts/bob"], 1),
 ];
 
+/// Runs `waypoint demo`: starts everything, plays the traffic, prints the tables, and fails
+/// unless every request got a 2xx ([`report::Report::verdict`]).
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let duration = Duration::try_from_secs_f64(args.duration)
         .context("--duration must be a non-negative number of seconds")?;
@@ -117,14 +121,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     let report = traffic::run(plan, stop_rx, &mut stdout).await;
     demo.shutdown().await;
-    let report = report?;
-    anyhow::ensure!(report.total() > 0, "the demo sent no request");
-    anyhow::ensure!(
-        report.errors() == 0,
-        "{} of {} requests failed (5xx or no response)",
-        report.errors(),
-        report.total()
-    );
+    report?.verdict()?;
     Ok(())
 }
 
@@ -160,12 +157,15 @@ struct Mesh {
 /// Everything `waypoint demo` runs besides the traffic: demo backends, the waypoint and, over
 /// HBONE, the mesh around them.
 pub struct Demo {
+    /// The waypoint's Gateway.
     pub gateway: GatewayRef,
     /// The waypoint's plain HTTP listener (there in both modes, for curl).
     pub http_addr: SocketAddr,
     /// One flow per travel-agency service the waypoint serves.
     pub flows: Vec<Flow>,
+    /// The waypoint, in-process.
     pub waypoint: crate::app::Running,
+    /// The services' pods.
     pub backends: backends::DemoBackends,
     mesh: Option<Mesh>,
 }
@@ -185,18 +185,7 @@ impl Demo {
             "{} has no Pod with a loopback status.podIP and a containerPort to start a demo backend on",
             config.display()
         );
-        // The waypoint builds the same snapshot again; this one tells whose certificates to
-        // issue and which pods are ambient before anything listens.
-        let (planned, _) = Snapshot::build(
-            &loaded.documents,
-            Vec::new(),
-            &BuildOptions {
-                gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
-                version: 0,
-                gateway: None,
-            },
-        );
-        let planned = planned.with_context(|| {
+        let planned = plan(&loaded.documents).with_context(|| {
             format!(
                 "{} has no Gateway of class istio-waypoint to run",
                 config.display()
@@ -308,6 +297,18 @@ impl Demo {
         drop(self.mesh);
         self.backends.shutdown();
     }
+}
+
+/// The snapshot the waypoint will build from `documents`. The waypoint builds its own; this one
+/// tells the demo whose certificates to issue and which pods are ambient before anything
+/// listens.
+fn plan(documents: &[Document]) -> Option<Snapshot> {
+    let options = BuildOptions {
+        gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
+        version: 0,
+        gateway: None,
+    };
+    Snapshot::build(documents, Vec::new(), &options).0
 }
 
 /// `namespace/service-account`, the short form of a workload identity.

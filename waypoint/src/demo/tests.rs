@@ -76,7 +76,7 @@ spec:
     )
 }
 
-async fn run_demo(net: u8, mode: Mode) -> Result<(Demo, traffic::Report, String)> {
+async fn run_demo(net: u8, mode: Mode) -> Result<(Demo, report::Report, String)> {
     let config = tempfile::tempdir()?;
     std::fs::write(config.path().join("travel.yaml"), topology(net))?;
     let demo = Demo::start(config.path(), mode, POD_HBONE_PORT).await?;
@@ -106,7 +106,7 @@ async fn hbone_end_to_end_through_the_waypoint() -> Result<()> {
     demo.shutdown().await;
 
     assert!(report.total() > 20, "{text}");
-    assert_eq!(report.errors(), 0, "{text}");
+    assert_eq!(report.verdict(), Ok(()), "{text}");
     let labels: Vec<&str> = report
         .per_label()
         .iter()
@@ -150,7 +150,7 @@ async fn plain_mode_needs_no_mesh() -> Result<()> {
     demo.shutdown().await;
 
     assert!(report.total() > 20, "{text}");
-    assert_eq!(report.errors(), 0, "{text}");
+    assert_eq!(report.verdict(), Ok(()), "{text}");
     assert!(
         path.starts_with("traffic: plain HTTP --> waypoint"),
         "{path}"
@@ -164,16 +164,8 @@ fn flows_address_the_service_vips() -> Result<()> {
     let config = tempfile::tempdir()?;
     std::fs::write(config.path().join("travel.yaml"), topology(62))?;
     let loaded = load_dir(config.path())?;
-    let (snapshot, _) = Snapshot::build(
-        &loaded.documents,
-        Vec::new(),
-        &BuildOptions {
-            gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
-            version: 0,
-            gateway: None,
-        },
-    );
-    let flows = travel_flows(&snapshot.expect("the topology has a waypoint"));
+    let snapshot = plan(&loaded.documents).expect("the topology has a waypoint");
+    let flows = travel_flows(&snapshot);
     assert_eq!(flows.len(), 1, "{flows:?}");
     assert_eq!(flows[0].host, "travels.travel-agency");
     assert_eq!(

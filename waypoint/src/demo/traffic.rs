@@ -7,9 +7,8 @@
 //! client's ztunnel would open it. Flows are spread with a smooth weighted round-robin, so that a 9:1 split
 //! is visible within a second. Every second a table of the last second (rate, latency, version
 //! split from `x-demo-version`) is written next to cumulative status counts; at the end a
-//! cumulative table is written and returned as a [`Report`].
+//! cumulative table is written and returned as a [`Report`], whose verdict is the demo's.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,13 +21,13 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use telemetry::LatencyHistogram;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 
+use super::report::{write_final, write_second, LabelReport, Outcome, Report, Sample};
 use super::waypoint_dialer::{DialError, WaypointDialer};
 
 /// Longest a request may take before it counts as a transport error. Generous, because a demo
@@ -67,148 +66,17 @@ pub enum Transport {
 /// What to send, where, and for how long.
 #[derive(Debug, Clone)]
 pub struct TrafficPlan {
+    /// How requests reach the waypoint.
     pub transport: Transport,
+    /// What to send.
     pub flows: Vec<Flow>,
     /// Total requests per second over all flows.
     pub rate_per_sec: u32,
     /// Workers, each with its own keep-alive connections (over HBONE, one tunnel per flow
     /// authority), to spread the requests over.
     pub connections: usize,
+    /// How long to send (a stop signal may end it earlier).
     pub duration: Duration,
-}
-
-/// Responses by status class, plus requests that got no response at all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusCounts {
-    pub success: u64,
-    pub redirect: u64,
-    pub client_error: u64,
-    pub server_error: u64,
-    /// Connect failures, broken connections and timeouts.
-    pub transport_error: u64,
-}
-
-impl StatusCounts {
-    pub fn total(&self) -> u64 {
-        self.success + self.redirect + self.client_error + self.server_error + self.transport_error
-    }
-
-    /// What the demo counts as failed: 5xx and transport errors. A 4xx is the backend's
-    /// considered answer (e.g. an unknown city), not a mesh failure.
-    pub fn errors(&self) -> u64 {
-        self.server_error + self.transport_error
-    }
-
-    fn record(&mut self, outcome: &Outcome) {
-        let counter = match outcome {
-            Outcome::Status(status) if status.is_success() => &mut self.success,
-            Outcome::Status(status) if status.is_redirection() => &mut self.redirect,
-            Outcome::Status(status) if status.is_client_error() => &mut self.client_error,
-            Outcome::Status(_) => &mut self.server_error,
-            Outcome::Transport(_) => &mut self.transport_error,
-        };
-        *counter += 1;
-    }
-}
-
-/// Everything observed for one summary label.
-#[derive(Debug, Clone)]
-pub struct LabelReport {
-    pub label: String,
-    pub statuses: StatusCounts,
-    /// Responses per `x-demo-version` value; responses without the header are not counted.
-    pub versions: BTreeMap<String, u64>,
-    /// Time from sending the request to the end of the response body.
-    pub latency: LatencyHistogram,
-    /// The most recent transport error, so that an `err` count comes with a reason.
-    pub last_error: Option<String>,
-}
-
-impl LabelReport {
-    fn new(label: String) -> Self {
-        Self {
-            label,
-            statuses: StatusCounts::default(),
-            versions: BTreeMap::new(),
-            latency: LatencyHistogram::new(),
-            last_error: None,
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.statuses.total()
-    }
-
-    pub fn errors(&self) -> u64 {
-        self.statuses.errors()
-    }
-
-    pub fn p50(&self) -> Duration {
-        self.latency.quantile(0.50)
-    }
-
-    pub fn p99(&self) -> Duration {
-        self.latency.quantile(0.99)
-    }
-
-    /// `v1 90% v2 10%`, or `-` when no response carried a version.
-    pub fn version_split(&self) -> String {
-        let seen: u64 = self.versions.values().sum();
-        if seen == 0 {
-            return "-".to_owned();
-        }
-        self.versions
-            .iter()
-            .map(|(version, n)| format!("{version} {}%", (n * 100 + seen / 2) / seen))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    fn record(&mut self, sample: &Sample) {
-        self.statuses.record(&sample.outcome);
-        self.latency.record(sample.latency);
-        if let Some(version) = &sample.version {
-            *self.versions.entry(version.clone()).or_default() += 1;
-        }
-        if let Outcome::Transport(error) = &sample.outcome {
-            self.last_error = Some(error.clone());
-        }
-    }
-
-    fn reset(&mut self) {
-        self.statuses = StatusCounts::default();
-        self.versions.clear();
-        self.latency.reset();
-        self.last_error = None;
-    }
-}
-
-/// The cumulative result of a [`run`].
-#[derive(Debug, Clone)]
-pub struct Report {
-    labels: Vec<LabelReport>,
-    elapsed: Duration,
-}
-
-impl Report {
-    pub fn total(&self) -> u64 {
-        self.labels.iter().map(LabelReport::total).sum()
-    }
-
-    /// 5xx responses plus transport errors, over all labels.
-    pub fn errors(&self) -> u64 {
-        self.labels.iter().map(LabelReport::errors).sum()
-    }
-
-    /// One entry per distinct flow label, in the order the labels first appear in the plan.
-    pub fn per_label(&self) -> &[LabelReport] {
-        &self.labels
-    }
-
-    /// How long traffic actually ran (shorter than planned if stopped).
-    pub fn elapsed(&self) -> Duration {
-        self.elapsed
-    }
 }
 
 /// Sends the plan's traffic until its duration elapses or `stop` turns true, writing a summary
@@ -237,23 +105,16 @@ pub async fn run(
     let start = Instant::now();
     let deadline = start + plan.duration;
 
-    let shared = Arc::new(compiled);
     let (finish_tx, finish) = watch::channel(false);
     let (samples_tx, mut samples) = mpsc::unbounded_channel();
-    let mut tasks = JoinSet::new();
-    for i in 0..workers {
-        // Stagger the workers across one period so the total rate is smooth, not bursts of
-        // `workers` requests at once.
-        let first = start + period.mul_f64(i as f64 / workers as f64);
-        tasks.spawn(worker(
-            shared.clone(),
-            first,
-            period,
-            samples_tx.clone(),
-            finish.clone(),
-        ));
-    }
-    drop(samples_tx);
+    let mut tasks = spawn_workers(
+        Arc::new(compiled),
+        workers,
+        start,
+        period,
+        samples_tx,
+        finish,
+    );
 
     let mut summary = interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     summary.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -274,16 +135,9 @@ pub async fn run(
                     Err(_) => stop_open = false,
                 },
                 now = summary.tick() => {
-                    let seconds = now.duration_since(window_start).as_secs_f64();
                     let heading = format!("t={:.0}s", now.duration_since(start).as_secs_f64());
-                    let rows = window.iter().zip(&cumulative).map(|(last, all)| Row {
-                        label: &last.label,
-                        rate: last.total() as f64 / seconds,
-                        statuses: &all.statuses,
-                        latency: last,
-                        versions: last.version_split(),
-                    });
-                    write_table(out, &heading, rows)?;
+                    let seconds = now.duration_since(window_start);
+                    write_second(out, &heading, &window, &cumulative, seconds)?;
                     window.iter_mut().for_each(LabelReport::reset);
                     window_start = now;
                 }
@@ -308,12 +162,34 @@ pub async fn run(
         cumulative[sample.label].record(&sample);
     }
 
-    let report = Report {
-        labels: cumulative,
-        elapsed,
-    };
+    let report = Report::new(cumulative, elapsed);
     write_final(out, &report)?;
     Ok(report)
+}
+
+/// Starts `workers` workers sending at one request per `period` each, from `start` on.
+fn spawn_workers(
+    plan: Arc<CompiledPlan>,
+    workers: usize,
+    start: Instant,
+    period: Duration,
+    samples: mpsc::UnboundedSender<Sample>,
+    finish: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    for i in 0..workers {
+        // Stagger the workers across one period so the total rate is smooth, not bursts of
+        // `workers` requests at once.
+        let first = start + period.mul_f64(i as f64 / workers as f64);
+        tasks.spawn(worker(
+            plan.clone(),
+            first,
+            period,
+            samples.clone(),
+            finish.clone(),
+        ));
+    }
+    tasks
 }
 
 /// The plan, checked and turned into what workers need per request.
@@ -462,21 +338,6 @@ impl Picker {
     }
 }
 
-/// One finished request, as a worker reports it.
-#[derive(Debug)]
-struct Sample {
-    label: usize,
-    outcome: Outcome,
-    latency: Duration,
-    version: Option<String>,
-}
-
-#[derive(Debug)]
-enum Outcome {
-    Status(StatusCode),
-    Transport(String),
-}
-
 #[derive(Debug, thiserror::Error)]
 enum ExchangeError {
     #[error("cannot connect to {target}: {source}")]
@@ -616,79 +477,6 @@ async fn handshake(
     Ok(sender)
 }
 
-/// One line of a summary table.
-struct Row<'a> {
-    label: &'a str,
-    rate: f64,
-    statuses: &'a StatusCounts,
-    latency: &'a LabelReport,
-    versions: String,
-}
-
-fn write_table<'a>(
-    out: &mut (dyn Write + Send),
-    heading: &str,
-    rows: impl Iterator<Item = Row<'a>> + Clone,
-) -> std::io::Result<()> {
-    let width = rows
-        .clone()
-        .map(|r| r.label.len())
-        .max()
-        .unwrap_or(0)
-        .max("destination".len());
-    writeln!(out, "{heading}")?;
-    writeln!(
-        out,
-        "  {:<width$}  {:>7}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>8} {:>8}  versions",
-        "destination", "req/s", "2xx", "3xx", "4xx", "5xx", "err", "p50 ms", "p99 ms"
-    )?;
-    for row in rows {
-        let s = row.statuses;
-        writeln!(
-            out,
-            "  {:<width$}  {:>7.1}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>8.2} {:>8.2}  {}",
-            row.label,
-            row.rate,
-            s.success,
-            s.redirect,
-            s.client_error,
-            s.server_error,
-            s.transport_error,
-            millis(row.latency.p50()),
-            millis(row.latency.p99()),
-            row.versions,
-        )?;
-    }
-    out.flush()
-}
-
-fn write_final(out: &mut (dyn Write + Send), report: &Report) -> anyhow::Result<()> {
-    let seconds = report.elapsed.as_secs_f64().max(f64::EPSILON);
-    let heading = format!(
-        "total after {seconds:.1}s: {} requests, {} errors",
-        report.total(),
-        report.errors()
-    );
-    let rows = report.labels.iter().map(|label| Row {
-        label: &label.label,
-        rate: label.total() as f64 / seconds,
-        statuses: &label.statuses,
-        latency: label,
-        versions: label.version_split(),
-    });
-    write_table(out, &heading, rows).context("cannot write the traffic summary")?;
-    for label in &report.labels {
-        if let Some(error) = &label.last_error {
-            writeln!(out, "  last error for {}: {error}", label.label)?;
-        }
-    }
-    Ok(())
-}
-
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -777,15 +565,6 @@ mod tests {
         assert!(CompiledPlan::new(&base).is_ok());
     }
 
-    #[test]
-    fn version_split_rounds_to_percent() {
-        let mut report = LabelReport::new("x".into());
-        assert_eq!(report.version_split(), "-");
-        report.versions.insert("v1".into(), 9);
-        report.versions.insert("v2".into(), 1);
-        assert_eq!(report.version_split(), "v1 90% v2 10%");
-    }
-
     /// A travels v1 backend on a free loopback port.
     async fn one_travels_backend() -> Result<DemoBackends> {
         spawn_backends(vec![DemoBackendSpec {
@@ -821,10 +600,11 @@ mod tests {
             "only {} requests\n{text}",
             report.total()
         );
-        assert_eq!(report.errors(), 0, "{text}");
         let [travels, missing] = report.per_label() else {
             panic!("expected two labels: {:?}", report.per_label());
         };
+        // The unknown path's 404s are the only answers without a 2xx.
+        assert_eq!(report.failures(), missing.total(), "{text}");
         assert_eq!(travels.statuses.success, travels.total());
         assert_eq!(travels.versions.get("v1"), Some(&travels.total()));
         assert_eq!(missing.statuses.client_error, missing.total());
@@ -919,7 +699,7 @@ mod tests {
         let report = run(plan, stop, &mut out).await?;
         assert!(report.elapsed() < Duration::from_secs(5));
         assert!(report.total() > 0);
-        assert_eq!(report.errors(), report.total());
+        assert_eq!(report.failures(), report.total());
         let text = String::from_utf8(out)?;
         assert!(
             text.contains("last error for nowhere: cannot connect"),

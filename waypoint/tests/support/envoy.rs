@@ -454,7 +454,7 @@ fn common_tls_context(leaf: &Leaf, validation_context: Value) -> Value {
         },
         "alpn_protocols": ["h2"],
         "tls_certificates": [{
-            "certificate_chain": { "inline_string": leaf.cert_pem },
+            "certificate_chain": { "inline_string": leaf.chain_pem },
             "private_key": { "inline_string": leaf.key_pem },
         }],
         "validation_context": validation_context,

@@ -1,9 +1,14 @@
 //! A minimal HBONE client for tests, shaped like ztunnel's: TLS 1.3 with a workload
 //! certificate (or none, to test rejections), ALPN h2, CONNECT streams, HTTP inside.
+//!
+//! Its TLS is its own on purpose, not the waypoint's `hbone::tls::client_config`: it probes
+//! the waypoint's HBONE server from outside, so it must present what production code would
+//! refuse to (no certificate, expired ones, another trust domain's), must not share the
+//! verification it is testing, and reports the certificate the server presented.
 
 use super::pki::Leaf;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -101,7 +106,7 @@ pub async fn connect(
     let mut config = match client {
         Some(leaf) => {
             let chain: Vec<CertificateDer<'static>> =
-                CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+                CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
                     .collect::<Result<_, _>>()?;
             let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())?;
             builder.with_client_auth_cert(chain, key)?
@@ -187,9 +192,8 @@ where
         .header("host", host)
         .body(Empty::<Bytes>::new())?;
     let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req)).await??;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let reply = super::read(resp).await?;
+    Ok((reply.status, reply.body))
 }
 
 /// One HTTP/2 (prior knowledge) GET over any byte stream.
@@ -206,7 +210,6 @@ where
         .uri(format!("http://{authority}{path}"))
         .body(Empty::<Bytes>::new())?;
     let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req)).await??;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let reply = super::read(resp).await?;
+    Ok((reply.status, reply.body))
 }

@@ -58,7 +58,7 @@ impl HttpClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
-        self.send(addr, host, path, headers).await
+        self.send_method(addr, "GET", host, path, headers).await
     }
 
     /// The same request over h2c with prior knowledge; the host goes in `:authority`.
@@ -80,27 +80,6 @@ impl HttpClient {
 
     /// A request with any method and no body.
     pub async fn send_method(
-        &self,
-        addr: SocketAddr,
-        method: &str,
-        host: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> anyhow::Result<Reply> {
-        self.send_with(addr, method, host, path, headers).await
-    }
-
-    async fn send(
-        &self,
-        addr: SocketAddr,
-        host: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> anyhow::Result<Reply> {
-        self.send_with(addr, "GET", host, path, headers).await
-    }
-
-    async fn send_with(
         &self,
         addr: SocketAddr,
         method: &str,
