@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::Loaded;
+use routing::RouteTable;
 
 const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: shop}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
 
