@@ -8,7 +8,7 @@
 //! and `build/` turns the folder's objects into both, one file per resource family.
 
 use crate::config::{Document, LoadError};
-use routing::ServiceKey;
+use routing::{Authority, ServiceKey};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -161,13 +161,19 @@ impl Snapshot {
     /// Resolves an HBONE CONNECT `:authority` (`ip:port`, `[v6]:port` or `host:port`) to a
     /// service port bound to this waypoint or, for a waypoint of workloads, a bound pod.
     pub fn resolve_connect(&self, authority: &str) -> Result<Destination, NotFound> {
-        let (host, port) = split_authority(authority)
-            .filter(|_| authority.contains(':'))
-            .ok_or_else(|| {
-                NotFound(format!(
+        // A CONNECT target always names its port (RFC 9110 §9.3.6).
+        let (host, port) = match Authority::parse(authority) {
+            Ok(Authority {
+                host,
+                port: Some(port),
+                ..
+            }) => (host, port),
+            _ => {
+                return Err(NotFound(format!(
                     "malformed CONNECT authority '{authority}': want ip:port"
-                ))
-            })?;
+                )))
+            }
+        };
         if let Ok(ip) = host.parse::<IpAddr>() {
             if !self.by_vip.contains_key(&ip) {
                 let w = self
@@ -221,23 +227,11 @@ pub(crate) fn key_str(k: &ServiceKey) -> String {
 }
 
 /// Splits `host[:port]` / `[v6]:port`; the port defaults to 80 as for a plain-HTTP client.
+/// A thin wrapper of [`Authority::parse`], kept for its callers.
 pub fn split_authority(authority: &str) -> Option<(&str, u16)> {
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => 80,
-            None => return None,
-        };
-        return Some((host, port));
-    }
-    match authority.rsplit_once(':') {
-        // More than one colon without brackets is a bare IPv6 address.
-        Some((host, _)) if host.contains(':') => Some((authority, 80)),
-        Some((host, port)) => Some((host, port.parse().ok()?)),
-        None if authority.is_empty() => None,
-        None => Some((authority, 80)),
-    }
+    Authority::parse(authority)
+        .ok()
+        .map(|a| (a.host, a.port_or(80)))
 }
 
 #[cfg(test)]
