@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 mod build;
 mod gateway;
 mod model;
+mod protocol;
 mod report;
 
 pub use build::pod_ip;
@@ -24,6 +25,7 @@ pub use model::{
     Binding, Destination, Endpoint, GatewayRef, ServiceInfo, ServicePort, ServiceSource,
     WorkloadIdentity, WorkloadInfo,
 };
+pub use protocol::Protocol;
 pub use report::{Report, ResourceStatus, State, StatusIssue};
 
 /// The gateway class of Istio waypoints.

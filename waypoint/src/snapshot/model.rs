@@ -1,6 +1,7 @@
 //! What a snapshot holds: the services this waypoint may be asked for, their ports and
 //! endpoints, the pods it may reach by address, and what a CONNECT names.
 
+use super::Protocol;
 use resilience::RoundRobin;
 use routing::{CompiledTcpRoute, RouteTable, ServiceKey};
 use serde::Serialize;
@@ -89,7 +90,11 @@ pub struct ServicePort {
     pub port: u16,
     pub name: String,
     pub app_protocol: Option<String>,
-    /// The port speaks cleartext HTTP/2 (prior knowledge): decided once here, not per request.
+    /// What the port carries: declared by `app_protocol` or the name, or `Tcp` when a
+    /// TCPRoute is attached. Decided once at build, never per request.
+    pub protocol: Protocol,
+    /// HTTP to this port goes upstream as cleartext HTTP/2 (prior knowledge): its declared
+    /// protocol is [`Protocol::Http2`].
     pub h2c: bool,
     pub endpoints: Vec<Endpoint>,
     /// Routes attached to this port, in precedence order; `None` when no route attaches and

@@ -469,4 +469,14 @@ fn h2c_ports_are_decided_at_build() {
     let h2c: Vec<(u16, bool)> = svc.ports.iter().map(|p| (p.port, p.h2c)).collect();
     // appProtocol wins over the port name's prefix.
     assert_eq!(h2c, [(80, false), (81, true), (82, true), (83, false)]);
+    let protocols: Vec<Protocol> = svc.ports.iter().map(|p| p.protocol).collect();
+    assert_eq!(
+        protocols,
+        [
+            Protocol::Http,
+            Protocol::Http2,
+            Protocol::Http2,
+            Protocol::Http
+        ]
+    );
 }

@@ -5,7 +5,7 @@ use super::gateway_selection::ServedGateway;
 use super::{issue_err, of_kind, Builder, EMPTY_LABELS};
 use crate::config::{Document, Resource, ServiceEntry};
 use crate::snapshot::{
-    Endpoint, ServiceInfo, ServicePort, ServiceSource, State, StatusIssue, CLUSTER_DOMAIN,
+    Endpoint, Protocol, ServiceInfo, ServicePort, ServiceSource, State, StatusIssue, CLUSTER_DOMAIN,
 };
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -190,9 +190,11 @@ fn service_port(
     app_protocol: Option<String>,
     endpoints: Vec<Endpoint>,
 ) -> ServicePort {
+    let protocol = Protocol::of_port(&name, app_protocol.as_deref());
     ServicePort {
         port,
-        h2c: speaks_h2c(app_protocol.as_deref(), &name),
+        protocol,
+        h2c: protocol == Protocol::Http2,
         name,
         app_protocol,
         endpoints,
@@ -203,15 +205,6 @@ fn service_port(
         tcp_route_name: None,
         balancer: RoundRobin::new(),
     }
-}
-
-/// Whether a service port speaks HTTP/2 in cleartext, as Kubernetes (`appProtocol`) and Istio
-/// (`appProtocol`, a ServiceEntry port's protocol, or the port name's protocol prefix) declare it.
-fn speaks_h2c(app_protocol: Option<&str>, port_name: &str) -> bool {
-    let declared = app_protocol.unwrap_or_else(|| port_name.split('-').next().unwrap_or_default());
-    ["kubernetes.io/h2c", "h2c", "http2", "grpc"]
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(declared))
 }
 
 /// The service's VIPs (`clusterIP`, then `clusterIPs`); a headless service has none.

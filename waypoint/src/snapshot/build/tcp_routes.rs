@@ -3,7 +3,7 @@
 use super::parents::{resolve_parents, route_state, Lookup, ParentTarget};
 use super::{issue_err, of_kind, Builder};
 use crate::config::{Document, Resource};
-use crate::snapshot::{key_str, ServiceInfo, StatusIssue};
+use crate::snapshot::{key_str, Protocol, ServiceInfo, StatusIssue};
 use gateway_api::experimental::tcproutes::TcpRoute;
 use routing::{CompiledTcpRoute, ServiceKey, Severity};
 use std::collections::HashMap;
@@ -107,6 +107,7 @@ fn hang_on_ports(
             ));
             continue;
         }
+        sp.protocol = Protocol::Tcp;
         sp.tcp_route = Some(compiled.clone());
         sp.tcp_route_name = Some(compiled.id.to_string());
         served += 1;
