@@ -19,6 +19,9 @@ use serde::Serialize;
 use crate::hostname;
 use crate::parent::{ParentGateway, ServiceKey};
 
+mod kinds;
+pub use kinds::{ConditionType, ParentKind, RouteKind};
+
 /// The group of every Gateway API kind.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
@@ -32,7 +35,7 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Condition {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: ConditionType,
     /// "True" or "False".
     pub status: &'static str,
     pub reason: String,
@@ -41,7 +44,7 @@ pub struct Condition {
 
 impl Condition {
     pub fn new(
-        kind: &'static str,
+        kind: ConditionType,
         ok: bool,
         reason: impl Into<String>,
         message: impl Into<String>,
@@ -61,8 +64,8 @@ impl Condition {
 
 /// What the attachment needs to know of a route.
 pub struct RouteInput<'a> {
-    /// "HTTPRoute", say; matched against the listeners' allowedRoutes kinds.
-    pub kind: &'a str,
+    /// Matched against the listeners' allowedRoutes kinds.
+    pub kind: RouteKind,
     pub namespace: &'a str,
     /// spec.hostnames; empty means any.
     pub hostnames: &'a [String],
@@ -86,7 +89,7 @@ pub struct ListenerState {
     pub protocol: String,
     pub hostname: Option<String>,
     /// Route kinds (group gateway.networking.k8s.io) this listener takes.
-    pub supported_kinds: Vec<String>,
+    pub supported_kinds: Vec<RouteKind>,
     pub conditions: Vec<Condition>,
     pub routes: Vec<AttachedRoute>,
     /// Whether this proxy serves traffic on it (an HTTP listener without errors).
@@ -191,7 +194,7 @@ pub fn attach(
     for (r, route) in routes.iter().enumerate() {
         let mut statuses = Vec::new();
         for parent in route.parents {
-            let accepted = if parent.kind == "ListenerSet" {
+            let accepted = if parent.kind == ParentKind::ListenerSet {
                 let Some(i) = listener_sets.iter().position(|l| l.key == parent.gateway) else {
                     continue;
                 };
@@ -200,7 +203,7 @@ pub fn attach(
                 };
                 if !state.accepted {
                     Condition::new(
-                        "Accepted",
+                        ConditionType::Accepted,
                         false,
                         "NoMatchingParent",
                         format!("ListenerSet {} is not accepted by its Gateway", state.key),
@@ -297,8 +300,7 @@ fn listener_set_states(
                 key: ls.key.clone(),
                 gateway: ls.gateway.clone(),
                 conditions: vec![
-                    Condition::new(
-                        "Accepted",
+                    Condition::new(ConditionType::Accepted,
                         false,
                         "NotAllowed",
                         format!(
@@ -306,7 +308,7 @@ fn listener_set_states(
                             ls.gateway, ls.key.namespace
                         ),
                     ),
-                    Condition::new("Programmed", false, "NotAllowed", "not accepted"),
+                    Condition::new(ConditionType::Programmed, false, "NotAllowed", "not accepted"),
                 ],
                 listeners,
                 accepted: false,
@@ -340,11 +342,21 @@ fn listener_set_states(
             key: ls.key.clone(),
             gateway: ls.gateway.clone(),
             conditions: vec![
-                Condition::new("Accepted", true, "Accepted", "accepted by its Gateway"),
+                Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    "Accepted",
+                    "accepted by its Gateway",
+                ),
                 if valid {
-                    Condition::new("Programmed", true, "Programmed", "programmed")
+                    Condition::new(ConditionType::Programmed, true, "Programmed", "programmed")
                 } else {
-                    Condition::new("Programmed", false, "Invalid", "no listener can be served")
+                    Condition::new(
+                        ConditionType::Programmed,
+                        false,
+                        "Invalid",
+                        "no listener can be served",
+                    )
                 },
             ],
             listeners,
@@ -390,10 +402,10 @@ fn mark_conflicted(l: &mut ListenerState, port: i32, reason: &str) {
         format!("an earlier listener on port {port} has the same hostname or another protocol");
     for c in &mut l.conditions {
         *c = match c.kind {
-            "Conflicted" => Condition::new("Conflicted", true, reason, why.clone()),
-            "Accepted" => Condition::new("Accepted", false, reason, why.clone()),
-            "Programmed" => Condition::new("Programmed", false, "Invalid", why.clone()),
-            _ => continue,
+            ConditionType::Conflicted => Condition::new(c.kind, true, reason, why.clone()),
+            ConditionType::Accepted => Condition::new(c.kind, false, reason, why.clone()),
+            ConditionType::Programmed => Condition::new(c.kind, false, "Invalid", why.clone()),
+            ConditionType::ResolvedRefs => continue,
         };
     }
 }
@@ -424,7 +436,7 @@ fn attach_one(
             (None, None) => "it has no listeners".to_string(),
         };
         return Condition::new(
-            "Accepted",
+            ConditionType::Accepted,
             false,
             "NoMatchingParent",
             format!("{} {parent_key}: {what}", parent.kind),
@@ -435,12 +447,12 @@ fn attach_one(
         .into_iter()
         .filter(|&i| {
             admits_namespace(&specs[i], route.namespace, &labels, gateway_ns)
-                && listeners[i].supported_kinds.iter().any(|k| k == route.kind)
+                && listeners[i].supported_kinds.contains(&route.kind)
         })
         .collect();
     if allowed.is_empty() {
         return Condition::new(
-            "Accepted",
+            ConditionType::Accepted,
             false,
             "NotAllowedByListeners",
             format!(
@@ -466,10 +478,15 @@ fn attach_one(
         }
     }
     if attached {
-        Condition::new("Accepted", true, "Accepted", "route is attached")
+        Condition::new(
+            ConditionType::Accepted,
+            true,
+            "Accepted",
+            "route is attached",
+        )
     } else {
         Condition::new(
-            "Accepted",
+            ConditionType::Accepted,
             false,
             "NoMatchingListenerHostname",
             format!(
@@ -567,17 +584,22 @@ fn gateway_state(g: &GatewayInput<'_>) -> GatewayState {
         .collect();
     let programmed = listeners.iter().any(|l| l.served);
     let conditions = vec![
-        Condition::new("Accepted", true, "Accepted", "the Gateway is accepted"),
+        Condition::new(
+            ConditionType::Accepted,
+            true,
+            "Accepted",
+            "the Gateway is accepted",
+        ),
         if programmed {
             Condition::new(
-                "Programmed",
+                ConditionType::Programmed,
                 true,
                 "Programmed",
                 "the Gateway is programmed",
             )
         } else {
             Condition::new(
-                "Programmed",
+                ConditionType::Programmed,
                 false,
                 "Invalid",
                 "no listener of the Gateway can be served",
@@ -593,31 +615,37 @@ fn gateway_state(g: &GatewayInput<'_>) -> GatewayState {
 }
 
 /// The route kinds a listener protocol carries.
-fn kinds_for(protocol: &str) -> &'static [&'static str] {
+fn kinds_for(protocol: &str) -> &'static [RouteKind] {
     match protocol {
-        "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
-        "TLS" => &["TLSRoute"],
-        "TCP" => &["TCPRoute"],
-        "UDP" => &["UDPRoute"],
+        "HTTP" | "HTTPS" => &[RouteKind::Http, RouteKind::Grpc],
+        "TLS" => &[RouteKind::Tls],
+        "TCP" => &[RouteKind::Tcp],
+        "UDP" => &[RouteKind::Udp],
         _ => &[],
     }
 }
 
 fn listener_state(l: &GatewayListeners, all: &[GatewayListeners]) -> ListenerState {
     let protocol_kinds = kinds_for(&l.protocol);
-    let mut resolved = Condition::new("ResolvedRefs", true, "ResolvedRefs", "refs resolved");
+    let mut resolved = Condition::new(
+        ConditionType::ResolvedRefs,
+        true,
+        "ResolvedRefs",
+        "refs resolved",
+    );
     let configured_kinds = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref());
-    let supported_kinds: Vec<String> = match configured_kinds {
-        None => protocol_kinds.iter().map(|k| k.to_string()).collect(),
+    let supported_kinds: Vec<RouteKind> = match configured_kinds {
+        None => protocol_kinds.to_vec(),
         Some(kinds) => {
             let mut ok = Vec::new();
             for k in kinds {
                 let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
-                if group == GATEWAY_GROUP && protocol_kinds.contains(&k.kind.as_str()) {
-                    ok.push(k.kind.clone());
+                let known = RouteKind::parse(&k.kind).filter(|k| protocol_kinds.contains(k));
+                if let Some(kind) = known.filter(|_| group == GATEWAY_GROUP) {
+                    ok.push(kind);
                 } else {
                     resolved = Condition::new(
-                        "ResolvedRefs",
+                        ConditionType::ResolvedRefs,
                         false,
                         "InvalidRouteKinds",
                         format!(
@@ -630,8 +658,18 @@ fn listener_state(l: &GatewayListeners, all: &[GatewayListeners]) -> ListenerSta
             ok
         }
     };
-    let mut accepted = Condition::new("Accepted", true, "Accepted", "listener accepted");
-    let mut programmed = Condition::new("Programmed", true, "Programmed", "listener programmed");
+    let mut accepted = Condition::new(
+        ConditionType::Accepted,
+        true,
+        "Accepted",
+        "listener accepted",
+    );
+    let mut programmed = Condition::new(
+        ConditionType::Programmed,
+        true,
+        "Programmed",
+        "listener programmed",
+    );
     match l.protocol.as_str() {
         "HTTP" => {}
         "HTTPS" => {
@@ -644,21 +682,21 @@ fn listener_state(l: &GatewayListeners, all: &[GatewayListeners]) -> ListenerSta
                 .map_or(0, Vec::len);
             if refs == 0 {
                 resolved = Condition::new(
-                    "ResolvedRefs",
+                    ConditionType::ResolvedRefs,
                     false,
                     "InvalidCertificateRef",
                     "an HTTPS listener needs tls.certificateRefs",
                 );
             } else {
                 resolved = Condition::new(
-                    "ResolvedRefs",
+                    ConditionType::ResolvedRefs,
                     false,
                     "InvalidCertificateRef",
                     "certificate Secrets are not read by this proxy yet",
                 );
             }
             programmed = Condition::new(
-                "Programmed",
+                ConditionType::Programmed,
                 false,
                 "Invalid",
                 "HTTPS listeners are not served yet; use protocol HTTP",
@@ -666,13 +704,13 @@ fn listener_state(l: &GatewayListeners, all: &[GatewayListeners]) -> ListenerSta
         }
         other => {
             accepted = Condition::new(
-                "Accepted",
+                ConditionType::Accepted,
                 false,
                 "UnsupportedProtocol",
                 format!("protocol {other} is not supported; use HTTP"),
             );
             programmed = Condition::new(
-                "Programmed",
+                ConditionType::Programmed,
                 false,
                 "Invalid",
                 format!("protocol {other} is not served"),
@@ -695,13 +733,13 @@ fn listener_state(l: &GatewayListeners, all: &[GatewayListeners]) -> ListenerSta
     }
     let conflicted = if let Some(reason) = clash {
         programmed = Condition::new(
-            "Programmed",
+            ConditionType::Programmed,
             false,
             "Invalid",
             "the listener conflicts with another",
         );
         Condition::new(
-            "Conflicted",
+            ConditionType::Conflicted,
             true,
             reason,
             format!(
@@ -710,7 +748,12 @@ fn listener_state(l: &GatewayListeners, all: &[GatewayListeners]) -> ListenerSta
             ),
         )
     } else {
-        Condition::new("Conflicted", false, "NoConflicts", "no conflicts")
+        Condition::new(
+            ConditionType::Conflicted,
+            false,
+            "NoConflicts",
+            "no conflicts",
+        )
     };
     let served = accepted.is_true() && programmed.is_true() && l.protocol == "HTTP";
     ListenerState {

@@ -4,6 +4,7 @@ use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteParentRefs};
 use gateway_api::experimental::tcproutes::{TcpRoute, TcpRouteParentRefs};
 
 use crate::compile::RouteId;
+use crate::gateway::ParentKind;
 use crate::issue::{Issue, IssueReason};
 
 /// A Kubernetes Service (or ServiceEntry host) that routes attach to or forward to.
@@ -110,7 +111,7 @@ fn services_of(
         let group = parent.group.unwrap_or(GATEWAY_GROUP);
         let kind = parent.kind.unwrap_or("Gateway");
         let is_core = group.is_empty() || group == "core";
-        if (kind == "Gateway" || kind == "ListenerSet") && group == GATEWAY_GROUP {
+        if ParentKind::parse(kind).is_some() && group == GATEWAY_GROUP {
             // A Gateway (or ListenerSet) parent is the Gateway role's business; see
             // `gateway_parents`.
             continue;
@@ -191,8 +192,7 @@ mod tests;
 pub struct ParentGateway {
     /// Index in spec.parentRefs.
     pub index: usize,
-    /// "Gateway" or "ListenerSet".
-    pub kind: &'static str,
+    pub kind: ParentKind,
     /// The Gateway or ListenerSet named.
     pub gateway: ServiceKey,
     pub section_name: Option<String>,
@@ -215,11 +215,7 @@ pub fn gateway_parents(route: &HttpRoute) -> Vec<ParentGateway> {
             if p.group.as_deref().unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
                 return None;
             }
-            let kind = match p.kind.as_deref().unwrap_or("Gateway") {
-                "Gateway" => "Gateway",
-                "ListenerSet" => "ListenerSet",
-                _ => return None,
-            };
+            let kind = ParentKind::parse(p.kind.as_deref().unwrap_or("Gateway"))?;
             Some((index, kind, p))
         })
         .map(|(index, kind, p)| ParentGateway {

@@ -15,7 +15,7 @@ pub(crate) mod files_for_tests {
 
 pub use files::{load_dir, Document, LoadError, Loaded};
 pub use resources::{
-    Resource, ServiceEntry, ServiceEntryEndpoint, ServiceEntryPort, ServiceEntrySpec,
+    Resolution, Resource, ServiceEntry, ServiceEntryEndpoint, ServiceEntryPort, ServiceEntrySpec,
 };
 
 use std::fmt;

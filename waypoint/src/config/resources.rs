@@ -55,13 +55,41 @@ pub struct ServiceEntrySpec {
     #[serde(default)]
     pub ports: Vec<ServiceEntryPort>,
     pub location: Option<String>,
-    pub resolution: Option<String>,
+    /// Parsed once here: an unknown value is an error naming the object and this field.
+    pub resolution: Option<Resolution>,
     #[serde(default)]
     pub endpoints: Vec<ServiceEntryEndpoint>,
     #[serde(default)]
     pub export_to: Vec<String>,
     #[serde(default)]
     pub subject_alt_names: Vec<String>,
+}
+
+/// How a ServiceEntry's endpoints are found (`spec.resolution`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Resolution {
+    /// The address the client connected to is used as is (Istio's default).
+    #[default]
+    None,
+    /// The endpoints listed in the ServiceEntry.
+    Static,
+    /// The hosts (or endpoints) resolved by DNS, every address used.
+    Dns,
+    /// The hosts resolved by DNS, the first address used.
+    DnsRoundRobin,
+}
+
+impl Resolution {
+    /// The value as the ServiceEntry writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::None => "NONE",
+            Resolution::Static => "STATIC",
+            Resolution::Dns => "DNS",
+            Resolution::DnsRoundRobin => "DNS_ROUND_ROBIN",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -344,5 +372,35 @@ mod tests {
             panic!("not a ServiceEntry")
         };
         assert_eq!(se.spec.endpoints[0].ports.get("http"), Some(&8080));
+    }
+
+    #[test]
+    fn service_entry_resolution_is_parsed_once() {
+        let entry = |resolution: &str| {
+            parse(&format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: ext, namespace: n}}\nspec:\n  hosts: [api.example.com]\n  resolution: {resolution}\n"))
+        };
+        for (value, want) in [
+            ("NONE", Resolution::None),
+            ("STATIC", Resolution::Static),
+            ("DNS", Resolution::Dns),
+            ("DNS_ROUND_ROBIN", Resolution::DnsRoundRobin),
+        ] {
+            let Ok(Parsed {
+                resource: Resource::ServiceEntry(se),
+                ..
+            }) = entry(value)
+            else {
+                panic!("{value} does not parse")
+            };
+            assert_eq!(se.spec.resolution, Some(want));
+            assert_eq!(want.as_str(), value);
+        }
+        let e = entry("STATICALLY").err().expect("unknown resolution");
+        assert_eq!(e.field.as_deref(), Some("spec.resolution"));
+        assert_eq!(
+            e.object.map(|o| o.to_string()).as_deref(),
+            Some("ServiceEntry n/ext")
+        );
+        assert!(e.reason.contains("STATIC"), "{}", e.reason);
     }
 }

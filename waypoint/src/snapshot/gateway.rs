@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use gateway_api::experimental::referencegrants::ReferenceGrant;
-use routing::gateway::{Condition, GatewayState, ListenerSetState, RouteParentStatus};
+use routing::gateway::{Condition, GatewayState, ListenerSetState, RouteKind, RouteParentStatus};
 use routing::{hostname, CompiledRoute, RequestView, RouteMatch, RouteTable, ServiceKey};
 use serde::Serialize;
 
@@ -25,14 +25,14 @@ impl Grants {
     /// Whether a `from_kind` (group gateway.networking.k8s.io) in `from_namespace` may refer to
     /// Service `to`: a grant in `to`'s namespace lists that kind and namespace under `from`,
     /// and core Services (all, or this one by name) under `to`.
-    pub fn permits(&self, from_kind: &str, from_namespace: &str, to: &ServiceKey) -> bool {
+    pub fn permits(&self, from_kind: RouteKind, from_namespace: &str, to: &ServiceKey) -> bool {
         self.grants
             .iter()
             .filter(|(ns, _)| *ns == to.namespace)
             .any(|(_, g)| {
                 let from_ok = g.spec.from.iter().any(|f| {
                     f.group == routing::gateway::GATEWAY_GROUP
-                        && f.kind == from_kind
+                        && f.kind == from_kind.as_str()
                         && f.namespace == from_namespace
                 });
                 let to_ok = g.spec.to.iter().any(|t| {
@@ -153,7 +153,7 @@ pub struct GatewayStatus {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RouteStatus {
-    pub kind: String,
+    pub kind: RouteKind,
     pub namespace: String,
     pub name: String,
     pub parents: Vec<RouteParentStatus>,

@@ -3,7 +3,9 @@
 use super::{issue_err, of_kind, Builder};
 use crate::config::{Document, Resource};
 use crate::snapshot::{GatewayRef, Role, State, StatusIssue, WAYPOINT_CLASS, WAYPOINT_FOR};
-use gateway_api::experimental::gateways::Gateway;
+use gateway_api::experimental::gateways::{
+    Gateway, GatewayListenersAllowedRoutesNamespacesFrom as AllowedFrom,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use std::collections::BTreeMap;
 
@@ -210,40 +212,30 @@ fn check_waypoint_gateway(g: &Gateway) -> (AllowedNamespaces, Vec<StatusIssue>) 
         ));
         return (AllowedNamespaces::Same, issues);
     };
-    let allowed = match l
+    let namespaces = l
         .allowed_routes
         .as_ref()
-        .and_then(|a| a.namespaces.as_ref())
-    {
-        None => AllowedNamespaces::Same,
-        Some(n) => match n.from.as_ref().map(|f| format!("{f:?}")).as_deref() {
-            None | Some("Same") => AllowedNamespaces::Same,
-            Some("All") => AllowedNamespaces::All,
-            Some("Selector") => match &n.selector {
-                Some(sel) => AllowedNamespaces::Selector(LabelSelector {
-                    match_labels: sel.match_labels.clone(),
-                    match_expressions: sel.match_expressions.as_ref().map(|v| {
-                        v.iter()
-                            .map(|e| LabelSelectorRequirement {
-                                key: e.key.clone(),
-                                operator: e.operator.clone(),
-                                values: e.values.clone(),
-                            })
-                            .collect()
-                    }),
+        .and_then(|a| a.namespaces.as_ref());
+    let allowed = match namespaces.and_then(|n| n.from.as_ref().map(|f| (n, f))) {
+        None | Some((_, AllowedFrom::Same)) => AllowedNamespaces::Same,
+        Some((_, AllowedFrom::All)) => AllowedNamespaces::All,
+        Some((n, AllowedFrom::Selector)) => match &n.selector {
+            Some(sel) => AllowedNamespaces::Selector(LabelSelector {
+                match_labels: sel.match_labels.clone(),
+                match_expressions: sel.match_expressions.as_ref().map(|v| {
+                    v.iter()
+                        .map(|e| LabelSelectorRequirement {
+                            key: e.key.clone(),
+                            operator: e.operator.clone(),
+                            values: e.values.clone(),
+                        })
+                        .collect()
                 }),
-                None => {
-                    issues.push(issue_err(
-                        format!("spec.listeners[{i}].allowedRoutes.namespaces.selector"),
-                        "from: Selector needs a selector",
-                    ));
-                    AllowedNamespaces::Same
-                }
-            },
-            Some(other) => {
+            }),
+            None => {
                 issues.push(issue_err(
-                    format!("spec.listeners[{i}].allowedRoutes.namespaces.from"),
-                    format!("{other} is not All, Same or Selector"),
+                    format!("spec.listeners[{i}].allowedRoutes.namespaces.selector"),
+                    "from: Selector needs a selector",
                 ));
                 AllowedNamespaces::Same
             }

@@ -9,7 +9,7 @@ use crate::snapshot::{
     BuildOptions, GatewayPort, GatewayStatus, RouteStatus, ServiceInfo, State, StatusIssue,
 };
 use gateway_api::experimental::httproutes::HttpRoute;
-use routing::gateway::RouteParentStatus;
+use routing::gateway::{ConditionType, RouteKind, RouteParentStatus};
 use routing::{CompiledRoute, IssueReason, RouteTable, ServiceKey, Severity};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// One HTTPRoute or GRPCRoute, compiled, with what its status still needs.
 pub(super) struct CompiledHttpRoute<'d> {
     pub(super) doc: &'d Document,
-    pub(super) kind: &'static str,
+    pub(super) kind: RouteKind,
     pub(super) route: Arc<CompiledRoute>,
     pub(super) issues: Vec<StatusIssue>,
     pub(super) hostnames: Vec<String>,
@@ -82,11 +82,11 @@ impl<'a> Builder<'a> {
     ) -> Option<(CompiledHttpRoute<'a>, Vec<ParentTarget>)> {
         let converted;
         let (kind, route): (_, &HttpRoute) = match &d.resource {
-            Resource::HttpRoute(route) => ("HTTPRoute", route),
+            Resource::HttpRoute(route) => (RouteKind::Http, route),
             Resource::GrpcRoute(route) => match routing::grpc_to_http(route) {
                 Ok(http) => {
                     converted = http;
-                    ("GRPCRoute", &converted)
+                    (RouteKind::Grpc, &converted)
                 }
                 Err(issue) => {
                     self.status(d, State::Error, vec![issue.into()]);
@@ -160,7 +160,7 @@ impl<'a> Builder<'a> {
             self.status(doc, state, issues);
             if !parents.is_empty() {
                 route_statuses.push(RouteStatus {
-                    kind: kind.into(),
+                    kind,
                     namespace: doc.object.namespace.clone(),
                     name: doc.object.name.clone(),
                     parents: parents.clone(),
@@ -195,7 +195,11 @@ fn hang_on_ports(
 fn gateway_acceptance(parents: &[RouteParentStatus], issues: &mut Vec<StatusIssue>) -> bool {
     let mut on_gateway = false;
     for p in parents {
-        match p.conditions.iter().find(|c| c.kind == "Accepted") {
+        match p
+            .conditions
+            .iter()
+            .find(|c| c.kind == ConditionType::Accepted)
+        {
             Some(a) if a.is_true() => on_gateway = true,
             Some(a) => issues.push(StatusIssue {
                 severity: Severity::Error,

@@ -3,11 +3,12 @@
 
 use super::issue_err;
 use crate::snapshot::{key_str, Binding, Grants, ServiceInfo, ServiceSource, State, StatusIssue};
+use routing::gateway::{Condition, ConditionType, RouteKind};
 use routing::{BackendLookup, IssueReason, ServiceKey, Severity};
 use std::collections::HashMap;
 
 /// A route's ResolvedRefs condition: the first backend problem, or all resolved.
-pub(super) fn resolved_refs(issues: &[StatusIssue]) -> routing::gateway::Condition {
+pub(super) fn resolved_refs(issues: &[StatusIssue]) -> Condition {
     let problem = issues.iter().find_map(|i| match i.reason {
         Some(
             r @ (IssueReason::BackendNotFound
@@ -17,14 +18,14 @@ pub(super) fn resolved_refs(issues: &[StatusIssue]) -> routing::gateway::Conditi
         _ => None,
     });
     match problem {
-        Some((reason, message)) => routing::gateway::Condition::new(
-            "ResolvedRefs",
+        Some((reason, message)) => Condition::new(
+            ConditionType::ResolvedRefs,
             false,
             format!("{reason:?}"),
             message.clone(),
         ),
-        None => routing::gateway::Condition::new(
-            "ResolvedRefs",
+        None => Condition::new(
+            ConditionType::ResolvedRefs,
             true,
             "ResolvedRefs",
             "all references resolved",
@@ -110,7 +111,7 @@ pub(super) struct Lookup<'s> {
     pub(super) by_key: &'s HashMap<ServiceKey, usize>,
     pub(super) grants: &'s Grants,
     /// The route kind asking, for ReferenceGrants.
-    pub(super) from_kind: &'static str,
+    pub(super) from_kind: RouteKind,
     /// The route's Service parents: a (GAMMA consumer) route may always forward to the
     /// service it is attached to, whatever its namespace.
     pub(super) parents: Vec<ServiceKey>,

@@ -3,7 +3,7 @@
 
 use super::gateway_selection::ServedGateway;
 use super::{issue_err, of_kind, Builder, EMPTY_LABELS};
-use crate::config::{Document, Resource, ServiceEntry};
+use crate::config::{Document, Resolution, Resource, ServiceEntry};
 use crate::snapshot::{
     Endpoint, Protocol, ServiceInfo, ServicePort, ServiceSource, State, StatusIssue, CLUSTER_DOMAIN,
 };
@@ -141,13 +141,16 @@ impl<'a> Builder<'a> {
                 }),
             }
         }
-        let resolution = spec.resolution.as_deref().unwrap_or("NONE");
-        if resolution != "STATIC" && !spec.endpoints.is_empty() {
+        let resolution = spec.resolution.unwrap_or_default();
+        if resolution != Resolution::Static && !spec.endpoints.is_empty() {
             issues.push(StatusIssue {
                 severity: Severity::Warning,
                 reason: None,
                 field: "spec.resolution".into(),
-                message: format!("resolution {resolution} with endpoints: endpoints are used as static addresses"),
+                message: format!(
+                    "resolution {} with endpoints: endpoints are used as static addresses",
+                    resolution.as_str()
+                ),
             });
         }
         let mut ports = Vec::new();

@@ -5,6 +5,7 @@ use super::{issue_err, of_kind, Builder};
 use crate::config::{Document, Resource};
 use crate::snapshot::{key_str, Protocol, ServiceInfo, StatusIssue};
 use gateway_api::experimental::tcproutes::TcpRoute;
+use routing::gateway::{ParentKind, RouteKind};
 use routing::{CompiledTcpRoute, ServiceKey, Severity};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ impl<'a> Builder<'a> {
                 services,
                 by_key,
                 grants: &self.grants,
-                from_kind: "TCPRoute",
+                from_kind: RouteKind::Tcp,
                 parents: parents.iter().map(|p| p.service.clone()).collect(),
             };
             let (compiled, compile_issues) = routing::compile_tcp_route(route, &lookup);
@@ -42,7 +43,10 @@ impl<'a> Builder<'a> {
                 .parent_refs
                 .iter()
                 .flatten()
-                .filter(|p| p.kind.as_deref().unwrap_or("Gateway") == "Gateway")
+                .filter(|p| {
+                    ParentKind::parse(p.kind.as_deref().unwrap_or("Gateway"))
+                        == Some(ParentKind::Gateway)
+                })
                 .count();
             if gateway_parents > 0 {
                 not_ours.push("TCPRoutes on Gateway listeners are not served yet".into());
