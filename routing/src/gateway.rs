@@ -99,6 +99,8 @@ pub struct ListenerState {
 #[derive(Clone, Debug, Serialize)]
 pub struct GatewayState {
     pub gateway: ServiceKey,
+    /// The Gateway's `metadata.generation`, which every condition observed.
+    pub generation: i64,
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerState>,
     /// ListenerSets the Gateway accepted.
@@ -115,10 +117,18 @@ pub struct ListenerSetInput {
     pub listeners: Vec<GatewayListeners>,
     /// creationTimestamp in nanoseconds; older ListenerSets win listener conflicts.
     pub created_at_nanos: Option<i128>,
+    /// Its `metadata.generation`, which its conditions observe.
+    pub generation: i64,
 }
 
 impl ListenerSetInput {
-    pub fn new(ls: &ListenerSet, namespace: &str, name: &str) -> Result<Self, String> {
+    /// Reads a ListenerSet named `namespace/name` at `generation`.
+    pub fn new(
+        ls: &ListenerSet,
+        namespace: &str,
+        name: &str,
+        generation: i64,
+    ) -> Result<Self, String> {
         let listeners = serde_json::to_value(&ls.spec.listeners)
             .and_then(serde_json::from_value)
             .map_err(|e| format!("spec.listeners: {e}"))?;
@@ -142,6 +152,7 @@ impl ListenerSetInput {
                 .creation_timestamp
                 .as_ref()
                 .map(|t| t.0.as_nanosecond()),
+            generation,
         })
     }
 }
@@ -149,6 +160,8 @@ impl ListenerSetInput {
 #[derive(Clone, Debug, Serialize)]
 pub struct ListenerSetState {
     pub key: ServiceKey,
+    /// The ListenerSet's `metadata.generation`, which its conditions observe.
+    pub generation: i64,
     pub gateway: ServiceKey,
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerState>,
@@ -176,6 +189,8 @@ pub struct RouteParentStatus {
 pub struct GatewayInput<'a> {
     pub gateway: ServiceKey,
     pub spec: &'a Gateway,
+    /// Its `metadata.generation`, which its conditions observe.
+    pub generation: i64,
 }
 
 /// Attaches `routes` to the listeners of `gateways` (and of the ListenerSets they accept) and
@@ -298,6 +313,7 @@ fn listener_set_states(
             }
             out.push(ListenerSetState {
                 key: ls.key.clone(),
+                generation: ls.generation,
                 gateway: ls.gateway.clone(),
                 conditions: vec![
                     Condition::new(ConditionType::Accepted,
@@ -340,6 +356,7 @@ fn listener_set_states(
         let valid = listeners.iter().any(|l| l.served);
         out.push(ListenerSetState {
             key: ls.key.clone(),
+            generation: ls.generation,
             gateway: ls.gateway.clone(),
             conditions: vec![
                 Condition::new(
@@ -608,6 +625,7 @@ fn gateway_state(g: &GatewayInput<'_>) -> GatewayState {
     ];
     GatewayState {
         gateway: g.gateway.clone(),
+        generation: g.generation,
         conditions,
         listeners,
         attached_listener_sets: 0,

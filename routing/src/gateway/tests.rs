@@ -69,6 +69,7 @@ fn attach_route(ns: &str, hostnames: &[&str], parent: ParentGateway) -> (String,
         &[GatewayInput {
             gateway: key("infra", "gw"),
             spec: &g,
+            generation: 1,
         }],
         &[],
         &routes,
@@ -195,6 +196,7 @@ fn listener_conditions() {
         &[GatewayInput {
             gateway: key("infra", "gw"),
             spec: &g,
+            generation: 1,
         }],
         &[],
         &[],
@@ -252,7 +254,7 @@ spec:
 "
         ))
         .expect("listenerset yaml");
-        ListenerSetInput::new(&set, ns, name).expect("listeners convert")
+        ListenerSetInput::new(&set, ns, name, 1).expect("listeners convert")
     };
     let sets = [
         ls(
@@ -293,6 +295,7 @@ spec:
         &[GatewayInput {
             gateway: key("infra", "gw"),
             spec: &g,
+            generation: 1,
         }],
         &sets,
         &routes,

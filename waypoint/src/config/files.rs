@@ -5,6 +5,7 @@ use super::resources::{parse_object, Resource};
 use super::{ObjectRef, Origin};
 use serde::Deserialize;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 /// One object read from the folder.
@@ -16,6 +17,14 @@ pub struct Document {
     /// Fields present in the file that this version does not read: reported, never silently
     /// dropped, so a user sees when a setting has no effect.
     pub unknown_fields: Vec<String>,
+    /// The object's `metadata.generation`: as the file writes it, else counted by
+    /// [`super::Generations`] (1 until a reload sees its spec change).
+    pub generation: i64,
+    /// `metadata.generation` as the file writes it, if it does.
+    pub(super) declared_generation: Option<i64>,
+    /// A digest of everything but `metadata` and `status`: what Kubernetes bumps the
+    /// generation for when it changes.
+    pub(super) spec_digest: u64,
 }
 
 /// A problem that kept a file, a document or an object from being read.
@@ -123,12 +132,19 @@ pub(crate) fn parse_file(file: &Path, text: &str, loaded: &mut Loaded) {
             file: file.to_path_buf(),
             document: index,
         };
+        let declared_generation = value
+            .pointer("/metadata/generation")
+            .and_then(serde_json::Value::as_i64);
+        let spec_digest = spec_digest(&value);
         match parse_object(value) {
             Ok(parsed) => loaded.documents.push(Document {
                 origin,
                 object: parsed.object,
                 resource: parsed.resource,
                 unknown_fields: parsed.unknown_fields,
+                generation: declared_generation.unwrap_or(1),
+                declared_generation,
+                spec_digest,
             }),
             Err(e) => loaded.errors.push(LoadError {
                 file: file.to_path_buf(),
@@ -137,6 +153,54 @@ pub(crate) fn parse_file(file: &Path, text: &str, loaded: &mut Loaded) {
                 field: e.field,
                 reason: e.reason,
             }),
+        }
+    }
+}
+
+/// A digest of the object without `metadata` and `status`, the same whatever the key order.
+fn spec_digest(object: &serde_json::Value) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if let serde_json::Value::Object(fields) = object {
+        let spec = fields
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status"));
+        hash_fields(spec, &mut hasher);
+    }
+    hasher.finish()
+}
+
+fn hash_fields<'v>(
+    fields: impl Iterator<Item = (&'v String, &'v serde_json::Value)>,
+    hasher: &mut impl Hasher,
+) {
+    let mut fields: Vec<_> = fields.collect();
+    fields.sort_by_key(|(k, _)| *k);
+    for (k, v) in fields {
+        k.hash(hasher);
+        hash_value(v, hasher);
+    }
+}
+
+fn hash_value(value: &serde_json::Value, hasher: &mut impl Hasher) {
+    use serde_json::Value;
+    // The tag keeps `[]` apart from `{}`, and "1" apart from 1.
+    match value {
+        Value::Object(fields) => {
+            0u8.hash(hasher);
+            hash_fields(fields.iter(), hasher);
+        }
+        Value::Array(items) => {
+            1u8.hash(hasher);
+            items.len().hash(hasher);
+            items.iter().for_each(|v| hash_value(v, hasher));
+        }
+        Value::String(s) => {
+            2u8.hash(hasher);
+            s.hash(hasher);
+        }
+        scalar => {
+            3u8.hash(hasher);
+            scalar.to_string().hash(hasher);
         }
     }
 }

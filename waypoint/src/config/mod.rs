@@ -5,6 +5,7 @@
 //! the document index in it, the object (`Kind namespace/name`), the field path and the reason.
 
 mod files;
+mod generations;
 mod resources;
 
 /// Parsing text without a folder, for the unit tests of the modules that consume documents.
@@ -14,6 +15,7 @@ pub(crate) mod files_for_tests {
 }
 
 pub use files::{load_dir, Document, LoadError, Loaded};
+pub use generations::Generations;
 pub use resources::{
     Resolution, Resource, ServiceEntry, ServiceEntryEndpoint, ServiceEntryPort, ServiceEntrySpec,
 };

@@ -156,6 +156,8 @@ pub struct RouteStatus {
     pub kind: RouteKind,
     pub namespace: String,
     pub name: String,
+    /// The route's `metadata.generation`, which its conditions observe.
+    pub generation: i64,
     pub parents: Vec<RouteParentStatus>,
 }
 
@@ -163,38 +165,43 @@ impl GatewayStatus {
     /// Kubernetes-style objects with Gateway API `status` blocks, as a controller would write
     /// them: `{"items": [{apiVersion, kind, metadata, status}]}`.
     pub fn to_k8s_json(&self) -> serde_json::Value {
-        let condition = |c: &Condition| {
-            serde_json::json!({
-                "type": c.kind,
-                "status": c.status,
-                "reason": c.reason,
-                "message": c.message,
-                "observedGeneration": 1,
-            })
-        };
-        let listeners = |ls: &[routing::gateway::ListenerState]| -> Vec<serde_json::Value> {
-            ls.iter()
-                .map(|l| {
+        let conditions = |cs: &[Condition], generation: i64| -> Vec<serde_json::Value> {
+            cs.iter()
+                .map(|c| {
                     serde_json::json!({
-                        "name": l.name,
-                        "supportedKinds": l.supported_kinds.iter().map(|k| serde_json::json!({
-                            "group": routing::gateway::GATEWAY_GROUP, "kind": k,
-                        })).collect::<Vec<_>>(),
-                        "attachedRoutes": l.routes.len(),
-                        "conditions": l.conditions.iter().map(condition).collect::<Vec<_>>(),
+                        "type": c.kind,
+                        "status": c.status,
+                        "reason": c.reason,
+                        "message": c.message,
+                        "observedGeneration": generation,
                     })
                 })
                 .collect()
         };
+        let listeners =
+            |ls: &[routing::gateway::ListenerState], generation: i64| -> Vec<serde_json::Value> {
+                ls.iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "name": l.name,
+                            "supportedKinds": l.supported_kinds.iter().map(|k| serde_json::json!({
+                                "group": routing::gateway::GATEWAY_GROUP, "kind": k,
+                            })).collect::<Vec<_>>(),
+                            "attachedRoutes": l.routes.len(),
+                            "conditions": conditions(&l.conditions, generation),
+                        })
+                    })
+                    .collect()
+            };
         let mut items = Vec::new();
         for g in &self.gateways {
             items.push(serde_json::json!({
                 "apiVersion": "gateway.networking.k8s.io/v1",
                 "kind": "Gateway",
-                "metadata": {"namespace": g.gateway.namespace, "name": g.gateway.name, "generation": 1},
+                "metadata": {"namespace": g.gateway.namespace, "name": g.gateway.name, "generation": g.generation},
                 "status": {
-                    "conditions": g.conditions.iter().map(condition).collect::<Vec<_>>(),
-                    "listeners": listeners(&g.listeners),
+                    "conditions": conditions(&g.conditions, g.generation),
+                    "listeners": listeners(&g.listeners, g.generation),
                     "attachedListenerSets": g.attached_listener_sets,
                 },
             }));
@@ -203,10 +210,10 @@ impl GatewayStatus {
             items.push(serde_json::json!({
                 "apiVersion": "gateway.networking.k8s.io/v1",
                 "kind": "ListenerSet",
-                "metadata": {"namespace": s.key.namespace, "name": s.key.name, "generation": 1},
+                "metadata": {"namespace": s.key.namespace, "name": s.key.name, "generation": s.generation},
                 "status": {
-                    "conditions": s.conditions.iter().map(condition).collect::<Vec<_>>(),
-                    "listeners": listeners(&s.listeners),
+                    "conditions": conditions(&s.conditions, s.generation),
+                    "listeners": listeners(&s.listeners, s.generation),
                 },
             }));
         }
@@ -225,14 +232,14 @@ impl GatewayStatus {
                             "port": p.parent.port,
                         },
                         "controllerName": routing::gateway::CONTROLLER_NAME,
-                        "conditions": p.conditions.iter().map(condition).collect::<Vec<_>>(),
+                        "conditions": conditions(&p.conditions, r.generation),
                     })
                 })
                 .collect();
             items.push(serde_json::json!({
                 "apiVersion": "gateway.networking.k8s.io/v1",
                 "kind": r.kind,
-                "metadata": {"namespace": r.namespace, "name": r.name, "generation": 1},
+                "metadata": {"namespace": r.namespace, "name": r.name, "generation": r.generation},
                 "status": {"parents": parents},
             }));
         }

@@ -33,6 +33,7 @@ impl<'a> Builder<'a> {
             .map(|(d, g)| GatewayInput {
                 gateway: object_key(d),
                 spec: g,
+                generation: d.generation,
             })
             .collect();
         let route_inputs: Vec<RouteInput<'_>> = compiled
@@ -75,7 +76,7 @@ impl<'a> Builder<'a> {
             let Resource::ListenerSet(ls) = &d.resource else {
                 continue;
             };
-            match ListenerSetInput::new(ls, &d.object.namespace, &d.object.name) {
+            match ListenerSetInput::new(ls, &d.object.namespace, &d.object.name, d.generation) {
                 Ok(input) => out.push((*d, input)),
                 Err(e) => self.status(d, State::Error, vec![issue_err("spec.listeners", e)]),
             }

@@ -163,6 +163,7 @@ impl<'a> Builder<'a> {
                     kind,
                     namespace: doc.object.namespace.clone(),
                     name: doc.object.name.clone(),
+                    generation: doc.generation,
                     parents: parents.clone(),
                 });
             }
