@@ -34,15 +34,19 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// One Gateway API status condition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Condition {
+    /// The condition's type.
     #[serde(rename = "type")]
     pub kind: ConditionType,
     /// "True" or "False".
     pub status: &'static str,
+    /// A CamelCase reason from the Gateway API spec (`NoMatchingParent`, say).
     pub reason: String,
+    /// What happened, for a human.
     pub message: String,
 }
 
 impl Condition {
+    /// A condition of type `kind`, true when `ok`.
     pub fn new(
         kind: ConditionType,
         ok: bool,
@@ -57,6 +61,7 @@ impl Condition {
         }
     }
 
+    /// Whether the status is "True".
     pub fn is_true(&self) -> bool {
         self.status == "True"
     }
@@ -66,9 +71,11 @@ impl Condition {
 pub struct RouteInput<'a> {
     /// Matched against the listeners' allowedRoutes kinds.
     pub kind: RouteKind,
+    /// The route's namespace, matched against allowedRoutes.namespaces.
     pub namespace: &'a str,
     /// spec.hostnames; empty means any.
     pub hostnames: &'a [String],
+    /// Its parentRefs naming Gateways and ListenerSets.
     pub parents: &'a [ParentGateway],
     /// The route's ResolvedRefs condition (backend refs), the same for every parent.
     pub resolved_refs: Condition,
@@ -79,29 +86,41 @@ pub struct RouteInput<'a> {
 pub struct AttachedRoute {
     /// Index into the routes given to [`attach`].
     pub route: usize,
+    /// The hostnames it serves on that listener (empty = any).
     pub hostnames: Vec<String>,
 }
 
+/// One listener's status and the routes attached to it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ListenerState {
+    /// The listener's name.
     pub name: String,
+    /// Its port (0 when out of range).
     pub port: u16,
+    /// Its protocol as written (HTTP, HTTPS, TLS, TCP, …).
     pub protocol: String,
+    /// Its hostname; `None` takes any host.
     pub hostname: Option<String>,
     /// Route kinds (group gateway.networking.k8s.io) this listener takes.
     pub supported_kinds: Vec<RouteKind>,
+    /// Accepted, ResolvedRefs, Programmed and Conflicted.
     pub conditions: Vec<Condition>,
+    /// The routes attached to it.
     pub routes: Vec<AttachedRoute>,
     /// Whether this proxy serves traffic on it (an HTTP listener without errors).
     pub served: bool,
 }
 
+/// One Gateway's status.
 #[derive(Clone, Debug, Serialize)]
 pub struct GatewayState {
+    /// Its namespace and name.
     pub gateway: ServiceKey,
     /// The Gateway's `metadata.generation`, which every condition observed.
     pub generation: i64,
+    /// Accepted and Programmed.
     pub conditions: Vec<Condition>,
+    /// Its own listeners.
     pub listeners: Vec<ListenerState>,
     /// ListenerSets the Gateway accepted.
     pub attached_listener_sets: usize,
@@ -110,6 +129,7 @@ pub struct GatewayState {
 /// A ListenerSet: more listeners for a Gateway, served on the Gateway's address.
 #[derive(Clone, Debug)]
 pub struct ListenerSetInput {
+    /// Its namespace and name.
     pub key: ServiceKey,
     /// The Gateway it extends (parentRef; namespace defaults to the ListenerSet's).
     pub gateway: ServiceKey,
@@ -157,13 +177,18 @@ impl ListenerSetInput {
     }
 }
 
+/// One ListenerSet's status.
 #[derive(Clone, Debug, Serialize)]
 pub struct ListenerSetState {
+    /// Its namespace and name.
     pub key: ServiceKey,
     /// The ListenerSet's `metadata.generation`, which its conditions observe.
     pub generation: i64,
+    /// The Gateway it extends.
     pub gateway: ServiceKey,
+    /// Accepted and Programmed.
     pub conditions: Vec<Condition>,
+    /// Its listeners.
     pub listeners: Vec<ListenerState>,
     /// Accepted by its Gateway: its listeners are served on the Gateway's address.
     pub accepted: bool,
@@ -172,7 +197,9 @@ pub struct ListenerSetState {
 /// Everything [`attach`] works out.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Attachment {
+    /// The Gateways given, in order.
     pub gateways: Vec<GatewayState>,
+    /// The ListenerSets of those Gateways.
     pub listener_sets: Vec<ListenerSetState>,
     /// In the order of the routes given; one entry per parentRef naming one of ours.
     pub routes: Vec<Vec<RouteParentStatus>>,
@@ -181,13 +208,17 @@ pub struct Attachment {
 /// The status entry a route gets for one of its Gateway parents.
 #[derive(Clone, Debug, Serialize)]
 pub struct RouteParentStatus {
+    /// The parentRef.
     pub parent: ParentGateway,
+    /// Accepted and ResolvedRefs.
     pub conditions: Vec<Condition>,
 }
 
 /// The Gateways to attach to, each with its namespace and name.
 pub struct GatewayInput<'a> {
+    /// Its namespace and name.
     pub gateway: ServiceKey,
+    /// The Gateway.
     pub spec: &'a Gateway,
     /// Its `metadata.generation`, which its conditions observe.
     pub generation: i64,
@@ -563,8 +594,11 @@ fn selector_matches(
 
 /// One `matchExpressions` entry of a Kubernetes label selector.
 pub struct SelectorRequirement<'a> {
+    /// The label key.
     pub key: &'a str,
+    /// In, NotIn, Exists or DoesNotExist.
     pub operator: &'a str,
+    /// The values for In and NotIn.
     pub values: &'a [String],
 }
 

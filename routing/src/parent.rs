@@ -10,7 +10,9 @@ use crate::issue::{Issue, IssueReason};
 /// A Kubernetes Service (or ServiceEntry host) that routes attach to or forward to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ServiceKey {
+    /// The namespace.
     pub namespace: String,
+    /// The name.
     pub name: String,
 }
 
@@ -23,6 +25,7 @@ impl std::fmt::Display for ServiceKey {
 /// Where a route attaches: a Service (GAMMA), optionally one of its ports.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct ParentService {
+    /// The Service.
     pub service: ServiceKey,
     /// `None` attaches the route to every port of the Service.
     pub port: Option<u16>,
@@ -192,10 +195,13 @@ mod tests;
 pub struct ParentGateway {
     /// Index in spec.parentRefs.
     pub index: usize,
+    /// Gateway or ListenerSet.
     pub kind: ParentKind,
     /// The Gateway or ListenerSet named.
     pub gateway: ServiceKey,
+    /// The listener it names, if any.
     pub section_name: Option<String>,
+    /// The listener port it names, if any (0 when out of range: it selects nothing).
     pub port: Option<u16>,
 }
 

@@ -9,16 +9,26 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Why a folder could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The folder itself could not be read.
     #[error("cannot read config folder {}: {source}", dir.display())]
     Folder {
+        /// The folder.
         dir: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The folder has errors; one line each.
     #[error("config folder {} has {} error(s):\n  {}", dir.display(), lines.len(), lines.join("\n  "))]
-    Invalid { dir: PathBuf, lines: Vec<String> },
+    Invalid {
+        /// The folder.
+        dir: PathBuf,
+        /// Each error, naming file, document, object and field.
+        lines: Vec<String>,
+    },
 }
 
 /// Reads `dir` and builds a snapshot with its report. The snapshot is `None` when no Gateway
@@ -71,12 +81,15 @@ fn build_counting_generations(
 /// What the last reload attempt did, for `/config_dump` and tests.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ReloadRecord {
+    /// Reloads tried.
     pub attempts: u64,
+    /// Reloads refused for errors.
     pub rejected: u64,
     /// Errors of the last attempt; empty when it was applied.
     pub last_errors: Vec<String>,
 }
 
+/// The configuration in force and how it got there; shared by every listener.
 pub struct LiveConfig {
     dir: PathBuf,
     gateway: Option<GatewayRef>,
@@ -94,8 +107,16 @@ pub struct LiveConfig {
 /// Whether a reload replaced the snapshot.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReloadOutcome {
-    Applied { version: u64 },
-    Rejected { errors: usize },
+    /// The new snapshot is in force.
+    Applied {
+        /// The version now in force.
+        version: u64,
+    },
+    /// The folder has errors; the last good snapshot stays.
+    Rejected {
+        /// How many errors the folder has.
+        errors: usize,
+    },
 }
 
 impl LiveConfig {
@@ -132,6 +153,7 @@ impl LiveConfig {
         }))
     }
 
+    /// The folder the configuration is read from.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -141,6 +163,7 @@ impl LiveConfig {
         self.snapshot.load_full()
     }
 
+    /// The report of the snapshot in force.
     pub fn report(&self) -> Arc<Report> {
         self.report.load_full()
     }
@@ -150,6 +173,7 @@ impl LiveConfig {
         self.applied.subscribe()
     }
 
+    /// What the last reload attempt did.
     pub fn reload_record(&self) -> Arc<ReloadRecord> {
         self.record.load_full()
     }

@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 /// One object read from the folder.
 #[derive(Debug)]
 pub struct Document {
+    /// The file and document it came from.
     pub origin: Origin,
+    /// Its kind, namespace and name.
     pub object: ObjectRef,
+    /// The typed object.
     pub resource: Resource,
     /// Fields present in the file that this version does not read: reported, never silently
     /// dropped, so a user sees when a setting has no effect.
@@ -30,10 +33,15 @@ pub struct Document {
 /// A problem that kept a file, a document or an object from being read.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LoadError {
+    /// The file.
     pub file: PathBuf,
+    /// The document's index in the file, when the error is about one.
     pub document: Option<usize>,
+    /// The object, as far as it could be read.
     pub object: Option<ObjectRef>,
+    /// The field's path, when the error is about one.
     pub field: Option<String>,
+    /// What is wrong.
     pub reason: String,
 }
 
@@ -56,7 +64,9 @@ impl fmt::Display for LoadError {
 /// Everything read from one folder.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// Every object read, in path and document order.
     pub documents: Vec<Document>,
+    /// Everything that could not be read.
     pub errors: Vec<LoadError>,
 }
 

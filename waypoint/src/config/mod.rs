@@ -26,7 +26,9 @@ use std::path::PathBuf;
 /// Where an object came from: a file and the 0-based index of the YAML document in it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Origin {
+    /// The file.
     pub file: PathBuf,
+    /// The document's 0-based index in the file.
     pub document: usize,
 }
 
@@ -39,8 +41,11 @@ impl fmt::Display for Origin {
 /// `Kind namespace/name` of an object, as far as it could be read.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ObjectRef {
+    /// The object's kind.
     pub kind: String,
+    /// Its namespace (empty for cluster-scoped kinds).
     pub namespace: String,
+    /// Its name.
     pub name: String,
 }
 

@@ -20,19 +20,31 @@ use std::collections::BTreeMap;
 /// A typed object from the configuration.
 #[derive(Debug)]
 pub enum Resource {
+    /// A Namespace (its labels bind services and pods to waypoints).
     Namespace(Box<Namespace>),
+    /// A Service.
     Service(Box<Service>),
+    /// An EndpointSlice.
     EndpointSlice(Box<EndpointSlice>),
+    /// A Pod.
     Pod(Box<Pod>),
+    /// An Istio ServiceEntry.
     ServiceEntry(Box<ServiceEntry>),
+    /// A Gateway.
     Gateway(Box<Gateway>),
+    /// An HTTPRoute.
     HttpRoute(Box<HttpRoute>),
+    /// A TCPRoute.
     TcpRoute(Box<TcpRoute>),
+    /// A GRPCRoute.
     GrpcRoute(Box<GrpcRoute>),
+    /// A ListenerSet.
     ListenerSet(Box<ListenerSet>),
+    /// A ReferenceGrant.
     ReferenceGrant(Box<ReferenceGrant>),
     /// A kind this version does not act on. Kept so that it is reported, never silently lost.
     Unsupported {
+        /// The apiVersion it was written with.
         api_version: String,
     },
 }
@@ -40,27 +52,37 @@ pub enum Resource {
 /// Istio `ServiceEntry` (networking.istio.io), the fields a waypoint acts on.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ServiceEntry {
+    /// The object's metadata.
     pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    /// What the ServiceEntry declares.
     #[serde(default)]
     pub spec: ServiceEntrySpec,
 }
 
+/// `spec` of a ServiceEntry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEntrySpec {
+    /// The hostnames clients use.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Its virtual IPs (single addresses; CIDR ranges are not supported).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Its ports.
     #[serde(default)]
     pub ports: Vec<ServiceEntryPort>,
+    /// MESH_EXTERNAL or MESH_INTERNAL (read, not acted on).
     pub location: Option<String>,
     /// Parsed once here: an unknown value is an error naming the object and this field.
     pub resolution: Option<Resolution>,
+    /// Its static endpoints.
     #[serde(default)]
     pub endpoints: Vec<ServiceEntryEndpoint>,
+    /// Namespaces it is visible to (read, not acted on).
     #[serde(default)]
     pub export_to: Vec<String>,
+    /// Names its endpoints' certificates must carry (read, not acted on).
     #[serde(default)]
     pub subject_alt_names: Vec<String>,
 }
@@ -92,28 +114,41 @@ impl Resolution {
     }
 }
 
+/// One port of a ServiceEntry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEntryPort {
+    /// The port clients connect to.
     pub number: u32,
+    /// HTTP, HTTP2, GRPC, TCP, TLS, …: the port's protocol (Istio's protocol selection).
     pub protocol: Option<String>,
+    /// Its name; endpoints' `ports` map it to their own port.
     #[serde(default)]
     pub name: String,
+    /// The endpoints' port when they do not map the name.
     pub target_port: Option<u32>,
 }
 
+/// One endpoint of a ServiceEntry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEntryEndpoint {
+    /// An IP address (DNS names are not supported yet).
     #[serde(default)]
     pub address: String,
+    /// Port name to the endpoint's port.
     #[serde(default)]
     pub ports: BTreeMap<String, u32>,
+    /// Its labels (read, not acted on).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Its service account (read, not acted on).
     pub service_account: Option<String>,
+    /// Its load-balancing weight (read, not acted on).
     pub weight: Option<u32>,
+    /// Its network (read, not acted on).
     pub network: Option<String>,
+    /// Its locality (read, not acted on).
     pub locality: Option<String>,
 }
 

@@ -16,6 +16,7 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// The grants, each with its namespace.
     pub fn new(grants: impl Iterator<Item = (String, ReferenceGrant)>) -> Self {
         Grants {
             grants: grants.collect(),
@@ -56,11 +57,16 @@ pub struct HostRoutes {
 /// One served listener of the Gateway and its routes, most specific hostname first.
 #[derive(Debug, Serialize)]
 pub struct ListenerRoutes {
+    /// The listener's name.
     pub name: String,
+    /// Its port.
     pub port: u16,
+    /// Its hostname; `None` takes any host.
     pub hostname: Option<String>,
+    /// The attached routes, grouped by hostname, most specific first.
     #[serde(skip)]
     pub hosts: Vec<HostRoutes>,
+    /// `namespace/name` of every attached route, sorted.
     pub route_names: Vec<String>,
 }
 
@@ -126,7 +132,9 @@ impl ListenerRoutes {
 /// The listeners of the served Gateway on one port, most specific hostname first.
 #[derive(Debug, Serialize)]
 pub struct GatewayPort {
+    /// The port.
     pub port: u16,
+    /// Its listeners.
     pub listeners: Vec<ListenerRoutes>,
 }
 
@@ -145,19 +153,26 @@ impl GatewayPort {
 /// The Gateway API status of the Gateways of our class and of the routes that name them.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GatewayStatus {
+    /// The Gateways of our class (and the served one) with their listeners.
     pub gateways: Vec<GatewayState>,
+    /// The ListenerSets of those Gateways.
     pub listener_sets: Vec<ListenerSetState>,
     /// Per route (kind, namespace, name): its status.parents entries for our Gateways.
     pub routes: Vec<RouteStatus>,
 }
 
+/// The Gateway API status of one route naming a Gateway of ours.
 #[derive(Clone, Debug, Serialize)]
 pub struct RouteStatus {
+    /// HTTPRoute or GRPCRoute.
     pub kind: RouteKind,
+    /// The route's namespace.
     pub namespace: String,
+    /// The route's name.
     pub name: String,
     /// The route's `metadata.generation`, which its conditions observe.
     pub generation: i64,
+    /// One entry per parentRef naming a Gateway (or ListenerSet) of ours.
     pub parents: Vec<RouteParentStatus>,
 }
 

@@ -50,10 +50,13 @@ pub struct NotFound(pub String);
 /// The immutable configuration one request sees from start to end.
 #[derive(Debug, Serialize)]
 pub struct Snapshot {
+    /// Counts builds: 1 at startup, one more per reload attempt.
     pub version: u64,
+    /// The Gateway served.
     pub gateway: GatewayRef,
     /// The Gateway role: the served Gateway's HTTP listeners by port (empty for a waypoint).
     pub listeners: Vec<GatewayPort>,
+    /// Every Service and ServiceEntry, bound to this waypoint or not.
     pub services: Vec<ServiceInfo>,
     #[serde(skip)]
     by_key: HashMap<ServiceKey, usize>,
@@ -61,6 +64,7 @@ pub struct Snapshot {
     by_host: HashMap<String, Vec<usize>>,
     #[serde(skip)]
     by_vip: HashMap<IpAddr, usize>,
+    /// Every scheduled pod, by IP.
     pub workloads: HashMap<IpAddr, WorkloadInfo>,
 }
 
@@ -75,6 +79,7 @@ pub enum Role {
 
 /// What the snapshot is built from besides the objects.
 pub struct BuildOptions {
+    /// The snapshot's [`Snapshot::version`].
     pub version: u64,
     /// The GatewayClass whose Gateways get a status from this build (`check --status`).
     pub gateway_class: String,
@@ -112,6 +117,7 @@ impl Snapshot {
         self.listeners.iter().find(|p| p.port == port)
     }
 
+    /// The Service or ServiceEntry named `key`.
     pub fn service(&self, key: &ServiceKey) -> Option<&ServiceInfo> {
         self.by_key.get(key).map(|&i| &self.services[i])
     }

@@ -8,29 +8,40 @@ use serde::Serialize;
 /// How one object fared when the snapshot was built.
 #[derive(Clone, Debug, Serialize)]
 pub struct ResourceStatus {
+    /// The file and document it was read from.
     pub origin: Origin,
+    /// Its kind, namespace and name.
     pub object: ObjectRef,
+    /// What the build did with it.
     pub state: State,
+    /// Its errors and warnings, each naming a field.
     pub issues: Vec<StatusIssue>,
 }
 
+/// What a build did with one object.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum State {
+    /// Read and acted on.
     Accepted,
     /// Read but not acted on; the reason says why (a kind not supported yet, another waypoint's).
     Ignored(String),
+    /// At least one issue is an error.
     Error,
 }
 
+/// One problem with one field of an object.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusIssue {
+    /// An error, or a warning that does not stop the object from being used.
     pub severity: Severity,
     /// Set for route problems whose runtime behaviour Gateway API defines (a backend that
     /// cannot be used gets 500s, an unattached parent gets no traffic): the rest of the
     /// configuration still loads. Every other error keeps the last good configuration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<IssueReason>,
+    /// The field's path, as `spec.rules[0].backendRefs[1]`.
     pub field: String,
+    /// What is wrong, and what to do about it.
     pub message: String,
 }
 
@@ -63,7 +74,9 @@ impl From<Issue> for StatusIssue {
 /// Everything `check`, the startup log and `/config_dump` say about one build.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
+    /// Files, documents and objects that could not be read.
     pub file_errors: Vec<LoadError>,
+    /// One entry per object read, in file and document order.
     pub statuses: Vec<ResourceStatus>,
     /// Problems of the whole folder, not of one object (no Gateway to serve, say).
     pub global_errors: Vec<String>,
@@ -72,6 +85,7 @@ pub struct Report {
     /// How long reading and parsing the folder took, and building the snapshot from the parsed
     /// resources (validation, route attachment, compiled route tables), each in milliseconds.
     pub load_ms: f64,
+    /// See `load_ms`.
     pub compile_ms: f64,
 }
 
@@ -93,6 +107,7 @@ impl Report {
                 .count()
     }
 
+    /// Every error: unreadable files, global errors and objects in state `Error`.
     pub fn error_count(&self) -> usize {
         self.file_errors.len()
             + self.global_errors.len()
@@ -111,6 +126,7 @@ impl Report {
         lines
     }
 
+    /// One line per warning, formed as [`Report::error_lines`] forms them.
     pub fn warning_lines(&self) -> Vec<String> {
         self.issue_lines(Severity::Warning).collect()
     }
