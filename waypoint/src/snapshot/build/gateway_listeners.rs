@@ -4,7 +4,7 @@
 use super::gateway_selection::ServedGateway;
 use super::http_routes::CompiledHttpRoute;
 use super::parents::resolved_refs;
-use super::{issue_err, Builder};
+use super::{issue_err, object_key, Builder};
 use crate::config::{Document, Resource};
 use crate::snapshot::{BuildOptions, GatewayPort, ListenerRoutes, Role, State};
 use routing::gateway::{Attachment, GatewayInput, ListenerSetInput, ListenerState, RouteInput};
@@ -135,11 +135,4 @@ fn listener_routes(l: &ListenerState, compiled: &[CompiledHttpRoute<'_>]) -> Lis
 
 fn is_served(served: &ServedGateway, key: &ServiceKey) -> bool {
     key.namespace == served.gateway.namespace && key.name == served.gateway.name
-}
-
-fn object_key(d: &Document) -> ServiceKey {
-    ServiceKey {
-        namespace: d.object.namespace.clone(),
-        name: d.object.name.clone(),
-    }
 }

@@ -163,6 +163,14 @@ fn of_kind<'d, T: ?Sized>(
         .collect()
 }
 
+/// A namespaced object's namespace and name, as the key services and Gateways go by.
+fn object_key(d: &Document) -> ServiceKey {
+    ServiceKey {
+        namespace: d.object.namespace.clone(),
+        name: d.object.name.clone(),
+    }
+}
+
 fn index_by_key(services: &[ServiceInfo]) -> HashMap<ServiceKey, usize> {
     services
         .iter()

@@ -2,7 +2,7 @@
 //! picks) and ServiceEntries (static endpoints).
 
 use super::gateway_selection::ServedGateway;
-use super::{issue_err, of_kind, Builder, EMPTY_LABELS};
+use super::{issue_err, object_key, of_kind, Builder, EMPTY_LABELS};
 use crate::config::{Document, Resolution, Resource, ServiceEntry};
 use crate::snapshot::{
     Endpoint, Protocol, ServiceInfo, ServicePort, ServiceSource, State, StatusIssue, CLUSTER_DOMAIN,
@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use resilience::RoundRobin;
-use routing::{ServiceKey, Severity};
+use routing::Severity;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -78,11 +78,8 @@ impl<'a> Builder<'a> {
         };
         let mut ports = Vec::new();
         for (i, p) in spec.ports.iter().flatten().enumerate() {
-            let Ok(port) = u16::try_from(p.port) else {
-                issues.push(issue_err(
-                    format!("spec.ports[{i}].port"),
-                    format!("{} is not a port number", p.port),
-                ));
+            let Some(port) = port_number(p.port, || format!("spec.ports[{i}].port"), &mut issues)
+            else {
                 continue;
             };
             let port_name = p.name.clone().unwrap_or_default();
@@ -100,10 +97,7 @@ impl<'a> Builder<'a> {
         }
         let labels = svc.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS);
         let info = ServiceInfo {
-            key: ServiceKey {
-                namespace: ns.to_string(),
-                name: name.to_string(),
-            },
+            key: object_key(doc),
             source: ServiceSource::Service,
             hostnames: vec![
                 format!("{name}.{ns}.svc.{CLUSTER_DOMAIN}"),
@@ -155,11 +149,8 @@ impl<'a> Builder<'a> {
         }
         let mut ports = Vec::new();
         for (i, p) in spec.ports.iter().enumerate() {
-            let Ok(port) = u16::try_from(p.number) else {
-                issues.push(issue_err(
-                    format!("spec.ports[{i}].number"),
-                    format!("{} is not a port number", p.number),
-                ));
+            let field = || format!("spec.ports[{i}].number");
+            let Some(port) = port_number(p.number, field, &mut issues) else {
                 continue;
             };
             let endpoints = entry_endpoints(se, p, &mut issues);
@@ -172,10 +163,7 @@ impl<'a> Builder<'a> {
         }
         let labels = se.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS);
         let info = ServiceInfo {
-            key: ServiceKey {
-                namespace: ns.to_string(),
-                name: doc.object.name.clone(),
-            },
+            key: object_key(doc),
             source: ServiceSource::ServiceEntry,
             hostnames: spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             vips,
@@ -208,6 +196,23 @@ fn service_port(
         tcp_route_name: None,
         balancer: RoundRobin::new(),
     }
+}
+
+/// `value` as a port number; otherwise an error on the field `field` names.
+fn port_number<T>(
+    value: T,
+    field: impl FnOnce() -> String,
+    issues: &mut Vec<StatusIssue>,
+) -> Option<u16>
+where
+    T: Copy + std::fmt::Display,
+    u16: TryFrom<T>,
+{
+    let port = u16::try_from(value).ok();
+    if port.is_none() {
+        issues.push(issue_err(field(), format!("{value} is not a port number")));
+    }
+    port
 }
 
 /// The service's VIPs (`clusterIP`, then `clusterIPs`); a headless service has none.
@@ -260,16 +265,12 @@ fn entry_endpoints(
             .copied()
             .or(p.target_port)
             .unwrap_or(p.number);
-        match u16::try_from(target) {
-            Ok(t) => endpoints.push(Endpoint {
+        if let Some(t) = port_number(target, || format!("spec.endpoints[{j}].ports"), issues) {
+            endpoints.push(Endpoint {
                 addr: SocketAddr::new(ip, t),
                 pod: None,
                 hbone: None,
-            }),
-            Err(_) => issues.push(issue_err(
-                format!("spec.endpoints[{j}].ports"),
-                format!("{target} is not a port number"),
-            )),
+            });
         }
     }
     endpoints
