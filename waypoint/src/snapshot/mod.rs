@@ -147,14 +147,13 @@ impl Snapshot {
         if let Binding::NotBound(why) = &service.binding {
             return Err(NotFound(format!(
                 "service {} is not served by waypoint {}: {why}",
-                key_str(&service.key),
-                self.gateway
+                service.key, self.gateway
             )));
         }
         let sp = service.port(port).ok_or_else(|| {
             NotFound(format!(
                 "service {} has no port {port} (ports: {})",
-                key_str(&service.key),
+                service.key,
                 service
                     .ports
                     .iter()
@@ -223,15 +222,11 @@ impl Snapshot {
             "'{host}' is ambiguous: it names {}; use name.namespace",
             candidates
                 .iter()
-                .map(|&i| key_str(&self.services[i].key))
+                .map(|&i| self.services[i].key.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         )))
     }
-}
-
-pub(crate) fn key_str(k: &ServiceKey) -> String {
-    format!("{}/{}", k.namespace, k.name)
 }
 
 /// Splits `host[:port]` / `[v6]:port`; the port defaults to 80 as for a plain-HTTP client.

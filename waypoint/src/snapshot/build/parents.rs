@@ -2,7 +2,7 @@
 //! may refer to, and the state and ResolvedRefs condition its issues give it.
 
 use super::issue_err;
-use crate::snapshot::{key_str, Binding, Grants, ServiceInfo, ServiceSource, State, StatusIssue};
+use crate::snapshot::{Binding, Grants, ServiceInfo, ServiceSource, State, StatusIssue};
 use routing::gateway::{Condition, ConditionType, RouteKind};
 use routing::{BackendLookup, IssueReason, ServiceKey, Severity};
 use std::collections::HashMap;
@@ -58,7 +58,7 @@ pub(super) fn resolve_parents(
         let Some(&idx) = by_key.get(&parent.service) else {
             issues.push(issue_err(
                 field,
-                format!("parent Service {} not found", key_str(&parent.service)),
+                format!("parent Service {} not found", parent.service),
             ));
             continue;
         };
@@ -67,7 +67,7 @@ pub(super) fn resolve_parents(
             Some(p) if svc.port(p).is_none() => {
                 issues.push(issue_err(
                     format!("{field}.port"),
-                    format!("service {} has no port {p}", key_str(&svc.key)),
+                    format!("service {} has no port {p}", svc.key),
                 ));
                 continue;
             }
@@ -75,7 +75,7 @@ pub(super) fn resolve_parents(
             None => svc.ports.iter().map(|p| p.port).collect(),
         };
         if let Binding::NotBound(why) = &svc.binding {
-            not_ours.push(format!("{}: {why}", key_str(&svc.key)));
+            not_ours.push(format!("{}: {why}", svc.key));
             continue;
         }
         targets.push(ParentTarget {
@@ -120,17 +120,17 @@ pub(super) struct Lookup<'s> {
 impl BackendLookup for Lookup<'_> {
     fn check_service(&self, service: &ServiceKey, port: u16) -> Result<(), String> {
         let Some(&i) = self.by_key.get(service) else {
-            return Err(format!("service {} not found", key_str(service)));
+            return Err(format!("service {} not found", service));
         };
         let s = &self.services[i];
         if s.source != ServiceSource::Service {
             return Err(format!(
                 "{} is a ServiceEntry; backendRefs of kind ServiceEntry are not supported yet",
-                key_str(service)
+                service
             ));
         }
         if s.port(port).is_none() {
-            return Err(format!("service {} has no port {port}", key_str(service)));
+            return Err(format!("service {} has no port {port}", service));
         }
         Ok(())
     }

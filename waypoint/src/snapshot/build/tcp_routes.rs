@@ -3,7 +3,7 @@
 use super::parents::{resolve_parents, route_state, Lookup, ParentTarget};
 use super::{issue_err, of_kind, Builder};
 use crate::config::{Document, Resource};
-use crate::snapshot::{key_str, Protocol, ServiceInfo, StatusIssue};
+use crate::snapshot::{Protocol, ServiceInfo, StatusIssue};
 use gateway_api::experimental::tcproutes::TcpRoute;
 use routing::gateway::{ParentKind, RouteKind};
 use routing::{CompiledTcpRoute, ServiceKey, Severity};
@@ -88,7 +88,7 @@ fn hang_on_ports(
 ) -> usize {
     let field = format!("spec.parentRefs[{}]", target.parent);
     let svc = &mut services[target.service];
-    let svc_key = key_str(&svc.key);
+    let svc_key = svc.key.to_string();
     let mut served = 0;
     for p in &target.ports {
         // resolve_parents only returns ports the service has.
