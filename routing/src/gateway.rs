@@ -317,18 +317,7 @@ fn attach_one(
         .map(|(i, _)| i)
         .collect();
     if selected.is_empty() {
-        let what = match (&parent.section_name, parent.port) {
-            (Some(s), Some(p)) => format!("no listener named {s} on port {p}"),
-            (Some(s), None) => format!("no listener named {s}"),
-            (None, Some(p)) => format!("no listener on port {p}"),
-            (None, None) => "it has no listeners".to_string(),
-        };
-        return Condition::new(
-            ConditionType::Accepted,
-            false,
-            "NoMatchingParent",
-            format!("{} {parent_key}: {what}", parent.kind),
-        );
+        return no_matching_parent(parent, parent_key);
     }
     let labels = namespace_labels(route.namespace).unwrap_or_default();
     let allowed: Vec<usize> = selected
@@ -383,6 +372,22 @@ fn attach_one(
             ),
         )
     }
+}
+
+/// Accepted=False for a parentRef whose sectionName and port select no listener.
+fn no_matching_parent(parent: &ParentGateway, parent_key: &ServiceKey) -> Condition {
+    let what = match (&parent.section_name, parent.port) {
+        (Some(s), Some(p)) => format!("no listener named {s} on port {p}"),
+        (Some(s), None) => format!("no listener named {s}"),
+        (None, Some(p)) => format!("no listener on port {p}"),
+        (None, None) => "it has no listeners".to_string(),
+    };
+    Condition::new(
+        ConditionType::Accepted,
+        false,
+        "NoMatchingParent",
+        format!("{} {parent_key}: {what}", parent.kind),
+    )
 }
 
 #[cfg(test)]

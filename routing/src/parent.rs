@@ -110,73 +110,13 @@ fn services_of(
     }
     for (i, parent) in refs.iter().enumerate() {
         let field = format!("spec.parentRefs[{i}]");
-        // Gateway API defaults a parentRef to group gateway.networking.k8s.io, kind Gateway.
-        let group = parent.group.unwrap_or(GATEWAY_GROUP);
-        let kind = parent.kind.unwrap_or("Gateway");
-        let is_core = group.is_empty() || group == "core";
-        if ParentKind::parse(kind).is_some() && group == GATEWAY_GROUP {
-            // A Gateway (or ListenerSet) parent is the Gateway role's business; see
-            // `gateway_parents`.
-            continue;
-        }
-        if kind != "Service" {
-            issues.push(Issue::error(
-                IssueReason::Invalid,
-                format!("{field}.kind"),
-                format!(
-                    "parentRef kind {kind} (group {group:?}) is not supported; \
-                     attach the route to a Service (GAMMA)"
-                ),
-            ));
-            continue;
-        }
-        if !is_core {
-            issues.push(Issue::error(
-                IssueReason::Invalid,
-                format!("{field}.group"),
-                format!("parentRef group {group:?} is wrong for kind Service; use \"\" (core)"),
-            ));
-            continue;
-        }
-        if parent.name.is_empty() {
-            issues.push(Issue::error(
-                IssueReason::Invalid,
-                format!("{field}.name"),
-                "parentRef name is empty",
-            ));
-            continue;
-        }
-        if parent.section_name.is_some() {
-            issues.push(Issue::error(
-                IssueReason::Unsupported,
-                format!("{field}.sectionName"),
-                "sectionName is not supported for Service parentRefs; use port",
-            ));
-            continue;
-        }
-        let port = match parent.port {
-            None => None,
-            Some(port) => match u16::try_from(port) {
-                Ok(port) if port != 0 => Some(port),
-                _ => {
-                    issues.push(Issue::error(
-                        IssueReason::Invalid,
-                        format!("{field}.port"),
-                        format!("port {port} is out of range 1-65535"),
-                    ));
-                    continue;
-                }
-            },
-        };
-        let candidate = ParentService {
-            service: ServiceKey {
-                namespace: parent
-                    .namespace
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| route_namespace.clone()),
-                name: parent.name.to_owned(),
-            },
-            port,
+        let candidate = match service_parent(parent, &field, &route_namespace) {
+            Ok(Some(candidate)) => candidate,
+            Ok(None) => continue,
+            Err(issue) => {
+                issues.push(issue);
+                continue;
+            }
         };
         // The same parent listed twice is still one attachment.
         if !parents.contains(&candidate) {
@@ -184,6 +124,68 @@ fn services_of(
         }
     }
     (parents, issues)
+}
+
+/// The Service one parentRef names: `None` for a Gateway-role parent (see
+/// [`gateway_parents`]), an issue on `field` for anything else that is not a usable Service.
+fn service_parent(
+    parent: &ParentRefView<'_>,
+    field: &str,
+    route_namespace: &str,
+) -> Result<Option<ParentService>, Issue> {
+    // Gateway API defaults a parentRef to group gateway.networking.k8s.io, kind Gateway.
+    let group = parent.group.unwrap_or(GATEWAY_GROUP);
+    let kind = parent.kind.unwrap_or("Gateway");
+    let invalid = |at: &str, message: String| {
+        Issue::error(IssueReason::Invalid, format!("{field}.{at}"), message)
+    };
+    if ParentKind::parse(kind).is_some() && group == GATEWAY_GROUP {
+        return Ok(None);
+    }
+    if kind != "Service" {
+        return Err(invalid(
+            "kind",
+            format!(
+                "parentRef kind {kind} (group {group:?}) is not supported; \
+                 attach the route to a Service (GAMMA)"
+            ),
+        ));
+    }
+    if !(group.is_empty() || group == "core") {
+        return Err(invalid(
+            "group",
+            format!("parentRef group {group:?} is wrong for kind Service; use \"\" (core)"),
+        ));
+    }
+    if parent.name.is_empty() {
+        return Err(invalid("name", "parentRef name is empty".into()));
+    }
+    if parent.section_name.is_some() {
+        return Err(Issue::error(
+            IssueReason::Unsupported,
+            format!("{field}.sectionName"),
+            "sectionName is not supported for Service parentRefs; use port",
+        ));
+    }
+    let port = match parent.port {
+        None => None,
+        Some(port) => match u16::try_from(port) {
+            Ok(port) if port != 0 => Some(port),
+            _ => {
+                return Err(invalid(
+                    "port",
+                    format!("port {port} is out of range 1-65535"),
+                ))
+            }
+        },
+    };
+    Ok(Some(ParentService {
+        service: ServiceKey {
+            namespace: parent.namespace.unwrap_or(route_namespace).to_owned(),
+            name: parent.name.to_owned(),
+        },
+        port,
+    }))
 }
 
 #[cfg(test)]

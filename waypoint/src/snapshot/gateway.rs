@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use gateway_api::experimental::referencegrants::ReferenceGrant;
-use routing::gateway::{Condition, GatewayState, ListenerSetState, RouteKind, RouteParentStatus};
+use routing::gateway::{
+    Condition, GatewayState, ListenerSetState, ListenerState, RouteKind, RouteParentStatus,
+};
 use routing::{hostname, CompiledRoute, RequestView, RouteMatch, RouteTable, ServiceKey};
 use serde::Serialize;
 
@@ -180,84 +182,94 @@ impl GatewayStatus {
     /// Kubernetes-style objects with Gateway API `status` blocks, as a controller would write
     /// them: `{"items": [{apiVersion, kind, metadata, status}]}`.
     pub fn to_k8s_json(&self) -> serde_json::Value {
-        let conditions = |cs: &[Condition], generation: i64| -> Vec<serde_json::Value> {
-            cs.iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "type": c.kind,
-                        "status": c.status,
-                        "reason": c.reason,
-                        "message": c.message,
-                        "observedGeneration": generation,
-                    })
-                })
-                .collect()
-        };
-        let listeners =
-            |ls: &[routing::gateway::ListenerState], generation: i64| -> Vec<serde_json::Value> {
-                ls.iter()
-                    .map(|l| {
-                        serde_json::json!({
-                            "name": l.name,
-                            "supportedKinds": l.supported_kinds.iter().map(|k| serde_json::json!({
-                                "group": routing::gateway::GATEWAY_GROUP, "kind": k,
-                            })).collect::<Vec<_>>(),
-                            "attachedRoutes": l.routes.len(),
-                            "conditions": conditions(&l.conditions, generation),
-                        })
-                    })
-                    .collect()
-            };
-        let mut items = Vec::new();
-        for g in &self.gateways {
-            items.push(serde_json::json!({
+        let gateways = self.gateways.iter().map(|g| {
+            serde_json::json!({
                 "apiVersion": "gateway.networking.k8s.io/v1",
                 "kind": "Gateway",
                 "metadata": {"namespace": g.gateway.namespace, "name": g.gateway.name, "generation": g.generation},
                 "status": {
-                    "conditions": conditions(&g.conditions, g.generation),
-                    "listeners": listeners(&g.listeners, g.generation),
+                    "conditions": conditions_json(&g.conditions, g.generation),
+                    "listeners": listeners_json(&g.listeners, g.generation),
                     "attachedListenerSets": g.attached_listener_sets,
                 },
-            }));
-        }
-        for s in &self.listener_sets {
-            items.push(serde_json::json!({
+            })
+        });
+        let listener_sets = self.listener_sets.iter().map(|s| {
+            serde_json::json!({
                 "apiVersion": "gateway.networking.k8s.io/v1",
                 "kind": "ListenerSet",
                 "metadata": {"namespace": s.key.namespace, "name": s.key.name, "generation": s.generation},
                 "status": {
-                    "conditions": conditions(&s.conditions, s.generation),
-                    "listeners": listeners(&s.listeners, s.generation),
+                    "conditions": conditions_json(&s.conditions, s.generation),
+                    "listeners": listeners_json(&s.listeners, s.generation),
                 },
-            }));
-        }
-        for r in &self.routes {
-            let parents: Vec<_> = r
-                .parents
-                .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "parentRef": {
-                            "group": routing::gateway::GATEWAY_GROUP,
-                            "kind": p.parent.kind,
-                            "namespace": p.parent.gateway.namespace,
-                            "name": p.parent.gateway.name,
-                            "sectionName": p.parent.section_name,
-                            "port": p.parent.port,
-                        },
-                        "controllerName": routing::gateway::CONTROLLER_NAME,
-                        "conditions": conditions(&p.conditions, r.generation),
-                    })
-                })
-                .collect();
-            items.push(serde_json::json!({
-                "apiVersion": "gateway.networking.k8s.io/v1",
-                "kind": r.kind,
-                "metadata": {"namespace": r.namespace, "name": r.name, "generation": r.generation},
-                "status": {"parents": parents},
-            }));
-        }
+            })
+        });
+        let items: Vec<serde_json::Value> = gateways
+            .chain(listener_sets)
+            .chain(self.routes.iter().map(route_json))
+            .collect();
         serde_json::json!({ "items": items })
     }
+}
+
+/// Conditions as Kubernetes writes them, each having observed `generation`.
+fn conditions_json(conditions: &[Condition], generation: i64) -> Vec<serde_json::Value> {
+    conditions
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "type": c.kind,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "observedGeneration": generation,
+            })
+        })
+        .collect()
+}
+
+/// A Gateway's or ListenerSet's `status.listeners`.
+fn listeners_json(listeners: &[ListenerState], generation: i64) -> Vec<serde_json::Value> {
+    listeners
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "name": l.name,
+                "supportedKinds": l.supported_kinds.iter().map(|k| serde_json::json!({
+                    "group": routing::gateway::GATEWAY_GROUP, "kind": k,
+                })).collect::<Vec<_>>(),
+                "attachedRoutes": l.routes.len(),
+                "conditions": conditions_json(&l.conditions, generation),
+            })
+        })
+        .collect()
+}
+
+/// A route with its `status.parents`.
+fn route_json(r: &RouteStatus) -> serde_json::Value {
+    let parents: Vec<_> = r
+        .parents
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "parentRef": {
+                    "group": routing::gateway::GATEWAY_GROUP,
+                    "kind": p.parent.kind,
+                    "namespace": p.parent.gateway.namespace,
+                    "name": p.parent.gateway.name,
+                    "sectionName": p.parent.section_name,
+                    "port": p.parent.port,
+                },
+                "controllerName": routing::gateway::CONTROLLER_NAME,
+                "conditions": conditions_json(&p.conditions, r.generation),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": r.kind,
+        "metadata": {"namespace": r.namespace, "name": r.name, "generation": r.generation},
+        "status": {"parents": parents},
+    })
 }
