@@ -232,40 +232,19 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
     let version = api_version
         .rsplit_once('/')
         .map_or(api_version.as_str(), |(_, v)| v);
-    let supported_versions: &[&str] = match (group, kind.as_str()) {
-        ("", "Namespace" | "Service" | "Pod") => &["v1"],
-        ("discovery.k8s.io", "EndpointSlice") => &["v1"],
-        ("networking.istio.io", "ServiceEntry") => &["v1", "v1beta1", "v1alpha3"],
-        ("gateway.networking.k8s.io", "Gateway" | "HTTPRoute") => &["v1", "v1beta1"],
-        // TCPRoute went GA in Gateway API v1.6; the experimental v1alpha2 types read both.
-        ("gateway.networking.k8s.io", "TCPRoute") => &["v1", "v1alpha2"],
-        ("gateway.networking.k8s.io", "GRPCRoute") => &["v1"],
-        ("gateway.networking.k8s.io", "ListenerSet") => &["v1"],
-        ("gateway.networking.k8s.io", "ReferenceGrant") => &["v1", "v1beta1", "v1alpha2"],
-        _ => {
-            return Ok(Parsed {
-                object,
-                resource: Resource::Unsupported { api_version },
-                unknown_fields: Vec::new(),
-            })
-        }
+    let Some(supported_versions) = supported_versions(group, &kind) else {
+        return Ok(Parsed {
+            object,
+            resource: Resource::Unsupported { api_version },
+            unknown_fields: Vec::new(),
+        });
     };
     if !supported_versions.contains(&version) {
-        return Err(ParseError::at(
-            Some(object),
-            "apiVersion",
-            format!(
-                "{api_version} is not a version of {kind} this waypoint reads; use {}",
-                supported_versions
-                    .iter()
-                    .map(|v| if group.is_empty() {
-                        v.to_string()
-                    } else {
-                        format!("{group}/{v}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ),
+        return Err(wrong_version(
+            object,
+            &api_version,
+            group,
+            supported_versions,
         ));
     }
     // apiVersion and kind were checked above; the typed structs either ignore them or insist on
@@ -275,25 +254,80 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
         map.remove("kind");
     }
     let mut unknown_fields = Vec::new();
-    let resource = match kind.as_str() {
-        "Namespace" => Resource::Namespace(typed(value, &object, &mut unknown_fields)?),
-        "Service" => Resource::Service(typed(value, &object, &mut unknown_fields)?),
-        "Pod" => Resource::Pod(typed(value, &object, &mut unknown_fields)?),
-        "EndpointSlice" => Resource::EndpointSlice(typed(value, &object, &mut unknown_fields)?),
-        "ServiceEntry" => Resource::ServiceEntry(typed(value, &object, &mut unknown_fields)?),
-        "Gateway" => Resource::Gateway(typed(value, &object, &mut unknown_fields)?),
-        "HTTPRoute" => Resource::HttpRoute(typed(value, &object, &mut unknown_fields)?),
-        "TCPRoute" => Resource::TcpRoute(typed(value, &object, &mut unknown_fields)?),
-        "GRPCRoute" => Resource::GrpcRoute(typed(value, &object, &mut unknown_fields)?),
-        "ListenerSet" => Resource::ListenerSet(typed(value, &object, &mut unknown_fields)?),
-        "ReferenceGrant" => Resource::ReferenceGrant(typed(value, &object, &mut unknown_fields)?),
-        _ => Resource::Unsupported { api_version },
-    };
+    let resource = typed_resource(value, &object, &mut unknown_fields)?
+        .unwrap_or(Resource::Unsupported { api_version });
     Ok(Parsed {
         object,
         resource,
         unknown_fields,
     })
+}
+
+/// The versions of a kind this waypoint reads; `None` for a kind it does not act on.
+fn supported_versions(group: &str, kind: &str) -> Option<&'static [&'static str]> {
+    let versions: &[&str] = match (group, kind) {
+        ("", "Namespace" | "Service" | "Pod") => &["v1"],
+        ("discovery.k8s.io", "EndpointSlice") => &["v1"],
+        ("networking.istio.io", "ServiceEntry") => &["v1", "v1beta1", "v1alpha3"],
+        ("gateway.networking.k8s.io", "Gateway" | "HTTPRoute") => &["v1", "v1beta1"],
+        // TCPRoute went GA in Gateway API v1.6; the experimental v1alpha2 types read both.
+        ("gateway.networking.k8s.io", "TCPRoute") => &["v1", "v1alpha2"],
+        ("gateway.networking.k8s.io", "GRPCRoute") => &["v1"],
+        ("gateway.networking.k8s.io", "ListenerSet") => &["v1"],
+        ("gateway.networking.k8s.io", "ReferenceGrant") => &["v1", "v1beta1", "v1alpha2"],
+        _ => return None,
+    };
+    Some(versions)
+}
+
+/// The error for a known kind in an apiVersion this waypoint does not read, naming the ones
+/// it does.
+fn wrong_version(
+    object: ObjectRef,
+    api_version: &str,
+    group: &str,
+    supported: &[&str],
+) -> ParseError {
+    let kind = object.kind.clone();
+    ParseError::at(
+        Some(object),
+        "apiVersion",
+        format!(
+            "{api_version} is not a version of {kind} this waypoint reads; use {}",
+            supported
+                .iter()
+                .map(|v| if group.is_empty() {
+                    v.to_string()
+                } else {
+                    format!("{group}/{v}")
+                })
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    )
+}
+
+/// The typed object of a kind this waypoint reads; `None` for any other kind.
+fn typed_resource(
+    value: serde_json::Value,
+    object: &ObjectRef,
+    unknown_fields: &mut Vec<String>,
+) -> Result<Option<Resource>, ParseError> {
+    let resource = match object.kind.as_str() {
+        "Namespace" => Resource::Namespace(typed(value, object, unknown_fields)?),
+        "Service" => Resource::Service(typed(value, object, unknown_fields)?),
+        "Pod" => Resource::Pod(typed(value, object, unknown_fields)?),
+        "EndpointSlice" => Resource::EndpointSlice(typed(value, object, unknown_fields)?),
+        "ServiceEntry" => Resource::ServiceEntry(typed(value, object, unknown_fields)?),
+        "Gateway" => Resource::Gateway(typed(value, object, unknown_fields)?),
+        "HTTPRoute" => Resource::HttpRoute(typed(value, object, unknown_fields)?),
+        "TCPRoute" => Resource::TcpRoute(typed(value, object, unknown_fields)?),
+        "GRPCRoute" => Resource::GrpcRoute(typed(value, object, unknown_fields)?),
+        "ListenerSet" => Resource::ListenerSet(typed(value, object, unknown_fields)?),
+        "ReferenceGrant" => Resource::ReferenceGrant(typed(value, object, unknown_fields)?),
+        _ => return Ok(None),
+    };
+    Ok(Some(resource))
 }
 
 /// Deserializes with the failing field's path in the error, collecting fields the type does not
