@@ -14,8 +14,8 @@ pub(super) struct ServedGateway {
     pub(super) gateway: GatewayRef,
     /// Namespaces whose services and pods may bind to the waypoint.
     pub(super) allowed: AllowedNamespaces,
-    /// Istio's `istio.io/waypoint-for`: `service` (the default), `workload`, `all` or `none`.
-    pub(super) waypoint_for: String,
+    /// Istio's `istio.io/waypoint-for`: which traffic the waypoint takes.
+    pub(super) waypoint_for: WaypointFor,
     /// `None` when no Gateway could be selected: the build then yields statuses only.
     pub(super) role: Option<Role>,
 }
@@ -28,7 +28,7 @@ impl ServedGateway {
                 name: String::new(),
             },
             allowed: AllowedNamespaces::Same,
-            waypoint_for: "service".into(),
+            waypoint_for: WaypointFor::Service,
             role: None,
         }
     }
@@ -128,10 +128,10 @@ impl<'a> Builder<'a> {
                 ))
             };
             self.status(d, state, Vec::new());
-            return is_chosen.then(|| ServedGateway {
+            return is_chosen.then_some(ServedGateway {
                 gateway,
                 allowed: AllowedNamespaces::Same,
-                waypoint_for: "service".into(),
+                waypoint_for: WaypointFor::Service,
                 role: Some(Role::Gateway),
             });
         }
@@ -142,20 +142,58 @@ impl<'a> Builder<'a> {
         }
         let (allowed, issues) = check_waypoint_gateway(g);
         self.status(d, State::Accepted, issues);
-        // Istio: which traffic the waypoint takes; services by default.
-        let waypoint_for = g
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(WAYPOINT_FOR))
-            .cloned()
-            .unwrap_or_else(|| "service".into());
+        let label = g.metadata.labels.as_ref().and_then(|l| l.get(WAYPOINT_FOR));
+        let waypoint_for = WaypointFor::parse(label.map(String::as_str));
         Some(ServedGateway {
             gateway,
             allowed,
             waypoint_for,
             role: Some(Role::Waypoint),
         })
+    }
+}
+
+/// Istio's `istio.io/waypoint-for` label on a waypoint Gateway: which traffic it takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum WaypointFor {
+    /// Traffic to services (the default).
+    Service,
+    /// Traffic addressed to pods.
+    Workload,
+    /// Both.
+    All,
+    /// Neither.
+    None,
+    /// A value Istio does not define: pods are not served, and the message quotes it.
+    Other(String),
+}
+
+impl WaypointFor {
+    /// The label's value; no label means services.
+    fn parse(label: Option<&str>) -> WaypointFor {
+        match label {
+            None | Some("service") => WaypointFor::Service,
+            Some("workload") => WaypointFor::Workload,
+            Some("all") => WaypointFor::All,
+            Some("none") => WaypointFor::None,
+            Some(other) => WaypointFor::Other(other.to_string()),
+        }
+    }
+
+    /// The value as the label writes it.
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            WaypointFor::Service => "service",
+            WaypointFor::Workload => "workload",
+            WaypointFor::All => "all",
+            WaypointFor::None => "none",
+            WaypointFor::Other(value) => value,
+        }
+    }
+
+    /// Whether the waypoint takes traffic addressed to pods.
+    pub(super) fn takes_workloads(&self) -> bool {
+        matches!(self, WaypointFor::Workload | WaypointFor::All)
     }
 }
 

@@ -72,7 +72,7 @@ impl<'a> Builder<'a> {
             Resource::Pod(p) => Some(&**p),
             _ => None,
         });
-        let waypoint_for = served.waypoint_for.as_str();
+        let waypoint_for = &served.waypoint_for;
         let mut out = HashMap::new();
         for (d, p) in pods {
             let Some(ip) = pod_ip(p) else {
@@ -80,12 +80,13 @@ impl<'a> Builder<'a> {
             };
             let ns = d.object.namespace.as_str();
             let labels = p.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS);
-            let binding = if matches!(waypoint_for, "workload" | "all") {
+            let binding = if waypoint_for.takes_workloads() {
                 self.binding(labels, ns, served)
             } else {
                 Binding::NotBound(format!(
-                    "waypoint {} takes {waypoint_for} traffic ({WAYPOINT_FOR}); pod addresses need workload or all",
-                    served.gateway
+                    "waypoint {} takes {} traffic ({WAYPOINT_FOR}); pod addresses need workload or all",
+                    served.gateway,
+                    waypoint_for.as_str()
                 ))
             };
             let service_account = p
