@@ -6,6 +6,8 @@
 
 use std::cmp::Reverse;
 
+use crate::authority::Authority;
+
 /// Whether `host` (lower case, no port) is matched by `pattern`.
 pub fn matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix('*') {
@@ -63,16 +65,9 @@ pub fn specificity(hostname: Option<&str>) -> (u8, Reverse<usize>) {
 }
 
 /// The host part of an authority ("example.com:8080" → "example.com", "[::1]:80" → "::1"),
-/// without a trailing dot.
+/// without a trailing dot; an authority [`Authority::parse`] refuses is taken whole.
 pub fn host_of(authority: &str) -> &str {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => authority,
-        }
-    };
+    let host = Authority::parse(authority).map_or(authority, |a| a.host);
     host.strip_suffix('.').unwrap_or(host)
 }
 

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authority;
 mod backend;
 mod compile;
 mod cors;
@@ -28,6 +29,7 @@ mod tcp;
 #[cfg(test)]
 mod fixtures;
 
+pub use authority::{Authority, AuthorityError};
 pub use backend::{BackendLookup, BackendTarget, WeightedBackend};
 pub use compile::{compile_http_route, CompiledRoute, RouteId, Rule};
 pub use cors::Cors;

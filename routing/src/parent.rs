@@ -4,12 +4,15 @@ use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteParentRefs};
 use gateway_api::experimental::tcproutes::{TcpRoute, TcpRouteParentRefs};
 
 use crate::compile::RouteId;
+use crate::gateway::ParentKind;
 use crate::issue::{Issue, IssueReason};
 
 /// A Kubernetes Service (or ServiceEntry host) that routes attach to or forward to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ServiceKey {
+    /// The namespace.
     pub namespace: String,
+    /// The name.
     pub name: String,
 }
 
@@ -22,6 +25,7 @@ impl std::fmt::Display for ServiceKey {
 /// Where a route attaches: a Service (GAMMA), optionally one of its ports.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct ParentService {
+    /// The Service.
     pub service: ServiceKey,
     /// `None` attaches the route to every port of the Service.
     pub port: Option<u16>,
@@ -106,73 +110,13 @@ fn services_of(
     }
     for (i, parent) in refs.iter().enumerate() {
         let field = format!("spec.parentRefs[{i}]");
-        // Gateway API defaults a parentRef to group gateway.networking.k8s.io, kind Gateway.
-        let group = parent.group.unwrap_or(GATEWAY_GROUP);
-        let kind = parent.kind.unwrap_or("Gateway");
-        let is_core = group.is_empty() || group == "core";
-        if (kind == "Gateway" || kind == "ListenerSet") && group == GATEWAY_GROUP {
-            // A Gateway (or ListenerSet) parent is the Gateway role's business; see
-            // `gateway_parents`.
-            continue;
-        }
-        if kind != "Service" {
-            issues.push(Issue::error(
-                IssueReason::Invalid,
-                format!("{field}.kind"),
-                format!(
-                    "parentRef kind {kind} (group {group:?}) is not supported; \
-                     attach the route to a Service (GAMMA)"
-                ),
-            ));
-            continue;
-        }
-        if !is_core {
-            issues.push(Issue::error(
-                IssueReason::Invalid,
-                format!("{field}.group"),
-                format!("parentRef group {group:?} is wrong for kind Service; use \"\" (core)"),
-            ));
-            continue;
-        }
-        if parent.name.is_empty() {
-            issues.push(Issue::error(
-                IssueReason::Invalid,
-                format!("{field}.name"),
-                "parentRef name is empty",
-            ));
-            continue;
-        }
-        if parent.section_name.is_some() {
-            issues.push(Issue::error(
-                IssueReason::Unsupported,
-                format!("{field}.sectionName"),
-                "sectionName is not supported for Service parentRefs; use port",
-            ));
-            continue;
-        }
-        let port = match parent.port {
-            None => None,
-            Some(port) => match u16::try_from(port) {
-                Ok(port) if port != 0 => Some(port),
-                _ => {
-                    issues.push(Issue::error(
-                        IssueReason::Invalid,
-                        format!("{field}.port"),
-                        format!("port {port} is out of range 1-65535"),
-                    ));
-                    continue;
-                }
-            },
-        };
-        let candidate = ParentService {
-            service: ServiceKey {
-                namespace: parent
-                    .namespace
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| route_namespace.clone()),
-                name: parent.name.to_owned(),
-            },
-            port,
+        let candidate = match service_parent(parent, &field, &route_namespace) {
+            Ok(Some(candidate)) => candidate,
+            Ok(None) => continue,
+            Err(issue) => {
+                issues.push(issue);
+                continue;
+            }
         };
         // The same parent listed twice is still one attachment.
         if !parents.contains(&candidate) {
@@ -180,6 +124,68 @@ fn services_of(
         }
     }
     (parents, issues)
+}
+
+/// The Service one parentRef names: `None` for a Gateway-role parent (see
+/// [`gateway_parents`]), an issue on `field` for anything else that is not a usable Service.
+fn service_parent(
+    parent: &ParentRefView<'_>,
+    field: &str,
+    route_namespace: &str,
+) -> Result<Option<ParentService>, Issue> {
+    // Gateway API defaults a parentRef to group gateway.networking.k8s.io, kind Gateway.
+    let group = parent.group.unwrap_or(GATEWAY_GROUP);
+    let kind = parent.kind.unwrap_or("Gateway");
+    let invalid = |at: &str, message: String| {
+        Issue::error(IssueReason::Invalid, format!("{field}.{at}"), message)
+    };
+    if ParentKind::parse(kind).is_some() && group == GATEWAY_GROUP {
+        return Ok(None);
+    }
+    if kind != "Service" {
+        return Err(invalid(
+            "kind",
+            format!(
+                "parentRef kind {kind} (group {group:?}) is not supported; \
+                 attach the route to a Service (GAMMA)"
+            ),
+        ));
+    }
+    if !(group.is_empty() || group == "core") {
+        return Err(invalid(
+            "group",
+            format!("parentRef group {group:?} is wrong for kind Service; use \"\" (core)"),
+        ));
+    }
+    if parent.name.is_empty() {
+        return Err(invalid("name", "parentRef name is empty".into()));
+    }
+    if parent.section_name.is_some() {
+        return Err(Issue::error(
+            IssueReason::Unsupported,
+            format!("{field}.sectionName"),
+            "sectionName is not supported for Service parentRefs; use port",
+        ));
+    }
+    let port = match parent.port {
+        None => None,
+        Some(port) => match u16::try_from(port) {
+            Ok(port) if port != 0 => Some(port),
+            _ => {
+                return Err(invalid(
+                    "port",
+                    format!("port {port} is out of range 1-65535"),
+                ))
+            }
+        },
+    };
+    Ok(Some(ParentService {
+        service: ServiceKey {
+            namespace: parent.namespace.unwrap_or(route_namespace).to_owned(),
+            name: parent.name.to_owned(),
+        },
+        port,
+    }))
 }
 
 #[cfg(test)]
@@ -191,11 +197,13 @@ mod tests;
 pub struct ParentGateway {
     /// Index in spec.parentRefs.
     pub index: usize,
-    /// "Gateway" or "ListenerSet".
-    pub kind: &'static str,
+    /// Gateway or ListenerSet.
+    pub kind: ParentKind,
     /// The Gateway or ListenerSet named.
     pub gateway: ServiceKey,
+    /// The listener it names, if any.
     pub section_name: Option<String>,
+    /// The listener port it names, if any (0 when out of range: it selects nothing).
     pub port: Option<u16>,
 }
 
@@ -215,11 +223,7 @@ pub fn gateway_parents(route: &HttpRoute) -> Vec<ParentGateway> {
             if p.group.as_deref().unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
                 return None;
             }
-            let kind = match p.kind.as_deref().unwrap_or("Gateway") {
-                "Gateway" => "Gateway",
-                "ListenerSet" => "ListenerSet",
-                _ => return None,
-            };
+            let kind = ParentKind::parse(p.kind.as_deref().unwrap_or("Gateway"))?;
             Some((index, kind, p))
         })
         .map(|(index, kind, p)| ParentGateway {

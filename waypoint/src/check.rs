@@ -21,6 +21,7 @@ pub fn status_json(dir: &Path, gateway_class: &str) -> Result<String, ConfigErro
     Ok(serde_json::to_string_pretty(&json).unwrap_or_default())
 }
 
+/// The `check` table: one row per object, then warnings, timings and errors.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let rows: Vec<[String; 3]> = report

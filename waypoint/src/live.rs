@@ -1,24 +1,34 @@
 //! The configuration in force: the current snapshot, published with `ArcSwap`, and the record
 //! of the last reload. A reload that finds any error keeps the last good snapshot.
 
-use crate::config::load_dir;
+use crate::config::{load_dir, Generations};
 use crate::snapshot::{BuildOptions, GatewayRef, Report, Snapshot};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+/// Why a folder could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The folder itself could not be read.
     #[error("cannot read config folder {}: {source}", dir.display())]
     Folder {
+        /// The folder.
         dir: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The folder has errors; one line each.
     #[error("config folder {} has {} error(s):\n  {}", dir.display(), lines.len(), lines.join("\n  "))]
-    Invalid { dir: PathBuf, lines: Vec<String> },
+    Invalid {
+        /// The folder.
+        dir: PathBuf,
+        /// Each error, naming file, document, object and field.
+        lines: Vec<String>,
+    },
 }
 
 /// Reads `dir` and builds a snapshot with its report. The snapshot is `None` when no Gateway
@@ -38,11 +48,24 @@ pub fn build_from_dir_for_class(
     version: u64,
     gateway_class: &str,
 ) -> Result<(Option<Snapshot>, Report), ConfigError> {
+    let mut generations = Generations::default();
+    build_counting_generations(dir, gateway, version, gateway_class, &mut generations)
+}
+
+/// Reads `dir` and builds, giving objects the generations `generations` counts across loads.
+fn build_counting_generations(
+    dir: &Path,
+    gateway: Option<&GatewayRef>,
+    version: u64,
+    gateway_class: &str,
+    generations: &mut Generations,
+) -> Result<(Option<Snapshot>, Report), ConfigError> {
     let started = std::time::Instant::now();
-    let loaded = load_dir(dir).map_err(|source| ConfigError::Folder {
+    let mut loaded = load_dir(dir).map_err(|source| ConfigError::Folder {
         dir: dir.to_path_buf(),
         source,
     })?;
+    generations.stamp(&mut loaded.documents);
     let parsed = std::time::Instant::now();
     let opts = BuildOptions {
         gateway_class: gateway_class.to_string(),
@@ -58,12 +81,15 @@ pub fn build_from_dir_for_class(
 /// What the last reload attempt did, for `/config_dump` and tests.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ReloadRecord {
+    /// Reloads tried.
     pub attempts: u64,
+    /// Reloads refused for errors.
     pub rejected: u64,
     /// Errors of the last attempt; empty when it was applied.
     pub last_errors: Vec<String>,
 }
 
+/// The configuration in force and how it got there; shared by every listener.
 pub struct LiveConfig {
     dir: PathBuf,
     gateway: Option<GatewayRef>,
@@ -72,6 +98,8 @@ pub struct LiveConfig {
     report: ArcSwap<Report>,
     record: ArcSwap<ReloadRecord>,
     next_version: AtomicU64,
+    /// Every object's generation, counted across reloads for the status it reports.
+    generations: Mutex<Generations>,
     /// The version in force, for whoever must act on a change (the Gateway role's listeners).
     applied: tokio::sync::watch::Sender<u64>,
 }
@@ -79,15 +107,30 @@ pub struct LiveConfig {
 /// Whether a reload replaced the snapshot.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReloadOutcome {
-    Applied { version: u64 },
-    Rejected { errors: usize },
+    /// The new snapshot is in force.
+    Applied {
+        /// The version now in force.
+        version: u64,
+    },
+    /// The folder has errors; the last good snapshot stays.
+    Rejected {
+        /// How many errors the folder has.
+        errors: usize,
+    },
 }
 
 impl LiveConfig {
     /// Loads the folder for the first time; any error is fatal here, since there is no earlier
     /// configuration to fall back on.
     pub fn load(dir: &Path, gateway: Option<GatewayRef>) -> Result<Arc<Self>, ConfigError> {
-        let (snapshot, report) = build_from_dir(dir, gateway.as_ref(), 1)?;
+        let mut generations = Generations::default();
+        let (snapshot, report) = build_counting_generations(
+            dir,
+            gateway.as_ref(),
+            1,
+            crate::snapshot::GATEWAY_CLASS,
+            &mut generations,
+        )?;
         let snapshot = match snapshot {
             Some(s) if report.blocking_error_count() == 0 => s,
             _ => {
@@ -105,10 +148,12 @@ impl LiveConfig {
             report: ArcSwap::from_pointee(report),
             record: ArcSwap::from_pointee(ReloadRecord::default()),
             next_version: AtomicU64::new(2),
+            generations: Mutex::new(generations),
             applied: tokio::sync::watch::Sender::new(1),
         }))
     }
 
+    /// The folder the configuration is read from.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -118,6 +163,7 @@ impl LiveConfig {
         self.snapshot.load_full()
     }
 
+    /// The report of the snapshot in force.
     pub fn report(&self) -> Arc<Report> {
         self.report.load_full()
     }
@@ -127,6 +173,7 @@ impl LiveConfig {
         self.applied.subscribe()
     }
 
+    /// What the last reload attempt did.
     pub fn reload_record(&self) -> Arc<ReloadRecord> {
         self.record.load_full()
     }
@@ -134,7 +181,20 @@ impl LiveConfig {
     /// Re-reads the folder; publishes the new snapshot only if it has no error.
     pub fn reload(&self) -> ReloadOutcome {
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let built = build_from_dir(&self.dir, self.gateway.as_ref(), version);
+        let built = {
+            // A poisoned lock only means an earlier reload panicked; the counts are still good.
+            let mut generations = self
+                .generations
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            build_counting_generations(
+                &self.dir,
+                self.gateway.as_ref(),
+                version,
+                crate::snapshot::GATEWAY_CLASS,
+                &mut generations,
+            )
+        };
         let mut record = (*self.record.load_full()).clone();
         record.attempts += 1;
         let outcome = match built {
@@ -225,6 +285,48 @@ mod tests {
         assert_eq!(live.reload(), ReloadOutcome::Applied { version: 3 });
         assert_eq!(live.snapshot().version, 3);
         assert!(live.reload_record().last_errors.is_empty());
+    }
+
+    #[test]
+    fn status_reports_the_generation_reloads_counted() {
+        let edge = |port: u16| {
+            format!("---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: edge, namespace: shop}}\nspec:\n  gatewayClassName: waypoint\n  listeners: [{{name: http, port: {port}, protocol: HTTP}}]\n")
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |port| {
+            std::fs::write(
+                dir.path().join("mesh.yaml"),
+                format!("{GOOD}{}", edge(port)),
+            )
+            .expect("write")
+        };
+        let generations = |live: &LiveConfig| -> Vec<(i64, i64)> {
+            let json = live.report().gateway_status.to_k8s_json();
+            let items = json["items"].as_array().cloned().unwrap_or_default();
+            items
+                .iter()
+                .filter(|i| i["metadata"]["name"] == "edge")
+                .map(|i| {
+                    let observed = &i["status"]["conditions"][0]["observedGeneration"];
+                    (
+                        i["metadata"]["generation"].as_i64().unwrap_or(0),
+                        observed.as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        };
+        write(8080);
+        let live = LiveConfig::load(dir.path(), None).expect("loads");
+        assert_eq!(generations(&live), [(1, 1)]);
+        assert!(matches!(live.reload(), ReloadOutcome::Applied { .. }));
+        assert_eq!(generations(&live), [(1, 1)], "an unchanged reload keeps 1");
+        write(8081);
+        assert!(matches!(live.reload(), ReloadOutcome::Applied { .. }));
+        assert_eq!(
+            generations(&live),
+            [(2, 2)],
+            "a changed spec is generation 2"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn key(ns: &str, name: &str) -> ServiceKey {
 fn parent(section: Option<&str>, port: Option<u16>) -> ParentGateway {
     ParentGateway {
         index: 0,
-        kind: "Gateway",
+        kind: ParentKind::Gateway,
         gateway: key("infra", "gw"),
         section_name: section.map(str::to_owned),
         port,
@@ -43,7 +43,7 @@ fn parent(section: Option<&str>, port: Option<u16>) -> ParentGateway {
 }
 
 fn resolved() -> Condition {
-    Condition::new("ResolvedRefs", true, "ResolvedRefs", "")
+    Condition::new(ConditionType::ResolvedRefs, true, "ResolvedRefs", "")
 }
 
 /// Attaches one HTTPRoute in `ns` with `hostnames` and `parent`; returns its Accepted reason
@@ -53,7 +53,7 @@ fn attach_route(ns: &str, hostnames: &[&str], parent: ParentGateway) -> (String,
     let hostnames: Vec<String> = hostnames.iter().map(|h| h.to_string()).collect();
     let parents = [parent];
     let routes = [RouteInput {
-        kind: "HTTPRoute",
+        kind: RouteKind::Http,
         namespace: ns,
         hostnames: &hostnames,
         parents: &parents,
@@ -69,6 +69,7 @@ fn attach_route(ns: &str, hostnames: &[&str], parent: ParentGateway) -> (String,
         &[GatewayInput {
             gateway: key("infra", "gw"),
             spec: &g,
+            generation: 1,
         }],
         &[],
         &routes,
@@ -195,6 +196,7 @@ fn listener_conditions() {
         &[GatewayInput {
             gateway: key("infra", "gw"),
             spec: &g,
+            generation: 1,
         }],
         &[],
         &[],
@@ -207,7 +209,11 @@ fn listener_conditions() {
             .iter()
             .find(|l| l.name == listener)
             .expect("listener");
-        let c = l.conditions.iter().find(|c| c.kind == kind).expect("cond");
+        let c = l
+            .conditions
+            .iter()
+            .find(|c| c.kind.as_str() == kind)
+            .expect("cond");
         (c.status, c.reason.clone())
     };
     assert_eq!(cond("http", "Accepted"), ("True", "Accepted".into()));
@@ -248,7 +254,7 @@ spec:
 "
         ))
         .expect("listenerset yaml");
-        ListenerSetInput::new(&set, ns, name).expect("listeners convert")
+        ListenerSetInput::new(&set, ns, name, 1).expect("listeners convert")
     };
     let sets = [
         ls(
@@ -260,25 +266,25 @@ spec:
         ),
         ls("elsewhere", "b", "[{name: x, port: 80, protocol: HTTP}]"),
     ];
-    let to = |kind: &'static str, name: &str, section: Option<&str>| ParentGateway {
+    let to = |kind: ParentKind, name: &str, section: Option<&str>| ParentGateway {
         index: 0,
         kind,
         gateway: key("infra", name),
         section_name: section.map(str::to_owned),
         port: None,
     };
-    let via_set = [to("ListenerSet", "a", None)];
-    let via_gateway_to_set_listener = [to("Gateway", "gw", Some("extra"))];
+    let via_set = [to(ParentKind::ListenerSet, "a", None)];
+    let via_gateway_to_set_listener = [to(ParentKind::Gateway, "gw", Some("extra"))];
     let routes = [
         RouteInput {
-            kind: "HTTPRoute",
+            kind: RouteKind::Http,
             namespace: "infra",
             hostnames: &[],
             parents: &via_set,
             resolved_refs: resolved(),
         },
         RouteInput {
-            kind: "HTTPRoute",
+            kind: RouteKind::Http,
             namespace: "infra",
             hostnames: &[],
             parents: &via_gateway_to_set_listener,
@@ -289,6 +295,7 @@ spec:
         &[GatewayInput {
             gateway: key("infra", "gw"),
             spec: &g,
+            generation: 1,
         }],
         &sets,
         &routes,
@@ -304,7 +311,11 @@ spec:
     let a = set("a");
     assert!(a.accepted);
     let cond = |l: &ListenerState, kind: &str| {
-        let c = l.conditions.iter().find(|c| c.kind == kind).expect("cond");
+        let c = l
+            .conditions
+            .iter()
+            .find(|c| c.kind.as_str() == kind)
+            .expect("cond");
         (c.status, c.reason.clone())
     };
     assert_eq!(

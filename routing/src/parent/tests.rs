@@ -127,14 +127,14 @@ spec:
         [
             ParentGateway {
                 index: 0,
-                kind: "Gateway",
+                kind: ParentKind::Gateway,
                 gateway: key("infra", "gw"),
                 section_name: None,
                 port: None
             },
             ParentGateway {
                 index: 2,
-                kind: "Gateway",
+                kind: ParentKind::Gateway,
                 gateway: key("edge", "other"),
                 section_name: Some("http".into()),
                 port: Some(8080)

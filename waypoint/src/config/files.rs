@@ -5,26 +5,43 @@ use super::resources::{parse_object, Resource};
 use super::{ObjectRef, Origin};
 use serde::Deserialize;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 /// One object read from the folder.
 #[derive(Debug)]
 pub struct Document {
+    /// The file and document it came from.
     pub origin: Origin,
+    /// Its kind, namespace and name.
     pub object: ObjectRef,
+    /// The typed object.
     pub resource: Resource,
     /// Fields present in the file that this version does not read: reported, never silently
     /// dropped, so a user sees when a setting has no effect.
     pub unknown_fields: Vec<String>,
+    /// The object's `metadata.generation`: as the file writes it, else counted by
+    /// [`super::Generations`] (1 until a reload sees its spec change).
+    pub generation: i64,
+    /// `metadata.generation` as the file writes it, if it does.
+    pub(super) declared_generation: Option<i64>,
+    /// A digest of everything but `metadata` and `status`: what Kubernetes bumps the
+    /// generation for when it changes.
+    pub(super) spec_digest: u64,
 }
 
 /// A problem that kept a file, a document or an object from being read.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LoadError {
+    /// The file.
     pub file: PathBuf,
+    /// The document's index in the file, when the error is about one.
     pub document: Option<usize>,
+    /// The object, as far as it could be read.
     pub object: Option<ObjectRef>,
+    /// The field's path, when the error is about one.
     pub field: Option<String>,
+    /// What is wrong.
     pub reason: String,
 }
 
@@ -47,7 +64,9 @@ impl fmt::Display for LoadError {
 /// Everything read from one folder.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// Every object read, in path and document order.
     pub documents: Vec<Document>,
+    /// Everything that could not be read.
     pub errors: Vec<LoadError>,
 }
 
@@ -123,12 +142,19 @@ pub(crate) fn parse_file(file: &Path, text: &str, loaded: &mut Loaded) {
             file: file.to_path_buf(),
             document: index,
         };
+        let declared_generation = value
+            .pointer("/metadata/generation")
+            .and_then(serde_json::Value::as_i64);
+        let spec_digest = spec_digest(&value);
         match parse_object(value) {
             Ok(parsed) => loaded.documents.push(Document {
                 origin,
                 object: parsed.object,
                 resource: parsed.resource,
                 unknown_fields: parsed.unknown_fields,
+                generation: declared_generation.unwrap_or(1),
+                declared_generation,
+                spec_digest,
             }),
             Err(e) => loaded.errors.push(LoadError {
                 file: file.to_path_buf(),
@@ -137,6 +163,54 @@ pub(crate) fn parse_file(file: &Path, text: &str, loaded: &mut Loaded) {
                 field: e.field,
                 reason: e.reason,
             }),
+        }
+    }
+}
+
+/// A digest of the object without `metadata` and `status`, the same whatever the key order.
+fn spec_digest(object: &serde_json::Value) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if let serde_json::Value::Object(fields) = object {
+        let spec = fields
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status"));
+        hash_fields(spec, &mut hasher);
+    }
+    hasher.finish()
+}
+
+fn hash_fields<'v>(
+    fields: impl Iterator<Item = (&'v String, &'v serde_json::Value)>,
+    hasher: &mut impl Hasher,
+) {
+    let mut fields: Vec<_> = fields.collect();
+    fields.sort_by_key(|(k, _)| *k);
+    for (k, v) in fields {
+        k.hash(hasher);
+        hash_value(v, hasher);
+    }
+}
+
+fn hash_value(value: &serde_json::Value, hasher: &mut impl Hasher) {
+    use serde_json::Value;
+    // The tag keeps `[]` apart from `{}`, and "1" apart from 1.
+    match value {
+        Value::Object(fields) => {
+            0u8.hash(hasher);
+            hash_fields(fields.iter(), hasher);
+        }
+        Value::Array(items) => {
+            1u8.hash(hasher);
+            items.len().hash(hasher);
+            items.iter().for_each(|v| hash_value(v, hasher));
+        }
+        Value::String(s) => {
+            2u8.hash(hasher);
+            s.hash(hasher);
+        }
+        scalar => {
+            3u8.hash(hasher);
+            scalar.to_string().hash(hasher);
         }
     }
 }

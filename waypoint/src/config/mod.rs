@@ -5,6 +5,7 @@
 //! the document index in it, the object (`Kind namespace/name`), the field path and the reason.
 
 mod files;
+mod generations;
 mod resources;
 
 /// Parsing text without a folder, for the unit tests of the modules that consume documents.
@@ -14,8 +15,9 @@ pub(crate) mod files_for_tests {
 }
 
 pub use files::{load_dir, Document, LoadError, Loaded};
+pub use generations::Generations;
 pub use resources::{
-    Resource, ServiceEntry, ServiceEntryEndpoint, ServiceEntryPort, ServiceEntrySpec,
+    Resolution, Resource, ServiceEntry, ServiceEntryEndpoint, ServiceEntryPort, ServiceEntrySpec,
 };
 
 use std::fmt;
@@ -24,7 +26,9 @@ use std::path::PathBuf;
 /// Where an object came from: a file and the 0-based index of the YAML document in it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Origin {
+    /// The file.
     pub file: PathBuf,
+    /// The document's 0-based index in the file.
     pub document: usize,
 }
 
@@ -37,8 +41,11 @@ impl fmt::Display for Origin {
 /// `Kind namespace/name` of an object, as far as it could be read.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ObjectRef {
+    /// The object's kind.
     pub kind: String,
+    /// Its namespace (empty for cluster-scoped kinds).
     pub namespace: String,
+    /// Its name.
     pub name: String,
 }
 

@@ -20,19 +20,31 @@ use std::collections::BTreeMap;
 /// A typed object from the configuration.
 #[derive(Debug)]
 pub enum Resource {
+    /// A Namespace (its labels bind services and pods to waypoints).
     Namespace(Box<Namespace>),
+    /// A Service.
     Service(Box<Service>),
+    /// An EndpointSlice.
     EndpointSlice(Box<EndpointSlice>),
+    /// A Pod.
     Pod(Box<Pod>),
+    /// An Istio ServiceEntry.
     ServiceEntry(Box<ServiceEntry>),
+    /// A Gateway.
     Gateway(Box<Gateway>),
+    /// An HTTPRoute.
     HttpRoute(Box<HttpRoute>),
+    /// A TCPRoute.
     TcpRoute(Box<TcpRoute>),
+    /// A GRPCRoute.
     GrpcRoute(Box<GrpcRoute>),
+    /// A ListenerSet.
     ListenerSet(Box<ListenerSet>),
+    /// A ReferenceGrant.
     ReferenceGrant(Box<ReferenceGrant>),
     /// A kind this version does not act on. Kept so that it is reported, never silently lost.
     Unsupported {
+        /// The apiVersion it was written with.
         api_version: String,
     },
 }
@@ -40,52 +52,103 @@ pub enum Resource {
 /// Istio `ServiceEntry` (networking.istio.io), the fields a waypoint acts on.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ServiceEntry {
+    /// The object's metadata.
     pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    /// What the ServiceEntry declares.
     #[serde(default)]
     pub spec: ServiceEntrySpec,
 }
 
+/// `spec` of a ServiceEntry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEntrySpec {
+    /// The hostnames clients use.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Its virtual IPs (single addresses; CIDR ranges are not supported).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Its ports.
     #[serde(default)]
     pub ports: Vec<ServiceEntryPort>,
+    /// MESH_EXTERNAL or MESH_INTERNAL (read, not acted on).
     pub location: Option<String>,
-    pub resolution: Option<String>,
+    /// Parsed once here: an unknown value is an error naming the object and this field.
+    pub resolution: Option<Resolution>,
+    /// Its static endpoints.
     #[serde(default)]
     pub endpoints: Vec<ServiceEntryEndpoint>,
+    /// Namespaces it is visible to (read, not acted on).
     #[serde(default)]
     pub export_to: Vec<String>,
+    /// Names its endpoints' certificates must carry (read, not acted on).
     #[serde(default)]
     pub subject_alt_names: Vec<String>,
 }
 
+/// How a ServiceEntry's endpoints are found (`spec.resolution`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Resolution {
+    /// The address the client connected to is used as is (Istio's default).
+    #[default]
+    None,
+    /// The endpoints listed in the ServiceEntry.
+    Static,
+    /// The hosts (or endpoints) resolved by DNS, every address used.
+    Dns,
+    /// The hosts resolved by DNS, the first address used.
+    DnsRoundRobin,
+}
+
+impl Resolution {
+    /// The value as the ServiceEntry writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::None => "NONE",
+            Resolution::Static => "STATIC",
+            Resolution::Dns => "DNS",
+            Resolution::DnsRoundRobin => "DNS_ROUND_ROBIN",
+        }
+    }
+}
+
+/// One port of a ServiceEntry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEntryPort {
+    /// The port clients connect to.
     pub number: u32,
+    /// HTTP, HTTP2, GRPC, TCP, TLS, …: the port's protocol (Istio's protocol selection).
     pub protocol: Option<String>,
+    /// Its name; endpoints' `ports` map it to their own port.
     #[serde(default)]
     pub name: String,
+    /// The endpoints' port when they do not map the name.
     pub target_port: Option<u32>,
 }
 
+/// One endpoint of a ServiceEntry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEntryEndpoint {
+    /// An IP address (DNS names are not supported yet).
     #[serde(default)]
     pub address: String,
+    /// Port name to the endpoint's port.
     #[serde(default)]
     pub ports: BTreeMap<String, u32>,
+    /// Its labels (read, not acted on).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Its service account (read, not acted on).
     pub service_account: Option<String>,
+    /// Its load-balancing weight (read, not acted on).
     pub weight: Option<u32>,
+    /// Its network (read, not acted on).
     pub network: Option<String>,
+    /// Its locality (read, not acted on).
     pub locality: Option<String>,
 }
 
@@ -169,40 +232,19 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
     let version = api_version
         .rsplit_once('/')
         .map_or(api_version.as_str(), |(_, v)| v);
-    let supported_versions: &[&str] = match (group, kind.as_str()) {
-        ("", "Namespace" | "Service" | "Pod") => &["v1"],
-        ("discovery.k8s.io", "EndpointSlice") => &["v1"],
-        ("networking.istio.io", "ServiceEntry") => &["v1", "v1beta1", "v1alpha3"],
-        ("gateway.networking.k8s.io", "Gateway" | "HTTPRoute") => &["v1", "v1beta1"],
-        // TCPRoute went GA in Gateway API v1.6; the experimental v1alpha2 types read both.
-        ("gateway.networking.k8s.io", "TCPRoute") => &["v1", "v1alpha2"],
-        ("gateway.networking.k8s.io", "GRPCRoute") => &["v1"],
-        ("gateway.networking.k8s.io", "ListenerSet") => &["v1"],
-        ("gateway.networking.k8s.io", "ReferenceGrant") => &["v1", "v1beta1", "v1alpha2"],
-        _ => {
-            return Ok(Parsed {
-                object,
-                resource: Resource::Unsupported { api_version },
-                unknown_fields: Vec::new(),
-            })
-        }
+    let Some(supported_versions) = supported_versions(group, &kind) else {
+        return Ok(Parsed {
+            object,
+            resource: Resource::Unsupported { api_version },
+            unknown_fields: Vec::new(),
+        });
     };
     if !supported_versions.contains(&version) {
-        return Err(ParseError::at(
-            Some(object),
-            "apiVersion",
-            format!(
-                "{api_version} is not a version of {kind} this waypoint reads; use {}",
-                supported_versions
-                    .iter()
-                    .map(|v| if group.is_empty() {
-                        v.to_string()
-                    } else {
-                        format!("{group}/{v}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ),
+        return Err(wrong_version(
+            object,
+            &api_version,
+            group,
+            supported_versions,
         ));
     }
     // apiVersion and kind were checked above; the typed structs either ignore them or insist on
@@ -212,25 +254,80 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
         map.remove("kind");
     }
     let mut unknown_fields = Vec::new();
-    let resource = match kind.as_str() {
-        "Namespace" => Resource::Namespace(typed(value, &object, &mut unknown_fields)?),
-        "Service" => Resource::Service(typed(value, &object, &mut unknown_fields)?),
-        "Pod" => Resource::Pod(typed(value, &object, &mut unknown_fields)?),
-        "EndpointSlice" => Resource::EndpointSlice(typed(value, &object, &mut unknown_fields)?),
-        "ServiceEntry" => Resource::ServiceEntry(typed(value, &object, &mut unknown_fields)?),
-        "Gateway" => Resource::Gateway(typed(value, &object, &mut unknown_fields)?),
-        "HTTPRoute" => Resource::HttpRoute(typed(value, &object, &mut unknown_fields)?),
-        "TCPRoute" => Resource::TcpRoute(typed(value, &object, &mut unknown_fields)?),
-        "GRPCRoute" => Resource::GrpcRoute(typed(value, &object, &mut unknown_fields)?),
-        "ListenerSet" => Resource::ListenerSet(typed(value, &object, &mut unknown_fields)?),
-        "ReferenceGrant" => Resource::ReferenceGrant(typed(value, &object, &mut unknown_fields)?),
-        _ => Resource::Unsupported { api_version },
-    };
+    let resource = typed_resource(value, &object, &mut unknown_fields)?
+        .unwrap_or(Resource::Unsupported { api_version });
     Ok(Parsed {
         object,
         resource,
         unknown_fields,
     })
+}
+
+/// The versions of a kind this waypoint reads; `None` for a kind it does not act on.
+fn supported_versions(group: &str, kind: &str) -> Option<&'static [&'static str]> {
+    let versions: &[&str] = match (group, kind) {
+        ("", "Namespace" | "Service" | "Pod") => &["v1"],
+        ("discovery.k8s.io", "EndpointSlice") => &["v1"],
+        ("networking.istio.io", "ServiceEntry") => &["v1", "v1beta1", "v1alpha3"],
+        ("gateway.networking.k8s.io", "Gateway" | "HTTPRoute") => &["v1", "v1beta1"],
+        // TCPRoute went GA in Gateway API v1.6; the experimental v1alpha2 types read both.
+        ("gateway.networking.k8s.io", "TCPRoute") => &["v1", "v1alpha2"],
+        ("gateway.networking.k8s.io", "GRPCRoute") => &["v1"],
+        ("gateway.networking.k8s.io", "ListenerSet") => &["v1"],
+        ("gateway.networking.k8s.io", "ReferenceGrant") => &["v1", "v1beta1", "v1alpha2"],
+        _ => return None,
+    };
+    Some(versions)
+}
+
+/// The error for a known kind in an apiVersion this waypoint does not read, naming the ones
+/// it does.
+fn wrong_version(
+    object: ObjectRef,
+    api_version: &str,
+    group: &str,
+    supported: &[&str],
+) -> ParseError {
+    let kind = object.kind.clone();
+    ParseError::at(
+        Some(object),
+        "apiVersion",
+        format!(
+            "{api_version} is not a version of {kind} this waypoint reads; use {}",
+            supported
+                .iter()
+                .map(|v| if group.is_empty() {
+                    v.to_string()
+                } else {
+                    format!("{group}/{v}")
+                })
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    )
+}
+
+/// The typed object of a kind this waypoint reads; `None` for any other kind.
+fn typed_resource(
+    value: serde_json::Value,
+    object: &ObjectRef,
+    unknown_fields: &mut Vec<String>,
+) -> Result<Option<Resource>, ParseError> {
+    let resource = match object.kind.as_str() {
+        "Namespace" => Resource::Namespace(typed(value, object, unknown_fields)?),
+        "Service" => Resource::Service(typed(value, object, unknown_fields)?),
+        "Pod" => Resource::Pod(typed(value, object, unknown_fields)?),
+        "EndpointSlice" => Resource::EndpointSlice(typed(value, object, unknown_fields)?),
+        "ServiceEntry" => Resource::ServiceEntry(typed(value, object, unknown_fields)?),
+        "Gateway" => Resource::Gateway(typed(value, object, unknown_fields)?),
+        "HTTPRoute" => Resource::HttpRoute(typed(value, object, unknown_fields)?),
+        "TCPRoute" => Resource::TcpRoute(typed(value, object, unknown_fields)?),
+        "GRPCRoute" => Resource::GrpcRoute(typed(value, object, unknown_fields)?),
+        "ListenerSet" => Resource::ListenerSet(typed(value, object, unknown_fields)?),
+        "ReferenceGrant" => Resource::ReferenceGrant(typed(value, object, unknown_fields)?),
+        _ => return Ok(None),
+    };
+    Ok(Some(resource))
 }
 
 /// Deserializes with the failing field's path in the error, collecting fields the type does not
@@ -344,5 +441,35 @@ mod tests {
             panic!("not a ServiceEntry")
         };
         assert_eq!(se.spec.endpoints[0].ports.get("http"), Some(&8080));
+    }
+
+    #[test]
+    fn service_entry_resolution_is_parsed_once() {
+        let entry = |resolution: &str| {
+            parse(&format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: ext, namespace: n}}\nspec:\n  hosts: [api.example.com]\n  resolution: {resolution}\n"))
+        };
+        for (value, want) in [
+            ("NONE", Resolution::None),
+            ("STATIC", Resolution::Static),
+            ("DNS", Resolution::Dns),
+            ("DNS_ROUND_ROBIN", Resolution::DnsRoundRobin),
+        ] {
+            let Ok(Parsed {
+                resource: Resource::ServiceEntry(se),
+                ..
+            }) = entry(value)
+            else {
+                panic!("{value} does not parse")
+            };
+            assert_eq!(se.spec.resolution, Some(want));
+            assert_eq!(want.as_str(), value);
+        }
+        let e = entry("STATICALLY").err().expect("unknown resolution");
+        assert_eq!(e.field.as_deref(), Some("spec.resolution"));
+        assert_eq!(
+            e.object.map(|o| o.to_string()).as_deref(),
+            Some("ServiceEntry n/ext")
+        );
+        assert!(e.reason.contains("STATIC"), "{}", e.reason);
     }
 }

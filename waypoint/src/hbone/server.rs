@@ -11,7 +11,7 @@ use crate::coalesce::Coalesced;
 use crate::identity::{spiffe_identity, CertStore};
 use crate::listener::{stopped, Proxy};
 use crate::live::LiveConfig;
-use crate::snapshot::{Destination, Snapshot};
+use crate::snapshot::{Destination, Protocol, Snapshot};
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
@@ -221,10 +221,7 @@ impl HboneServer {
             Destination::Service { service, port } => snapshot
                 .service(service)
                 .and_then(|s| s.port(*port))
-                .map(|p| match p.tcp_route {
-                    Some(_) => Protocol::Tcp,
-                    None => Protocol::of_port(&p.name, p.app_protocol.as_deref()),
-                })
+                .map(|p| p.protocol)
                 .unwrap_or(Protocol::Sniff),
             Destination::Workload { .. } => Protocol::Sniff,
         };
@@ -271,31 +268,6 @@ impl HboneServer {
                     }
                 }
             }
-        }
-    }
-}
-
-/// What the bytes inside a tunnel are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    Http,
-    Http2,
-    Tcp,
-    /// Not declared: look at the first bytes.
-    Sniff,
-}
-
-impl Protocol {
-    /// Istio's protocol selection: `appProtocol`, else the port name's prefix.
-    pub fn of_port(name: &str, app_protocol: Option<&str>) -> Protocol {
-        let declared = app_protocol
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_else(|| name.split('-').next().unwrap_or("").to_ascii_lowercase());
-        match declared.as_str() {
-            "http" => Protocol::Http,
-            "http2" | "grpc" | "grpc-web" | "h2c" | "kubernetes.io/h2c" => Protocol::Http2,
-            "tcp" | "tls" | "https" | "mongo" | "mysql" | "redis" => Protocol::Tcp,
-            _ => Protocol::Sniff,
         }
     }
 }

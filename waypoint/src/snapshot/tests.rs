@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::Loaded;
+use routing::RouteTable;
 
 const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: shop}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
 
@@ -37,22 +38,11 @@ fn docs(parts: &[String]) -> String {
 }
 
 #[test]
-fn authority_forms() {
-    let cases = [
-        ("web", Some(("web", 80))),
-        ("web:8080", Some(("web", 8080))),
-        ("10.0.0.1:443", Some(("10.0.0.1", 443))),
-        ("[fd00::1]:8080", Some(("fd00::1", 8080))),
-        ("[fd00::1]", Some(("fd00::1", 80))),
-        ("fd00::1", Some(("fd00::1", 80))),
-        ("web:http", None),
-        ("web:99999", None),
-        ("[fd00::1]x", None),
-        ("", None),
-    ];
-    for (input, want) in cases {
-        assert_eq!(split_authority(input), want, "{input}");
-    }
+fn authorities_default_to_port_80() {
+    // The parser's own table is in routing::authority.
+    assert_eq!(split_authority("web"), Some(("web", 80)));
+    assert_eq!(split_authority("[fd00::1]:8080"), Some(("fd00::1", 8080)));
+    assert_eq!(split_authority("web:http"), None);
 }
 
 #[test]
@@ -479,4 +469,14 @@ fn h2c_ports_are_decided_at_build() {
     let h2c: Vec<(u16, bool)> = svc.ports.iter().map(|p| (p.port, p.h2c)).collect();
     // appProtocol wins over the port name's prefix.
     assert_eq!(h2c, [(80, false), (81, true), (82, true), (83, false)]);
+    let protocols: Vec<Protocol> = svc.ports.iter().map(|p| p.protocol).collect();
+    assert_eq!(
+        protocols,
+        [
+            Protocol::Http,
+            Protocol::Http2,
+            Protocol::Http2,
+            Protocol::Http
+        ]
+    );
 }
