@@ -14,7 +14,8 @@ use crate::snapshot::{
 use pingora_http::RequestHeader;
 use resilience::RoutePolicy;
 use routing::{
-    BackendTarget, Cors, HeaderModifier, RedirectInput, RequestView, RouteMatch, ServiceKey,
+    Authority, BackendTarget, Cors, HeaderModifier, RedirectInput, RequestView, RouteMatch,
+    ServiceKey,
 };
 use std::net::SocketAddr;
 
@@ -358,12 +359,10 @@ pub fn request_authority(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
-/// `authority` without its port; IPv6 literals keep their brackets.
+/// `authority` without its port, as written (IPv6 literals keep their brackets); an authority
+/// that does not parse is kept whole.
 pub fn host_without_port(authority: &str) -> &str {
-    match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => &authority[..i],
-        _ => authority,
-    }
+    Authority::parse(authority).map_or(authority, |a| a.host_as_written)
 }
 
 fn request_view(req: &RequestHeader) -> RequestView<'_> {
