@@ -27,11 +27,13 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Writes up to this size are gathered: a response header plus a small body (a few KiB) go out
-/// in one write. pingora's own listeners buffer 1 460 bytes, which a header and a 1 KiB body
+/// Writes smaller than this are gathered: a response header plus a small body (a few KiB) go
+/// out in one write. pingora's own listeners buffer 1 460 bytes, which a header and a 1 KiB body
 /// already overflow; larger bodies gain nothing from copying, so they are not gathered.
 pub const CAPACITY: usize = 4096;
 
+/// A downstream L4 stream with a small write buffer that pingora's `flush` empties; reads and
+/// every digest pass through to the wrapped stream.
 #[derive(Debug)]
 pub struct Coalesced {
     inner: L4Stream,
@@ -41,6 +43,7 @@ pub struct Coalesced {
 }
 
 impl Coalesced {
+    /// Wraps `inner`; no buffer is allocated until the first small write.
     pub fn new(inner: L4Stream) -> Self {
         Coalesced {
             inner,

@@ -36,15 +36,22 @@ pub const MAX_HEADER_LIST: u32 = 16 * 1024;
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(5);
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Everything an accepted HBONE connection needs; built once by `app::start` and shared by
+/// every connection.
 pub struct HboneServer {
+    /// The configuration each CONNECT is resolved against (one snapshot per tunnel).
     pub live: Arc<LiveConfig>,
+    /// The waypoint's workload certificate, the store `tls` resolves through.
     pub certs: Arc<CertStore>,
+    /// Where each tunnel's context is registered for the proxy to find.
     pub registry: Arc<TunnelRegistry>,
     /// The shared proxy, HTTP/1.1 inside tunnels.
     pub proxy_h1: Arc<Proxy>,
     /// The same proxy for tunnels that start with the HTTP/2 preface.
     pub proxy_h2: Arc<Proxy>,
+    /// Carries tunnels whose destination port is TCP.
     pub tcp: Arc<TcpForwarder>,
+    /// The listener's mTLS config ([`super::tls::server_config`]).
     pub tls: Arc<rustls::ServerConfig>,
 }
 
@@ -278,8 +285,11 @@ impl HboneServer {
 /// What the bytes inside a tunnel are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
+    /// HTTP/1.1, or h2 with prior knowledge if the first bytes are its preface.
     Http,
+    /// HTTP/2 (h2c with prior knowledge, gRPC).
     Http2,
+    /// Opaque bytes, forwarded to an endpoint as they are.
     Tcp,
     /// Not declared: look at the first bytes.
     Sniff,
@@ -413,7 +423,8 @@ fn original_dst(d: &Destination, snapshot: &Snapshot) -> Option<SocketAddr> {
     }
 }
 
-/// `forwarded: for="1.2.3.4:5678"` (RFC 7239), as ztunnel sends it.
+/// The client address in a `forwarded: for="1.2.3.4:5678"` value (RFC 7239), as ztunnel
+/// sends it; port 0 when `for` has no port, none when there is no `for` with an IP.
 pub fn forwarded_for(value: &str) -> Option<SocketAddr> {
     value.split([';', ',']).find_map(|part| {
         let (k, v) = part.trim().split_once('=')?;

@@ -204,7 +204,8 @@ impl rustls::client::ResolvesClientCert for CurrentCert {
     }
 }
 
-/// The HBONE listener's TLS config.
+/// The HBONE listener's TLS config: requires a client certificate chained to the mesh root
+/// and in our trust domain, and presents the store's current certificate.
 pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
