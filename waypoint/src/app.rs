@@ -1,5 +1,5 @@
 //! Starting and stopping a whole waypoint: config, watcher, proxy listeners, admin, readiness.
-//! `waypoint run`, the demo and the integration tests all go through [`start`].
+//! `waypoint run`, the demo and the integration tests all go through [`start`](crate::app::start).
 
 use crate::admin::{self, AdminState};
 use crate::hbone::client::HboneClient;

@@ -1,12 +1,12 @@
 //! A downstream stream that gathers small writes until pingora flushes.
 //!
-//! pingora's HTTP/1.1 server writes a response's header and its body separately and calls
-//! `flush` when a response (or a chunk) is complete, expecting the L4 stream to buffer in
-//! between, as the streams its own listeners build do. The streams we build for our accept loop
-//! and for HBONE tunnels (`Stream::from`) have no write buffer, so every response cost two
-//! `send`s (two DATA frames inside a tunnel): on a loopback benchmark each `send` also runs the
-//! receiver's side of TCP, which made it the largest cost of a proxied request. This wrapper
-//! restores the buffering: writes that fit in [`CAPACITY`] are gathered and go out in one write
+//! pingora's HTTP/1.1 server writes a response's header and its body separately and calls `flush`
+//! when a response (or a chunk) is complete, expecting the L4 stream to buffer in between, as the
+//! streams its own listeners build do. The streams we build for our accept loop and for HBONE
+//! tunnels (`Stream::from`) have no write buffer, so every response cost two `send`s (two DATA
+//! frames inside a tunnel): on a loopback benchmark each `send` also runs the receiver's side of
+//! TCP, which made it the largest cost of a proxied request. This wrapper restores the buffering:
+//! writes that fit in [`CAPACITY`](crate::coalesce::CAPACITY) are gathered and go out in one write
 //! at the next flush; larger writes go straight through after what was gathered.
 //!
 //! The buffer is allocated on the first small write, not per connection, so idle connections

@@ -1,7 +1,8 @@
-//! mTLS for HBONE, as ztunnel speaks it: TLS 1.3 only, AES-GCM suites only, ALPN `h2`, no
-//! SNI; both sides present their workload certificate and check the other's SPIFFE identity
-//! against the mesh root. Certificates are resolved per handshake from the [`CertStore`], so
-//! a rotation reaches new connections at once and leaves established ones alone.
+//! mTLS for HBONE, as ztunnel speaks it: TLS 1.3 only, AES-GCM suites only, ALPN `h2`, no SNI; both
+//! sides present their workload certificate and check the other's SPIFFE identity against the mesh
+//! root. Certificates are resolved per handshake from the
+//! [`CertStore`](crate::identity::CertStore), so a rotation reaches new connections at once and
+//! leaves established ones alone.
 
 use crate::identity::{spiffe_identity, CertStore};
 use authz::Identity;
