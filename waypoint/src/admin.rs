@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 /// What the admin handlers read.
 pub struct AdminState {
+    /// The configuration `/config_dump` shows.
     pub live: Arc<LiveConfig>,
     /// False until the first snapshot is in force, and again once draining starts.
     pub ready: AtomicBool,
@@ -21,6 +22,8 @@ pub struct AdminState {
 
 type Handler = fn(&AdminState, &Request<Incoming>) -> Response<Full<Bytes>>;
 
+/// The admin listener's routes (GET only): `/config_dump` (snapshot, per-resource status and
+/// reload record as JSON) and `/healthz/ready`.
 pub fn admin_routes(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
@@ -39,6 +42,7 @@ pub fn admin_routes(state: &AdminState, req: &Request<Incoming>) -> Response<Ful
     }
 }
 
+/// The readiness listener's one route, `/healthz/ready`: 200 while ready, 503 otherwise.
 pub fn ready_routes(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),

@@ -1,5 +1,5 @@
 //! Starting and stopping a whole waypoint: config, watcher, proxy listeners, admin, readiness.
-//! `waypoint run`, the demo and the integration tests all go through [`start`].
+//! `waypoint run`, the demo and the integration tests all go through [`start`](crate::app::start).
 
 use crate::admin::{self, AdminState};
 use crate::hbone::client::HboneClient;
@@ -24,24 +24,32 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+/// What `waypoint run` is told on its command line; [`Options::local`] gives test defaults.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// `--config`: the folder of Kubernetes objects, watched for changes.
     pub config_dir: PathBuf,
+    /// `--gateway NS/NAME`: the Gateway to serve; none means the only `istio-waypoint` one.
     pub gateway: Option<GatewayRef>,
-    /// Where the Gateway role's listeners bind, and the offset added to their ports.
+    /// `--gateway-address` (default 0.0.0.0): where the Gateway role's listeners bind.
     pub gateway_address: std::net::IpAddr,
+    /// `--gateway-port-offset` (default 0): added to each Gateway listener port when binding.
     pub gateway_port_offset: u16,
+    /// `--http-listen`: a plain HTTP/1.1 and h2c listener for local use; off by default.
     pub http_listen: Option<SocketAddr>,
+    /// `--admin-listen` (default 127.0.0.1:15000): the admin listener.
     pub admin_listen: SocketAddr,
+    /// `--ready-listen` (default 0.0.0.0:15021): the readiness probe listener.
     pub ready_listen: SocketAddr,
+    /// `--drain-timeout` (default 5 s): how long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
-    /// Istio's certificate folder (cert-chain.pem, key.pem, root-cert.pem): the waypoint's
-    /// identity. Without it there is no HBONE, in or out.
+    /// `--cert-dir`: Istio's certificate folder, reloaded on change; without it or `ca`, no HBONE.
     pub cert_dir: Option<PathBuf>,
+    /// `--hbone-listen` (default 0.0.0.0:15008): the HBONE listener, served with an identity.
     pub hbone_listen: SocketAddr,
-    /// The port ambient pods take HBONE on (15008; tests point it elsewhere).
+    /// `--hbone-upstream-port` (default 15008): the port ambient pods take HBONE on.
     pub hbone_upstream_port: u16,
-    /// Get the identity from the Istio CA instead of `cert_dir`, and keep it renewed.
+    /// `--ca-address` and related flags: get the identity from the Istio CA, kept renewed.
     pub ca: Option<crate::identity::ca::CaClientConfig>,
 }
 
@@ -67,29 +75,48 @@ impl Options {
     }
 }
 
+/// Why [`start`] gave up; the waypoint does not serve at all then, and `main` exits with it.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The config folder is unreadable or has errors, listed by file and object.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A listener address is taken or not ours to bind.
     #[error("cannot listen on {addr} ({what}): {source}; pick another address with --{flag}")]
     Listen {
+        /// Which listener.
         what: &'static str,
+        /// The flag that sets its address.
         flag: &'static str,
+        /// The address asked for.
         addr: SocketAddr,
+        /// The bind error.
         #[source]
         source: std::io::Error,
     },
+    /// `--gateway-port-offset` pushes a Gateway listener port past 65535.
     #[error("Gateway listener port {port} plus --gateway-port-offset {offset} is above 65535; use a smaller offset")]
-    PortOffset { port: u16, offset: u16 },
+    PortOffset {
+        /// The Gateway listener's own port.
+        port: u16,
+        /// The offset added to it.
+        offset: u16,
+    },
+    /// The certificate folder or a CA-issued certificate was unusable.
     #[error("workload certificate: {0}; check --cert-dir (Istio's cert-chain.pem, key.pem, root-cert.pem)")]
     Certs(#[from] CertError),
+    /// The first certificate request to the Istio CA failed; the message says what to check.
     #[error("Istio CA: {0}")]
     Ca(#[from] crate::identity::ca::CaError),
+    /// The HBONE listener's TLS config could not be built from the certificate.
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
+    /// A folder watch could not be set up (often `fs.inotify.max_user_watches` is used up).
     #[error("cannot watch {}: {source}", dir.display())]
     Watch {
+        /// The config or certificate folder.
         dir: PathBuf,
+        /// notify's error.
         #[source]
         source: notify::Error,
     },
@@ -97,13 +124,19 @@ pub enum StartError {
 
 /// A running waypoint. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
+    /// The plain HTTP listener's bound address, if `--http-listen` asked for one.
     pub http_addr: Option<SocketAddr>,
-    /// Gateway role: each listener port and the address it is served on.
+    /// Gateway role: each listener port and its address, as bound at start (reloads may add).
     pub gateway_addrs: Vec<(u16, SocketAddr)>,
+    /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
+    /// The readiness listener's bound address.
     pub ready_addr: SocketAddr,
+    /// The HBONE listener's bound address; none without an identity.
     pub hbone_addr: Option<SocketAddr>,
+    /// The configuration in force, for tests and the demo to read or reload.
     pub live: Arc<LiveConfig>,
+    /// The open inbound tunnels, for tests to count.
     pub tunnels: Arc<TunnelRegistry>,
     proxy: Arc<Proxy>,
     proxy_h1: Arc<Proxy>,
@@ -368,6 +401,7 @@ impl Serving<'_> {
         Ok(addrs)
     }
 
+    /// The admin and readiness listeners; readiness stays false until [`start`] is done.
     async fn admin_and_ready(&self, opts: &Options) -> Result<AdminListeners, StartError> {
         let state = Arc::new(AdminState {
             live: self.live.clone(),
@@ -493,6 +527,7 @@ struct GatewayListeners {
 }
 
 impl GatewayListeners {
+    /// Binds listener `port` (plus the offset) and starts its accept loop.
     async fn bind(&self, port: u16) -> Result<BoundListener, StartError> {
         let Some(bind_port) = port.checked_add(self.offset) else {
             return Err(StartError::PortOffset {
@@ -519,6 +554,7 @@ impl GatewayListeners {
             .store(Arc::new(bound.iter().map(|(p, l)| (l.addr, *p)).collect()));
     }
 
+    /// Until shutdown, binds the ports each reload adds and stops the ones it removes.
     async fn reconcile(
         self,
         mut bound: BTreeMap<u16, BoundListener>,

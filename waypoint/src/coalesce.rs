@@ -1,12 +1,12 @@
 //! A downstream stream that gathers small writes until pingora flushes.
 //!
-//! pingora's HTTP/1.1 server writes a response's header and its body separately and calls
-//! `flush` when a response (or a chunk) is complete, expecting the L4 stream to buffer in
-//! between, as the streams its own listeners build do. The streams we build for our accept loop
-//! and for HBONE tunnels (`Stream::from`) have no write buffer, so every response cost two
-//! `send`s (two DATA frames inside a tunnel): on a loopback benchmark each `send` also runs the
-//! receiver's side of TCP, which made it the largest cost of a proxied request. This wrapper
-//! restores the buffering: writes that fit in [`CAPACITY`] are gathered and go out in one write
+//! pingora's HTTP/1.1 server writes a response's header and its body separately and calls `flush`
+//! when a response (or a chunk) is complete, expecting the L4 stream to buffer in between, as the
+//! streams its own listeners build do. The streams we build for our accept loop and for HBONE
+//! tunnels (`Stream::from`) have no write buffer, so every response cost two `send`s (two DATA
+//! frames inside a tunnel): on a loopback benchmark each `send` also runs the receiver's side of
+//! TCP, which made it the largest cost of a proxied request. This wrapper restores the buffering:
+//! writes that fit in [`CAPACITY`](crate::coalesce::CAPACITY) are gathered and go out in one write
 //! at the next flush; larger writes go straight through after what was gathered.
 //!
 //! The buffer is allocated on the first small write, not per connection, so idle connections
@@ -27,11 +27,13 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Writes up to this size are gathered: a response header plus a small body (a few KiB) go out
-/// in one write. pingora's own listeners buffer 1 460 bytes, which a header and a 1 KiB body
+/// Writes smaller than this are gathered: a response header plus a small body (a few KiB) go
+/// out in one write. pingora's own listeners buffer 1 460 bytes, which a header and a 1 KiB body
 /// already overflow; larger bodies gain nothing from copying, so they are not gathered.
 pub const CAPACITY: usize = 4096;
 
+/// A downstream L4 stream with a small write buffer that pingora's `flush` empties; reads and
+/// every digest pass through to the wrapped stream.
 #[derive(Debug)]
 pub struct Coalesced {
     inner: L4Stream,
@@ -41,6 +43,7 @@ pub struct Coalesced {
 }
 
 impl Coalesced {
+    /// Wraps `inner`; no buffer is allocated until the first small write.
     pub fn new(inner: L4Stream) -> Self {
         Coalesced {
             inner,

@@ -1,7 +1,8 @@
 //! Which endpoint of a service port gets the next request or tunnel.
 //!
-//! The HTTP pipeline and the TCP path both choose here, so load balancing, outlier detection and
-//! circuit-breaker admission (the resilience issue) plug into one function instead of two.
+//! The HTTP pipeline, request mirroring and the TCP path all choose here, so load balancing
+//! (round robin today) and, when the resilience issue adds them, outlier detection and
+//! circuit-breaker admission plug into one function instead of three.
 
 use crate::snapshot::{Endpoint, ServicePort, Snapshot};
 use routing::ServiceKey;

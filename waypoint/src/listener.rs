@@ -1,8 +1,8 @@
 //! Accept loops that hand connections to the shared pingora `HttpProxy`, and their drain.
 //!
 //! We run our own accept loop instead of pingora's `Server` so that the same proxy can serve
-//! plain TCP connections here and HBONE CONNECT streams later, inside one tokio runtime that
-//! tests and the demo can also use.
+//! plain TCP connections here and HBONE CONNECT streams (`hbone::server`), inside one tokio
+//! runtime that tests and the demo can also use.
 
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::l4::stream::Stream as TcpStream;
@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::coalesce::Coalesced;
 use crate::proxy::WaypointProxy;
 
+/// The pingora HTTP proxy every listener and tunnel hands its streams to.
 pub type Proxy = HttpProxy<WaypointProxy>;
 
 /// Serves HTTP/1.1 and h2c (prior knowledge) connections from `listener` until `shutdown`

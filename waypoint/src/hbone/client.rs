@@ -1,7 +1,7 @@
-//! The HBONE client: tunnels to ambient pods over pooled, multiplexed mTLS HTTP/2
-//! connections, as ztunnel does. A connection is keyed by destination address and the
-//! identity it must present, carries up to [`STREAMS_PER_CONNECTION`] tunnels, is kept alive
-//! with PING and dropped from the pool on GOAWAY or error.
+//! The HBONE client: tunnels to ambient pods over pooled, multiplexed mTLS HTTP/2 connections, as
+//! ztunnel does. A connection is keyed by destination address and the identity it must present,
+//! carries up to [`STREAMS_PER_CONNECTION`](crate::hbone::client::STREAMS_PER_CONNECTION) tunnels,
+//! is kept alive with PING and dropped from the pool on GOAWAY or error.
 //!
 //! Concurrency: a request finds its peer in a sharded map and a connection with room in a
 //! lock-free list, and reserves its stream slot with one atomic operation. Only a request that

@@ -1,10 +1,11 @@
 //! What the HBONE layer knows about a tunnel — the peer's identity, the CONNECT target, the
 //! `baggage`/`forwarded`/`traceparent` headers — made available to every pingora phase.
 //!
-//! pingora hands phases the stream's `SocketDigest` (shared, behind an `Arc`) but no user
-//! data, so each tunnel registers its context under its digest's address; a phase looks it up
-//! with [`TunnelRegistry::lookup`]. The registration is removed when the tunnel's stream is
-//! dropped, and a digest pingora keeps a little longer simply finds nothing (no identity).
+//! pingora hands phases the stream's `SocketDigest` (shared, behind an `Arc`) but no user data, so
+//! each tunnel registers its context under its digest's address; a phase looks it up with
+//! [`TunnelRegistry::lookup`](crate::hbone::context::TunnelRegistry::lookup). The registration is
+//! removed when the tunnel's stream is dropped, and a digest pingora keeps a little longer simply
+//! finds nothing (no identity).
 
 use super::sharded::ShardedMap;
 use crate::snapshot::Destination;

@@ -1,5 +1,6 @@
 //! The HTTP/2 PING keepalive both ends of an HBONE connection run: ping every
-//! [`PING_INTERVAL`], give up when an answer takes longer than [`PING_TIMEOUT`].
+//! [`PING_INTERVAL`](crate::hbone::settings::PING_INTERVAL), give up when an answer takes
+//! longer than [`PING_TIMEOUT`](crate::hbone::settings::PING_TIMEOUT).
 
 use super::settings::{PING_INTERVAL, PING_TIMEOUT};
 

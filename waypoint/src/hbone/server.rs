@@ -36,15 +36,22 @@ pub const MAX_HEADER_LIST: u32 = 16 * 1024;
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(5);
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Everything an accepted HBONE connection needs; built once by `app::start` and shared by
+/// every connection.
 pub struct HboneServer {
+    /// The configuration each CONNECT is resolved against (one snapshot per tunnel).
     pub live: Arc<LiveConfig>,
+    /// The waypoint's workload certificate, the store `tls` resolves through.
     pub certs: Arc<CertStore>,
+    /// Where each tunnel's context is registered for the proxy to find.
     pub registry: Arc<TunnelRegistry>,
     /// The shared proxy, HTTP/1.1 inside tunnels.
     pub proxy_h1: Arc<Proxy>,
     /// The same proxy for tunnels that start with the HTTP/2 preface.
     pub proxy_h2: Arc<Proxy>,
+    /// Carries tunnels whose destination port is TCP.
     pub tcp: Arc<TcpForwarder>,
+    /// The listener's mTLS config ([`super::tls::server_config`]).
     pub tls: Arc<rustls::ServerConfig>,
 }
 
@@ -385,7 +392,8 @@ fn original_dst(d: &Destination, snapshot: &Snapshot) -> Option<SocketAddr> {
     }
 }
 
-/// `forwarded: for="1.2.3.4:5678"` (RFC 7239), as ztunnel sends it.
+/// The client address in a `forwarded: for="1.2.3.4:5678"` value (RFC 7239), as ztunnel
+/// sends it; port 0 when `for` has no port, none when there is no `for` with an IP.
 pub fn forwarded_for(value: &str) -> Option<SocketAddr> {
     value.split([';', ',']).find_map(|part| {
         let (k, v) = part.trim().split_once('=')?;
@@ -423,20 +431,6 @@ fn refuse(respond: &mut SendResponse<Bytes>, refusal: &Refusal) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn port_protocols_follow_istio_selection() {
-        assert_eq!(Protocol::of_port("http", None), Protocol::Http);
-        assert_eq!(Protocol::of_port("http-web", None), Protocol::Http);
-        assert_eq!(Protocol::of_port("grpc-api", None), Protocol::Http2);
-        assert_eq!(Protocol::of_port("tcp-db", None), Protocol::Tcp);
-        assert_eq!(
-            Protocol::of_port("web", Some("kubernetes.io/h2c")),
-            Protocol::Http2
-        );
-        assert_eq!(Protocol::of_port("http", Some("tcp")), Protocol::Tcp);
-        assert_eq!(Protocol::of_port("web", None), Protocol::Sniff);
-    }
 
     #[test]
     fn forwarded_for_values() {

@@ -3,8 +3,8 @@
 //! when their keys hash alike, so cores do not queue behind one global lock, and each lock is
 //! held for a lookup, never across an await.
 //!
-//! Hand-written rather than `dashmap`: the needed surface is five methods, and a closure-based
-//! API cannot leak a guard across an await, which `dashmap`'s `Ref` guards can.
+//! Hand-written rather than `dashmap`: the needed surface is a handful of methods, and a
+//! closure-based API cannot leak a guard across an await, which `dashmap`'s `Ref` guards can.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;

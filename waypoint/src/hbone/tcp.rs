@@ -20,16 +20,25 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Envoy's tcp_proxy default: a connection idle for an hour is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// A byte stream the forwarder can join: a tunnel, a TCP socket, a TLS stream.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// Joins TCP tunnels to endpoints; one per process.
 #[derive(Debug)]
 pub struct TcpForwarder {
+    /// Dials ambient endpoints over HBONE; without it (no identity) every endpoint is dialled
+    /// in plain TCP.
     pub hbone: Option<Arc<HboneClient>>,
+    /// How long a connection may carry no bytes either way before it is closed
+    /// ([`DEFAULT_IDLE_TIMEOUT`]; no flag).
     pub idle_timeout: Duration,
 }
 
 impl TcpForwarder {
+    /// Chooses the tunnel's endpoint, dials it and copies bytes both ways until both sides
+    /// close or the connection goes idle. Failures end the tunnel and are logged with their
+    /// response flag; there is no one to answer.
     pub async fn forward<S: Io>(
         &self,
         downstream: S,

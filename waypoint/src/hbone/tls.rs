@@ -1,7 +1,8 @@
-//! mTLS for HBONE, as ztunnel speaks it: TLS 1.3 only, AES-GCM suites only, ALPN `h2`, no
-//! SNI; both sides present their workload certificate and check the other's SPIFFE identity
-//! against the mesh root. Certificates are resolved per handshake from the [`CertStore`], so
-//! a rotation reaches new connections at once and leaves established ones alone.
+//! mTLS for HBONE, as ztunnel speaks it: TLS 1.3 only, AES-GCM suites only, ALPN `h2`, no SNI; both
+//! sides present their workload certificate and check the other's SPIFFE identity against the mesh
+//! root. Certificates are resolved per handshake from the
+//! [`CertStore`](crate::identity::CertStore), so a rotation reaches new connections at once and
+//! leaves established ones alone.
 
 use crate::identity::{spiffe_identity, CertStore};
 use authz::Identity;
@@ -204,7 +205,8 @@ impl rustls::client::ResolvesClientCert for CurrentCert {
     }
 }
 
-/// The HBONE listener's TLS config.
+/// The HBONE listener's TLS config: requires a client certificate chained to the mesh root
+/// and in our trust domain, and presents the store's current certificate.
 pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?

@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The largest chunk written in one DATA frame batch; h2 splits further by frame size.
 const MAX_WRITE: usize = 64 * 1024;
 
+/// One CONNECT stream's two halves read and written as bytes; shutdown half-closes with
+/// END_STREAM, and a peer's reset with NO_ERROR reads as a clean end.
 #[derive(Debug)]
 pub struct H2Tunnel {
     send: SendStream<Bytes>,
@@ -22,6 +24,7 @@ pub struct H2Tunnel {
 }
 
 impl H2Tunnel {
+    /// The tunnel over an accepted or opened CONNECT stream's send and receive halves.
     pub fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
         H2Tunnel {
             send,

@@ -38,18 +38,22 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the Istio CA is and who we ask it to certify.
 #[derive(Debug, Clone)]
 pub struct CaClientConfig {
-    /// `https://istiod.istio-system.svc:15012`, or `http://127.0.0.1:PORT` in tests.
+    /// `--ca-address`: `https://istiod.istio-system.svc:15012`, or `http://127.0.0.1:PORT`
+    /// in tests.
     pub address: String,
-    /// The trust anchor for istiod's TLS certificate; required for `https`.
+    /// The trust anchor for istiod's TLS certificate, read from `--ca-root-cert`; required for
+    /// `https`.
     pub ca_root_pem: Option<String>,
-    /// The projected service-account token (audience `istio-ca`); re-read on every request
-    /// because the kubelet rotates it.
+    /// `--token-path`: the projected service-account token (audience `istio-ca`); re-read on
+    /// every request because the kubelet rotates it.
     pub token_path: PathBuf,
-    /// The identity to request; istiod only signs the pod's own service account.
+    /// The identity to request (`--trust-domain`, `--namespace`, `--service-account`); istiod
+    /// only signs the pod's own service account.
     pub identity: Identity,
-    /// Sent as `clusterid` metadata, as istio-agent does.
+    /// `--cluster-id` (default [`DEFAULT_CLUSTER_ID`]), sent as `clusterid` metadata, as
+    /// istio-agent does.
     pub cluster_id: String,
-    /// The certificate lifetime to ask for.
+    /// The certificate lifetime to ask for; [`DEFAULT_TTL`], no flag.
     pub requested_ttl: Duration,
 }
 
@@ -72,43 +76,83 @@ impl CaClientConfig {
     }
 }
 
+/// Why a certificate could not be obtained from the Istio CA. Each message ends with what to
+/// check; at start-up the error stops the waypoint, during renewal the request is retried.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
+    /// The client settings cannot work (address not a URI or of another scheme, https without a
+    /// root certificate, a cluster ID that cannot be sent): fix the `--ca-*` flags.
     #[error("invalid Istio CA client settings: {reason}")]
-    Config { reason: String },
+    Config {
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The service-account token file cannot be read.
     #[error(
         "cannot read the service-account token {}: {source}; check that the istio-token projected volume is mounted",
         path.display()
     )]
     TokenUnreadable {
+        /// The token file (`--token-path`).
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The token file is empty or holds characters a gRPC header cannot carry.
     #[error(
         "the service-account token {} is unusable: {reason}; check the istio-token projected volume",
         path.display()
     )]
-    TokenInvalid { path: PathBuf, reason: String },
+    TokenInvalid {
+        /// The token file (`--token-path`).
+        path: PathBuf,
+        /// What is wrong with its content.
+        reason: String,
+    },
+    /// No key or CSR could be generated (e.g. an identity with non-ASCII characters).
     #[error("cannot create a key and certificate signing request for {identity}: {reason}")]
-    Csr { identity: String, reason: String },
+    Csr {
+        /// The SPIFFE identity the CSR was for.
+        identity: String,
+        /// The key or CSR generation error.
+        reason: String,
+    },
+    /// No connection to istiod: it is down, unreachable, or its TLS certificate does not chain
+    /// to the configured root.
     #[error(
         "cannot connect to the Istio CA at {address}: {reason}; check that istiod is running and reachable from this pod on port 15012, and that the configured CA root certificate is the one istiod's certificate chains to"
     )]
-    Connect { address: String, reason: String },
+    Connect {
+        /// The CA address.
+        address: String,
+        /// The transport error with its causes.
+        reason: String,
+    },
+    /// istiod answered the request with a gRPC error; the message hints at the cause per code.
     #[error(
         "the Istio CA at {address} refused the certificate request with {code:?}: {message}; {}",
         status_hint(code)
     )]
     Status {
+        /// The CA address.
         address: String,
+        /// The gRPC status code.
         code: tonic::Code,
+        /// istiod's message.
         message: String,
     },
+    /// istiod signed something unusable: a chain without root, another identity, a key
+    /// mismatch or an already expired leaf.
     #[error(
         "the Istio CA at {address} returned an unusable certificate: {reason}; check istiod's CA configuration (trust domain, plugged-in CA certificates)"
     )]
-    BadResponse { address: String, reason: String },
+    BadResponse {
+        /// The CA address.
+        address: String,
+        /// What is wrong with the answer.
+        reason: String,
+    },
 }
 
 /// What an operator should look at for each way istiod says no.
@@ -138,8 +182,11 @@ fn status_hint(code: &tonic::Code) -> &'static str {
 pub struct IssuedCert {
     /// The leaf first, then any intermediates; the root is in `root_pem`.
     pub chain_pem: String,
+    /// The private key generated for the request; it never left this process.
     pub key_pem: String,
+    /// The mesh root, the last entry of the CA's chain.
     pub root_pem: String,
+    /// The leaf's expiry.
     pub not_after: SystemTime,
 }
 

@@ -9,21 +9,36 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Istio's file names in a workload's certificate folder.
+/// Istio's file name for the workload certificate chain, leaf first.
 pub const CERT_CHAIN_FILE: &str = "cert-chain.pem";
+/// Istio's file name for the leaf certificate's private key.
 pub const KEY_FILE: &str = "key.pem";
+/// Istio's file name for the mesh root certificate(s) that peers are verified against.
 pub const ROOT_CERT_FILE: &str = "root-cert.pem";
 
+/// Why a workload certificate could not be loaded or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
+    /// A file of the certificate folder is missing or unreadable: check `--cert-dir` and the
+    /// mount of Istio's certificate volume.
     #[error("cannot read {}: {source}", path.display())]
     Read {
+        /// The file that could not be read.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The certificate material does not parse or does not fit together (no SPIFFE URI, key
+    /// not matching the leaf, a renewal with another identity); the current certificate, if
+    /// any, stays in force.
     #[error("{what}: {reason}")]
-    Invalid { what: String, reason: String },
+    Invalid {
+        /// Which part was rejected, with its source (file, folder or "the Istio CA's answer").
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 fn invalid(what: impl Into<String>, reason: impl std::fmt::Display) -> CertError {
@@ -36,12 +51,17 @@ fn invalid(what: impl Into<String>, reason: impl std::fmt::Display) -> CertError
 /// A workload certificate (leaf first), its private key, the mesh roots, and what they say.
 #[derive(Debug)]
 pub struct WorkloadCert {
+    /// The certificate chain presented in handshakes, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key (checked to match the leaf).
     pub key: PrivateKeyDer<'static>,
+    /// The mesh roots peers' chains are verified against.
     pub roots: Vec<CertificateDer<'static>>,
     /// The SPIFFE identity of the leaf.
     pub identity: Identity,
+    /// The leaf's validity start.
     pub not_before: SystemTime,
+    /// The leaf's expiry; renewal is scheduled from it.
     pub not_after: SystemTime,
 }
 
@@ -191,6 +211,7 @@ pub struct CertStore {
 }
 
 impl CertStore {
+    /// A store holding `cert`; fails if its key cannot sign.
     pub fn new(cert: WorkloadCert) -> Result<Arc<Self>, CertError> {
         let key = cert.certified_key()?;
         Ok(Arc::new(CertStore {
@@ -199,10 +220,12 @@ impl CertStore {
         }))
     }
 
+    /// The certificate in force now.
     pub fn current(&self) -> Arc<WorkloadCert> {
         self.current.load_full()
     }
 
+    /// The current chain and signing key, as the TLS certificate resolvers hand it out.
     pub fn certified_key(&self) -> Arc<rustls::sign::CertifiedKey> {
         self.key.load_full()
     }

@@ -3,6 +3,7 @@
 //! `root-cert.pem`) or issued by the Istio CA, and swapped in place when renewed so that new
 //! handshakes use the new certificate while established connections carry on.
 
+/// The Istio CA client that issues and renews the waypoint's certificate (`--ca-address`).
 pub mod ca;
 mod certs;
 

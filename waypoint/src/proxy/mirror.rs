@@ -15,8 +15,9 @@ use std::time::Duration;
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The endpoints that get a copy of this request: each mirror of the rule samples it with its
-/// own share, and a mirror that cannot be reached is skipped, as a mirror must never affect
-/// the request itself.
+/// own share. A mirror with an invalid backend, no ready endpoint or an endpoint reachable only
+/// over HBONE (copies go out in plain HTTP) is skipped, as a mirror must never affect the
+/// request itself.
 pub fn endpoints(snapshot: &Snapshot, rule: &Rule, random: u32) -> Vec<SocketAddr> {
     let mut endpoints = Vec::new();
     for (i, mirror) in rule.mirrors.iter().enumerate() {
