@@ -170,6 +170,15 @@ pub struct Demo {
     mesh: Option<Mesh>,
 }
 
+/// The demo's CA and the folder with the waypoint's certificate files, issued for `gateway`.
+fn demo_pki(gateway: &GatewayRef) -> anyhow::Result<(ca::DemoCa, ca::TempDir)> {
+    let ca = ca::DemoCa::generate(ca::TRUST_DOMAIN)?;
+    let dir = ca::TempDir::create("waypoint-demo")?;
+    let waypoint = ca.identity(&gateway.namespace, &gateway.name);
+    ca.write_cert_dir(dir.path(), &waypoint)?;
+    Ok((ca, dir))
+}
+
 impl Demo {
     /// Starts the demo on `config`: a backend on every loopback Pod address, and the waypoint;
     /// in [`Mode::Hbone`] also a CA, the waypoint's certificate folder, and an HBONE endpoint
@@ -193,16 +202,9 @@ impl Demo {
         })?;
         let backends = backends::spawn_backends(specs.clone()).await?;
 
-        // The CA and the folder with the waypoint's certificate files.
         let pki = match mode {
             Mode::Plain => None,
-            Mode::Hbone => {
-                let ca = ca::DemoCa::generate(ca::TRUST_DOMAIN)?;
-                let dir = ca::TempDir::create("waypoint-demo")?;
-                let waypoint = ca.identity(&planned.gateway.namespace, &planned.gateway.name);
-                ca.write_cert_dir(dir.path(), &waypoint)?;
-                Some((ca, dir))
-            }
+            Mode::Hbone => Some(demo_pki(&planned.gateway)?),
         };
         let endpoints = match &pki {
             Some((ca, _)) => spawn_pod_endpoints(ca, &planned, &specs, pod_hbone_port).await?,

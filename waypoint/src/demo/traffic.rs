@@ -149,22 +149,29 @@ pub async fn run(
         }
     }
     let elapsed = start.elapsed();
-    // Let each worker finish the request it has in flight: cutting it off would show up at the
-    // waypoint as a client that hung up mid-request.
     let _ = finish_tx.send(true);
+    wind_down(tasks, samples, &mut cumulative).await;
+    let report = Report::new(cumulative, elapsed);
+    write_final(out, &report)?;
+    Ok(report)
+}
+
+/// Ends a run whose workers were told to finish: each completes the request it has in flight
+/// (cutting it off would show up at the waypoint as a client that hung up mid-request), and the
+/// responses that completed before the workers stopped still count.
+async fn wind_down(
+    mut tasks: JoinSet<()>,
+    mut samples: mpsc::UnboundedReceiver<Sample>,
+    cumulative: &mut [LabelReport],
+) {
     let _ = timeout(REQUEST_TIMEOUT, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     tasks.abort_all();
-    // Responses that completed before the workers stopped still count.
     while let Ok(sample) = samples.try_recv() {
         cumulative[sample.label].record(&sample);
     }
-
-    let report = Report::new(cumulative, elapsed);
-    write_final(out, &report)?;
-    Ok(report)
 }
 
 /// Starts `workers` workers sending at one request per `period` each, from `start` on.
@@ -478,233 +485,4 @@ async fn handshake(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::demo::backends::{spawn_backends, DemoBackendSpec, DemoBackends};
-    use anyhow::Result;
-
-    fn flow(label: &str, paths: &[&str], weight: u32) -> Flow {
-        Flow {
-            label: label.into(),
-            host: label.into(),
-            authority: None,
-            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-            weight,
-        }
-    }
-
-    #[test]
-    fn picker_follows_weights_smoothly_and_skips_zero() {
-        let mut picker = Picker::new(vec![3, 0, 1]);
-        let picks: Vec<usize> = (0..8).map(|_| picker.next().0).collect();
-        assert_eq!(picks, [0, 0, 2, 0, 0, 0, 2, 0]);
-    }
-
-    #[test]
-    fn paths_cycle_per_flow() -> Result<()> {
-        let plan = TrafficPlan {
-            transport: Transport::Plain(SocketAddr::from(([127, 0, 0, 1], 1))),
-            flows: vec![flow("a", &["/1", "/2"], 1), flow("b", &[], 1)],
-            rate_per_sec: 1,
-            connections: 1,
-            duration: Duration::from_secs(1),
-        };
-        let compiled = CompiledPlan::new(&plan)?;
-        let sent: Vec<(usize, String)> = (0..6)
-            .map(|_| {
-                let (flow, path) = compiled.next_request();
-                (flow, path.to_owned())
-            })
-            .collect();
-        let expected = [
-            (0, "/1"),
-            (1, "/"),
-            (0, "/2"),
-            (1, "/"),
-            (0, "/1"),
-            (1, "/"),
-        ];
-        assert_eq!(sent, expected.map(|(f, p)| (f, p.to_owned())));
-        Ok(())
-    }
-
-    #[test]
-    fn unusable_plans_are_rejected() {
-        let base = TrafficPlan {
-            transport: Transport::Plain(SocketAddr::from(([127, 0, 0, 1], 1))),
-            flows: vec![flow("a", &["/"], 1)],
-            rate_per_sec: 10,
-            connections: 1,
-            duration: Duration::from_secs(1),
-        };
-        let broken = [
-            TrafficPlan {
-                rate_per_sec: 0,
-                ..base.clone()
-            },
-            TrafficPlan {
-                connections: 0,
-                ..base.clone()
-            },
-            TrafficPlan {
-                flows: vec![flow("a", &["/"], 0)],
-                ..base.clone()
-            },
-            TrafficPlan {
-                flows: vec![],
-                ..base.clone()
-            },
-            TrafficPlan {
-                flows: vec![flow("bad\nhost", &["/"], 1)],
-                ..base.clone()
-            },
-        ];
-        for plan in broken {
-            assert!(CompiledPlan::new(&plan).is_err(), "{plan:?}");
-        }
-        assert!(CompiledPlan::new(&base).is_ok());
-    }
-
-    /// A travels v1 backend on a free loopback port.
-    async fn one_travels_backend() -> Result<DemoBackends> {
-        spawn_backends(vec![DemoBackendSpec {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            namespace: "travel-agency".into(),
-            service: "travels".into(),
-            pod: "travels-v1-0".into(),
-            version: "v1".into(),
-        }])
-        .await
-    }
-
-    #[tokio::test]
-    async fn drives_a_backend_and_summarises_it() -> Result<()> {
-        let backends = one_travels_backend().await?;
-        let plan = TrafficPlan {
-            transport: Transport::Plain(backends.addrs()[0]),
-            flows: vec![
-                flow("travels.travel-agency", &["/travels", "/travels/Rome"], 3),
-                flow("missing.travel-agency", &["/no/such/path"], 1),
-            ],
-            rate_per_sec: 100,
-            connections: 4,
-            duration: Duration::from_millis(1500),
-        };
-        let (_stop_tx, stop) = watch::channel(false);
-        let mut out = Vec::new();
-        let report = run(plan, stop, &mut out).await?;
-        let text = String::from_utf8(out)?;
-
-        assert!(
-            report.total() > 50,
-            "only {} requests\n{text}",
-            report.total()
-        );
-        let [travels, missing] = report.per_label() else {
-            panic!("expected two labels: {:?}", report.per_label());
-        };
-        // The unknown path's 404s are the only answers without a 2xx.
-        assert_eq!(report.failures(), missing.total(), "{text}");
-        assert_eq!(travels.statuses.success, travels.total());
-        assert_eq!(travels.versions.get("v1"), Some(&travels.total()));
-        assert_eq!(missing.statuses.client_error, missing.total());
-        assert!(travels.total() > 2 * missing.total(), "{text}");
-        assert!(travels.p99() > Duration::ZERO);
-        assert!(text.contains("t=1s"), "{text}");
-        assert!(text.contains("travels.travel-agency"), "{text}");
-        assert!(text.contains("v1 100%"), "{text}");
-        assert!(text.contains("total after"), "{text}");
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn drives_a_backend_over_hbone_with_a_tunnel_per_authority() -> Result<()> {
-        use crate::demo::ca::{DemoCa, TRUST_DOMAIN};
-        use crate::demo::hbone_endpoint;
-
-        let backends = one_travels_backend().await?;
-        let ca = DemoCa::generate(TRUST_DOMAIN)?;
-        let pod = ca.identity("travel-agency", "travels");
-        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
-        let endpoint =
-            hbone_endpoint::spawn(SocketAddr::new(loopback, 0), ca.cert_store(&pod)?, loopback)
-                .await?;
-        let client = ca.cert_store(&ca.identity("travel-portal", "voyages"))?;
-        let dialer = WaypointDialer::new(client, endpoint.local_addr, pod)?;
-        let to = |label: &str, authority: SocketAddr, weight: u32| Flow {
-            authority: Some(authority),
-            ..flow(label, &["/travels"], weight)
-        };
-        let backend = backends.addrs()[0];
-        // The endpoint refuses tunnels to any address but its pod's.
-        let refused = SocketAddr::from(([127, 0, 0, 2], backend.port()));
-        let plan = TrafficPlan {
-            transport: Transport::Hbone(dialer),
-            flows: vec![
-                to("travels.travel-agency", backend, 3),
-                to("elsewhere", refused, 1),
-            ],
-            rate_per_sec: 80,
-            connections: 2,
-            duration: Duration::from_millis(1200),
-        };
-        let no_authority = TrafficPlan {
-            flows: vec![flow("a", &["/"], 1)],
-            ..plan.clone()
-        };
-        assert!(CompiledPlan::new(&no_authority).is_err());
-
-        let (_stop_tx, stop) = watch::channel(false);
-        let mut out = Vec::new();
-        let report = run(plan, stop, &mut out).await?;
-        let text = String::from_utf8(out)?;
-        let [travels, elsewhere] = report.per_label() else {
-            panic!("expected two labels: {:?}", report.per_label());
-        };
-        assert!(travels.total() > 30, "{text}");
-        assert_eq!(travels.statuses.success, travels.total(), "{text}");
-        assert_eq!(travels.versions.get("v1"), Some(&travels.total()));
-        assert!(elsewhere.total() > 0, "{text}");
-        assert_eq!(elsewhere.statuses.transport_error, elsewhere.total());
-        assert!(text.contains("answered 400 Bad Request"), "{text}");
-        // Keep-alive inside the tunnels: one per worker for the reachable authority.
-        let accepted = endpoint.accepted();
-        let tunnels = accepted
-            .iter()
-            .filter(|a| a.authority == backend.to_string())
-            .count();
-        assert_eq!(tunnels, 2, "{accepted:?}");
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn stop_ends_early_and_transport_errors_are_counted() -> Result<()> {
-        // Bind then drop a listener to get a port where nothing listens.
-        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await?
-            .local_addr()?;
-        let plan = TrafficPlan {
-            transport: Transport::Plain(closed),
-            flows: vec![flow("nowhere", &["/"], 1)],
-            rate_per_sec: 50,
-            connections: 2,
-            duration: Duration::from_secs(30),
-        };
-        let (stop_tx, stop) = watch::channel(false);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let _ = stop_tx.send(true);
-        });
-        let mut out = Vec::new();
-        let report = run(plan, stop, &mut out).await?;
-        assert!(report.elapsed() < Duration::from_secs(5));
-        assert!(report.total() > 0);
-        assert_eq!(report.failures(), report.total());
-        let text = String::from_utf8(out)?;
-        assert!(
-            text.contains("last error for nowhere: cannot connect"),
-            "{text}"
-        );
-        Ok(())
-    }
-}
+mod tests;

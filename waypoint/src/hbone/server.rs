@@ -176,55 +176,17 @@ impl HboneServer {
     async fn stream(
         &self,
         req: Request<h2::RecvStream>,
-        mut respond: SendResponse<Bytes>,
+        respond: SendResponse<Bytes>,
         source: authz::Identity,
         peer: SocketAddr,
         local: SocketAddr,
         shutdown: watch::Receiver<bool>,
     ) {
         let snapshot = self.live.snapshot();
-        let (destination, authority) = match check_connect(&req, &snapshot) {
-            Ok(d) => d,
-            Err(refusal) => {
-                // The prose stays in the log: it names pods and services, which the peer's
-                // client has no business learning; the answer carries the flag only.
-                tracing::info!(
-                    %peer,
-                    %source,
-                    status = refusal.status.as_u16(),
-                    response_flag = refusal.flag.as_str(),
-                    "HBONE CONNECT refused: {}",
-                    refusal.why
-                );
-                refuse(&mut respond, &refusal);
-                return;
-            }
+        let Some((mut tunnel, context)) = accept(req, respond, source, peer, &snapshot) else {
+            return;
         };
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let context = Arc::new(TunnelContext {
-            source,
-            peer_addr: peer,
-            client_addr: header("forwarded").as_deref().and_then(forwarded_for),
-            authority,
-            baggage: header("baggage"),
-            traceparent: header("traceparent"),
-            destination: destination.clone(),
-            xfcc: OnceLock::new(),
-        });
-        let send = match respond.send_response(ok_response(), false) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(%peer, "HBONE stream reset before it was answered: {e}");
-                return;
-            }
-        };
-        let mut tunnel = H2Tunnel::new(send, req.into_body());
-        let protocol = match &destination {
+        let declared = match &context.destination {
             Destination::Service { service, port } => snapshot
                 .service(service)
                 .and_then(|s| s.port(*port))
@@ -232,51 +194,101 @@ impl HboneServer {
                 .unwrap_or(Protocol::Sniff),
             Destination::Workload { .. } => Protocol::Sniff,
         };
-        let protocol = match protocol {
-            // A port declared HTTP may still carry h2 with prior knowledge; anything else on it
-            // is HTTP/1.1 (and gets a 400 from the HTTP parser if it is not).
-            Protocol::Http => match sniff(&mut tunnel).await {
-                Ok(Protocol::Http2) => Protocol::Http2,
-                Ok(_) => Protocol::Http,
-                Err(e) => {
-                    tracing::debug!(%peer, "HBONE tunnel ended before any request: {e}");
-                    return;
-                }
-            },
-            Protocol::Sniff => match sniff(&mut tunnel).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(%peer, "HBONE tunnel ended before any request: {e}");
-                    return;
-                }
-            },
-            other => other,
+        let protocol = match tunnel_protocol(declared, &mut tunnel).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(%peer, "HBONE tunnel ended before any request: {e}");
+                return;
+            }
         };
+        if protocol == Protocol::Tcp {
+            return self.tcp.forward(tunnel, context, &snapshot).await;
+        }
         let client = context.client_addr.unwrap_or(peer);
-        match protocol {
-            Protocol::Tcp => self.tcp.forward(tunnel, context, &snapshot).await,
-            Protocol::Http | Protocol::Http2 | Protocol::Sniff => {
-                let original_dst = original_dst(&context.destination, &snapshot).unwrap_or(local);
-                let mut stream = L4Stream::from(VirtualSocketStream::new(Box::new(tunnel)));
-                stream.set_socket_digest(tunnel_digest(client, local, original_dst));
-                let Some(digest) = stream.get_socket_digest() else {
-                    return;
-                };
-                let _registration = self.registry.register(&digest, context);
-                if protocol == Protocol::Http2 {
-                    self.proxy_h2.process_new(Box::new(stream), &shutdown).await;
-                } else {
-                    // One DATA frame per response instead of one per write (see `coalesce`);
-                    // h2 inside the tunnel buffers its own frames.
-                    let stream: Stream = Box::new(Coalesced::new(stream));
-                    let mut next = Some(stream);
-                    while let Some(s) = next.take() {
-                        next = self.proxy_h1.process_new(s, &shutdown).await;
-                    }
-                }
+        let original_dst = original_dst(&context.destination, &snapshot).unwrap_or(local);
+        let mut stream = L4Stream::from(VirtualSocketStream::new(Box::new(tunnel)));
+        stream.set_socket_digest(tunnel_digest(client, local, original_dst));
+        let Some(digest) = stream.get_socket_digest() else {
+            return;
+        };
+        let _registration = self.registry.register(&digest, context);
+        if protocol == Protocol::Http2 {
+            self.proxy_h2.process_new(Box::new(stream), &shutdown).await;
+        } else {
+            // One DATA frame per response instead of one per write (see `coalesce`); h2 inside
+            // the tunnel buffers its own frames.
+            let stream: Stream = Box::new(Coalesced::new(stream));
+            let mut next = Some(stream);
+            while let Some(s) = next.take() {
+                next = self.proxy_h1.process_new(s, &shutdown).await;
             }
         }
     }
+}
+
+/// Checks a CONNECT stream and answers it: 200 and the tunnel with its facts, or the refusal
+/// (and None).
+fn accept(
+    req: Request<h2::RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    source: authz::Identity,
+    peer: SocketAddr,
+    snapshot: &Snapshot,
+) -> Option<(H2Tunnel, Arc<TunnelContext>)> {
+    let (destination, authority) = match check_connect(&req, snapshot) {
+        Ok(d) => d,
+        Err(refusal) => {
+            // The prose stays in the log: it names pods and services, which the peer's client
+            // has no business learning; the answer carries the flag only.
+            tracing::info!(
+                %peer,
+                %source,
+                status = refusal.status.as_u16(),
+                response_flag = refusal.flag.as_str(),
+                "HBONE CONNECT refused: {}",
+                refusal.why
+            );
+            refuse(&mut respond, &refusal);
+            return None;
+        }
+    };
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let context = Arc::new(TunnelContext {
+        source,
+        peer_addr: peer,
+        client_addr: header("forwarded").as_deref().and_then(forwarded_for),
+        authority,
+        baggage: header("baggage"),
+        traceparent: header("traceparent"),
+        destination,
+        xfcc: OnceLock::new(),
+    });
+    match respond.send_response(ok_response(), false) {
+        Ok(send) => Some((H2Tunnel::new(send, req.into_body()), context)),
+        Err(e) => {
+            tracing::debug!(%peer, "HBONE stream reset before it was answered: {e}");
+            None
+        }
+    }
+}
+
+/// What a tunnel carries: the port's declared protocol, or what its first bytes show. A port
+/// declared HTTP may still carry h2 with prior knowledge; anything else on it is HTTP/1.1 (and
+/// gets a 400 from the HTTP parser if it is not).
+async fn tunnel_protocol(declared: Protocol, tunnel: &mut H2Tunnel) -> std::io::Result<Protocol> {
+    Ok(match declared {
+        Protocol::Http => match sniff(tunnel).await? {
+            Protocol::Http2 => Protocol::Http2,
+            _ => Protocol::Http,
+        },
+        Protocol::Sniff => sniff(tunnel).await?,
+        other => other,
+    })
 }
 
 /// Reads the first bytes of a tunnel (and puts them back) to tell HTTP/2's preface from
