@@ -217,46 +217,32 @@ spec:
 
 #[test]
 fn upstream_failures_map_to_envoy_statuses_and_flags() {
+    use ErrorType::*;
     use ResponseFlag::*;
+    let (up, down) = (Error::new_up, Error::new_down);
     let cases = [
+        (up(ConnectRefused), 503, Some(UpstreamConnectionFailure)),
+        (up(ConnectTimedout), 503, Some(UpstreamConnectionFailure)),
         (
-            Error::new_up(ErrorType::ConnectRefused),
+            up(TLSHandshakeFailure),
             503,
             Some(UpstreamConnectionFailure),
         ),
+        (up(ReadTimedout), 504, Some(UpstreamRequestTimeout)),
+        (up(WriteTimedout), 504, Some(UpstreamRequestTimeout)),
         (
-            Error::new_up(ErrorType::ConnectTimedout),
-            503,
-            Some(UpstreamConnectionFailure),
-        ),
-        (
-            Error::new_up(ErrorType::TLSHandshakeFailure),
-            503,
-            Some(UpstreamConnectionFailure),
-        ),
-        (
-            Error::new_up(ErrorType::ReadTimedout),
-            504,
-            Some(UpstreamRequestTimeout),
-        ),
-        (
-            Error::new_up(ErrorType::WriteTimedout),
-            504,
-            Some(UpstreamRequestTimeout),
-        ),
-        (
-            Error::new_up(ErrorType::ConnectionClosed),
+            up(ConnectionClosed),
             503,
             Some(UpstreamConnectionTermination),
         ),
         (
-            Error::new_down(ErrorType::ConnectionClosed),
+            down(ConnectionClosed),
             0,
             Some(DownstreamConnectionTermination),
         ),
-        (Error::new_down(ErrorType::InvalidHTTPHeader), 400, None),
-        (Error::new(ErrorType::HTTPStatus(429)), 429, None),
-        (Error::new(ErrorType::InternalError), 500, None),
+        (down(InvalidHTTPHeader), 400, None),
+        (Error::new(HTTPStatus(429)), 429, None),
+        (Error::new(InternalError), 500, None),
     ];
     for (e, status, flag) in cases {
         let failure = classify_failure(&e);
