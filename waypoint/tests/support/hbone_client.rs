@@ -83,12 +83,15 @@ pub struct HboneConn {
     pub server_cert: CertificateDer<'static>,
 }
 
-/// Opens an HBONE connection to `addr` presenting `client` (or no certificate).
-pub async fn connect(
+/// A finished TLS 1.3 handshake with the waypoint, and the certificate it presented.
+async fn tls_connect(
     addr: SocketAddr,
     client: Option<&Leaf>,
     root_pem: &str,
-) -> anyhow::Result<HboneConn> {
+) -> anyhow::Result<(
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    Arc<Mutex<Option<CertificateDer<'static>>>>,
+)> {
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
         roots.add(c?)?;
@@ -119,6 +122,16 @@ pub async fn connect(
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::IpAddress(addr.ip().into()), tcp)
         .await?;
+    Ok((tls, seen))
+}
+
+/// Opens an HBONE connection to `addr` presenting `client` (or no certificate).
+pub async fn connect(
+    addr: SocketAddr,
+    client: Option<&Leaf>,
+    root_pem: &str,
+) -> anyhow::Result<HboneConn> {
+    let (tls, seen) = tls_connect(addr, client, root_pem).await?;
     let (sender, conn) = h2::client::handshake(tls).await?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -132,6 +145,28 @@ pub async fn connect(
         sender,
         server_cert,
     })
+}
+
+/// How the waypoint answers a TLS handshake presenting `client`: the error that ended it, or
+/// Ok when the waypoint let the client in. A TLS 1.3 client finishes its side of the handshake
+/// before the server has checked its certificate, so the server's verdict is the first thing
+/// it sends: this reads it without writing anything, since a write racing the server's close
+/// would turn its alert into a broken pipe.
+pub async fn handshake_verdict(
+    addr: SocketAddr,
+    client: Option<&Leaf>,
+    root_pem: &str,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let (mut tls, _) = tls_connect(addr, client, root_pem).await?;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut first)).await {
+        Err(_) => anyhow::bail!("the waypoint sent nothing within 10 s of the handshake"),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(0)) => anyhow::bail!("the waypoint closed the connection without an alert"),
+        // An accepted client gets the server's HTTP/2 SETTINGS first.
+        Ok(Ok(_)) => Ok(()),
+    }
 }
 
 impl HboneConn {
