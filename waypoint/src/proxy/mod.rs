@@ -60,26 +60,21 @@ impl WaypointProxy {
         }
     }
 
-    /// Where the request came from: its tunnel (identity, CONNECT target) or Gateway listener.
-    fn downstream(&self, session: &Session) -> Downstream {
-        let tunnel = session
+    /// Records where the request came from: its tunnel (identity, CONNECT target) or Gateway
+    /// listener, and whether the client spoke TLS.
+    fn note_downstream(&self, session: &Session, downstream: &mut Downstream) {
+        downstream.tunnel = session
             .digest()
             .and_then(|d| d.socket_digest.as_ref())
             .and_then(|d| self.tunnels.lookup(d));
-        let gateway_port = match tunnel {
-            Some(_) => None,
-            None => session
+        if downstream.tunnel.is_none() {
+            downstream.gateway_port = session
                 .server_addr()
                 .and_then(|a| a.as_inet())
-                .and_then(|a| self.gateway_ports.load().get(a).copied()),
-        };
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        Downstream {
-            tunnel,
-            gateway_port,
-            scheme: if tls { "https" } else { "http" },
-            ..Downstream::default()
+                .and_then(|a| self.gateway_ports.load().get(a).copied());
         }
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        downstream.scheme = if tls { "https" } else { "http" };
     }
 }
 
@@ -97,10 +92,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // STEP trace context (telemetry): extract traceparent/B3 and start the span here.
-        ctx.downstream = Downstream {
-            start: ctx.downstream.start,
-            ..self.downstream(session)
-        };
+        self.note_downstream(session, &mut ctx.downstream);
         Ok(())
     }
 
@@ -120,7 +112,6 @@ impl ProxyHttp for WaypointProxy {
         if let Action::Refuse(refusal) = &routed.action {
             ctx.record.flag = Some(refusal.flag);
         }
-        let answered = reply::answer(session, &routed.action).await?;
         if let Action::Forward(up) = &routed.action {
             mirror::send(
                 session.req_header(),
@@ -128,8 +119,9 @@ impl ProxyHttp for WaypointProxy {
                 &routed.filters.request_modifiers,
             );
         }
-        ctx.routed = Some(routed);
-        Ok(answered)
+        // Kept in the context, not in this phase's future, which the answer below awaits.
+        let routed = ctx.routed.insert(routed);
+        reply::answer(session, &routed.action).await
     }
 
     async fn upstream_peer(

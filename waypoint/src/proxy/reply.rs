@@ -7,6 +7,7 @@ use bytes::Bytes;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::{FailToProxy, Session};
+use std::borrow::Cow;
 use telemetry::{ResponseFlag, REASON_HEADER};
 
 /// A request the waypoint refuses: the status, the flag and, for the body, why.
@@ -17,27 +18,28 @@ pub struct Refusal {
     /// The response flag, also sent in the reason header.
     pub flag: ResponseFlag,
     /// What an operator reads in the body: the service, route or rule and what is missing.
-    pub detail: String,
+    /// Borrowed when it is fixed text, so a refusal that names nothing allocates nothing.
+    pub detail: Cow<'static, str>,
 }
 
 impl Refusal {
     /// 404 NR: no service, listener or rule for the request.
-    pub fn no_route(detail: impl Into<String>) -> Self {
+    pub fn no_route(detail: impl Into<Cow<'static, str>>) -> Self {
         Refusal::new(404, ResponseFlag::NoRouteFound, detail)
     }
 
     /// 500: a matched rule that cannot be applied (an invalid backend, an unsupported filter),
     /// as the Gateway API asks.
-    pub fn invalid_backend(detail: impl Into<String>) -> Self {
+    pub fn invalid_backend(detail: impl Into<Cow<'static, str>>) -> Self {
         Refusal::new(500, ResponseFlag::NoRouteFound, detail)
     }
 
     /// 503 UH: the backend has no endpoint to send to.
-    pub fn no_healthy_upstream(detail: impl Into<String>) -> Self {
+    pub fn no_healthy_upstream(detail: impl Into<Cow<'static, str>>) -> Self {
         Refusal::new(503, ResponseFlag::NoHealthyUpstream, detail)
     }
 
-    fn new(status: u16, flag: ResponseFlag, detail: impl Into<String>) -> Self {
+    fn new(status: u16, flag: ResponseFlag, detail: impl Into<Cow<'static, str>>) -> Self {
         Refusal {
             status,
             flag,
@@ -83,7 +85,7 @@ pub async fn answer(session: &mut Session, action: &Action) -> Result<bool> {
         Action::Refuse(refusal) => LocalResponse {
             status: refusal.status,
             headers: Vec::new(),
-            body: Some(refusal.detail.clone()),
+            body: Some(refusal.detail.to_string()),
             flag: Some(refusal.flag),
         },
     };

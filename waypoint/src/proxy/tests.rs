@@ -93,7 +93,7 @@ fn forwarded(r: &Routed) -> &Upstream {
 
 fn refused(r: &Routed) -> (u16, &'static str, &str) {
     match &r.action {
-        Action::Refuse(x) => (x.status, x.flag.as_str(), x.detail.as_str()),
+        Action::Refuse(x) => (x.status, x.flag.as_str(), x.detail.as_ref()),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
