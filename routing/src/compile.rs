@@ -11,6 +11,7 @@ use crate::mirror::Mirror;
 use crate::redirect::{Redirect, UrlRewrite};
 use crate::request_match::RequestMatch;
 use resilience::RoutePolicy;
+use std::sync::Arc;
 
 /// Which route a decision came from, for logs, metrics and status.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -82,9 +83,10 @@ pub struct Rule {
     pub mirrors: Vec<Mirror>,
     /// The CORS filter: the waypoint answers preflights itself and adds `Access-Control-*`
     /// headers to responses for allowed origins.
-    pub cors: Option<Cors>,
+    pub cors: Option<Arc<Cors>>,
     /// Timeouts and retry, compiled by `resilience`; carried for the proxy, never read here.
-    pub policy: RoutePolicy,
+    /// Shared, so a request takes it without copying the retry codes.
+    pub policy: Arc<RoutePolicy>,
     /// A filter the spec forbids skipping (ExtensionRef, ExternalAuth) is not supported:
     /// matched requests are answered with 500, and this says why.
     pub unsupported_filter: Option<String>,
@@ -148,7 +150,7 @@ pub fn compile_http_route(
             rewrite: None,
             mirrors: Vec::new(),
             cors: None,
-            policy: RoutePolicy::default(),
+            policy: Arc::default(),
             unsupported_filter: None,
             backends: Vec::new(),
         }],
@@ -241,8 +243,8 @@ fn compile_rule(
         redirect: filters.redirect,
         rewrite: filters.rewrite,
         mirrors: filters.mirrors,
-        cors: filters.cors,
-        policy,
+        cors: filters.cors.map(Arc::new),
+        policy: Arc::new(policy),
         unsupported_filter: filters.unsupported,
         backends,
     }

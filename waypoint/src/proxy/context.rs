@@ -86,7 +86,7 @@ impl RequestCtx {
 
     /// The matched rule's timeouts and retry policy.
     pub fn policy(&self) -> Option<&RoutePolicy> {
-        self.filters().map(|f| &f.policy)
+        self.filters().map(|f| &*f.policy)
     }
 
     /// Where the request is forwarded to, once decided.

@@ -18,6 +18,7 @@ use routing::{
     ServiceKey,
 };
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// What the decision made of a request.
 #[derive(Debug, Default)]
@@ -47,9 +48,9 @@ pub struct RuleFilters {
     /// URLRewrite: the path (without query) sent upstream instead of the client's.
     pub rewrite_path: Option<String>,
     /// The rule's CORS policy, for the response headers.
-    pub cors: Option<Cors>,
+    pub cors: Option<Arc<Cors>>,
     /// Timeouts and retry.
-    pub policy: RoutePolicy,
+    pub policy: Arc<RoutePolicy>,
 }
 
 /// What to do with a request.
@@ -259,7 +260,7 @@ fn apply_rule(
     filters.cors = rule.cors.clone();
     filters.policy = rule.policy.clone();
     // A preflight is answered whatever the backends' state: the request never reaches them.
-    if let Some(answer) = preflight_answer(req, filters.cors.as_ref()) {
+    if let Some(answer) = preflight_answer(req, filters.cors.as_deref()) {
         return Action::Preflight(answer);
     }
     let Some(backend) = rule.pick_backend(random) else {
