@@ -20,7 +20,8 @@ pub struct AdminState {
     pub ready: AtomicBool,
 }
 
-type Handler = fn(&AdminState, &Request<Incoming>) -> Response<Full<Bytes>>;
+/// What a listener of this module answers: the admin routes or the readiness route.
+pub type Handler = fn(&AdminState, &Request<Incoming>) -> Response<Full<Bytes>>;
 
 /// The admin listener's routes (GET only): `/config_dump` (snapshot, per-resource status and
 /// reload record as JSON) and `/healthz/ready`.

@@ -411,29 +411,46 @@ impl Serving<'_> {
             live: self.live.clone(),
             ready: false.into(),
         });
-        let admin_l = bind(opts.admin_listen, "admin listener", "admin-listen").await?;
-        let admin_addr = local_addr(&admin_l, opts.admin_listen);
-        let admin = admin::serve(
-            admin_l,
-            state.clone(),
-            admin::admin_routes,
-            self.shutdown.clone(),
-        );
-        self.tracker.spawn(admin);
-        let ready_l = bind(opts.ready_listen, "readiness listener", "ready-listen").await?;
-        let ready_addr = local_addr(&ready_l, opts.ready_listen);
-        let ready = admin::serve(
-            ready_l,
-            state.clone(),
-            admin::ready_routes,
-            self.shutdown.clone(),
-        );
-        self.tracker.spawn(ready);
+        let admin_addr = self
+            .admin_listener(
+                &state,
+                opts.admin_listen,
+                ("admin listener", "admin-listen"),
+                admin::admin_routes,
+            )
+            .await?;
+        let ready_addr = self
+            .admin_listener(
+                &state,
+                opts.ready_listen,
+                ("readiness listener", "ready-listen"),
+                admin::ready_routes,
+            )
+            .await?;
         Ok(AdminListeners {
             state,
             admin_addr,
             ready_addr,
         })
+    }
+
+    /// Binds `addr` (`what` and its flag name the listener in an error) and serves `routes`.
+    async fn admin_listener(
+        &self,
+        state: &Arc<AdminState>,
+        addr: SocketAddr,
+        (what, flag): (&'static str, &'static str),
+        routes: admin::Handler,
+    ) -> Result<SocketAddr, StartError> {
+        let l = bind(addr, what, flag).await?;
+        let bound = local_addr(&l, addr);
+        self.tracker.spawn(admin::serve(
+            l,
+            state.clone(),
+            routes,
+            self.shutdown.clone(),
+        ));
+        Ok(bound)
     }
 
     /// The HBONE listener, and the watch on `--cert-dir` that rotates its certificate.
