@@ -46,6 +46,9 @@ pub enum BackendTarget {
         service: ServiceKey,
         /// The Service port (not the target port) requests are sent to.
         port: u16,
+        /// A DestinationRule subset (VirtualService `route[].destination.subset`): only the
+        /// endpoints whose pod labels match it serve. None for Gateway API backendRefs.
+        subset: Option<String>,
     },
     /// A backendRef that cannot be honoured. It keeps its share of the traffic, which the proxy
     /// answers with 500, as the Gateway API spec requires, instead of shifting it elsewhere.
@@ -162,7 +165,11 @@ fn target_and_weight(
         }
     };
     let target = match resolve_target(backend, field, route_namespace, lookup) {
-        Ok((service, port)) => BackendTarget::Service { service, port },
+        Ok((service, port)) => BackendTarget::Service {
+            service,
+            port,
+            subset: None,
+        },
         Err(issue) => {
             let reason = issue.message.clone();
             issues.push(issue);

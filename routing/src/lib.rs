@@ -18,6 +18,7 @@ mod grpc;
 mod header_modifier;
 pub mod hostname;
 mod issue;
+pub mod istio;
 mod mirror;
 mod parent;
 mod path_modifier;

@@ -7,6 +7,7 @@
 use crate::snapshot::{Endpoint, ServicePort, Snapshot};
 use routing::ServiceKey;
 use std::fmt;
+use std::net::SocketAddr;
 
 /// The endpoint chosen for one request or tunnel, with the service port it belongs to (whose
 /// protocol says how to speak to it).
@@ -54,12 +55,36 @@ impl fmt::Display for NoEndpoint {
     }
 }
 
-/// One ready endpoint of `service`:`port`, round robin over the port's endpoints.
-pub fn choose<'s>(
-    snapshot: &'s Snapshot,
-    service: &ServiceKey,
-    port: u16,
-) -> Result<Chosen<'s>, NoEndpoint> {
+/// What one request (attempt) or tunnel asks of the endpoint choice.
+#[derive(Debug, Clone, Copy)]
+pub struct Pick<'a> {
+    /// The backend service.
+    pub service: &'a ServiceKey,
+    /// Its port.
+    pub port: u16,
+    /// A DestinationRule subset the endpoint must belong to.
+    pub subset: Option<&'a str>,
+    /// Endpoints this request already tried: a retry goes to another one when another exists
+    /// (Envoy's `previous_hosts` predicate, which Istio sets on every retry policy).
+    pub avoid: &'a [SocketAddr],
+}
+
+impl<'a> Pick<'a> {
+    /// Any endpoint of `service`:`port`.
+    pub fn any(service: &'a ServiceKey, port: u16) -> Self {
+        Pick {
+            service,
+            port,
+            subset: None,
+            avoid: &[],
+        }
+    }
+}
+
+/// One ready endpoint for `pick`, round robin over the port's endpoints, skipping those the
+/// request already tried while another is left.
+pub fn choose<'s>(snapshot: &'s Snapshot, pick: &Pick<'_>) -> Result<Chosen<'s>, NoEndpoint> {
+    let (service, port) = (pick.service, pick.port);
     let backend = snapshot
         .service(service)
         .and_then(|s| s.port(port))
@@ -67,13 +92,18 @@ pub fn choose<'s>(
             service: service.clone(),
             port,
         })?;
-    let idx = backend
-        .balancer
-        .pick(backend.endpoints.len())
-        .ok_or_else(|| NoEndpoint::NoneReady {
-            service: service.clone(),
-            port,
-        })?;
+    let none_ready = || NoEndpoint::NoneReady {
+        service: service.clone(),
+        port,
+    };
+    let len = backend.endpoints.len();
+    let mut idx = backend.balancer.pick(len).ok_or_else(none_ready)?;
+    for _ in 1..len {
+        if !pick.avoid.contains(&backend.endpoints[idx].addr) {
+            break;
+        }
+        idx = backend.balancer.pick(len).ok_or_else(none_ready)?;
+    }
     Ok(Chosen {
         port: backend,
         endpoint: &backend.endpoints[idx],

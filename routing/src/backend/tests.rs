@@ -8,6 +8,7 @@ fn service(name: &str, weight: u32) -> WeightedBackend {
                 name: name.to_owned(),
             },
             port: 8080,
+            subset: None,
         },
         weight,
         request_header_modifier: None,

@@ -29,6 +29,7 @@ fn hotels(port: u16) -> BackendTarget {
             name: "hotels".to_owned(),
         },
         port,
+        subset: None,
     }
 }
 
@@ -39,6 +40,7 @@ fn flights(port: u16) -> BackendTarget {
             name: "flights".to_owned(),
         },
         port,
+        subset: None,
     }
 }
 

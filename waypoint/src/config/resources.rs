@@ -42,11 +42,25 @@ pub enum Resource {
     ListenerSet(Box<ListenerSet>),
     /// A ReferenceGrant.
     ReferenceGrant(Box<ReferenceGrant>),
+    /// An Istio VirtualService.
+    VirtualService(Box<IstioObject<routing::istio::VirtualServiceSpec>>),
+    /// An Istio DestinationRule.
+    DestinationRule(Box<IstioObject<resilience::destination_rule::DestinationRuleSpec>>),
     /// A kind this version does not act on. Kept so that it is reported, never silently lost.
     Unsupported {
         /// The apiVersion it was written with.
         api_version: String,
     },
+}
+
+/// An Istio object whose spec type lives in the pure crate that compiles it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct IstioObject<S> {
+    /// The object's metadata.
+    pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    /// Its spec.
+    #[serde(default)]
+    pub spec: S,
 }
 
 /// Istio `ServiceEntry` (networking.istio.io), the fields a waypoint acts on.
@@ -268,7 +282,9 @@ fn supported_versions(group: &str, kind: &str) -> Option<&'static [&'static str]
     let versions: &[&str] = match (group, kind) {
         ("", "Namespace" | "Service" | "Pod") => &["v1"],
         ("discovery.k8s.io", "EndpointSlice") => &["v1"],
-        ("networking.istio.io", "ServiceEntry") => &["v1", "v1beta1", "v1alpha3"],
+        ("networking.istio.io", "ServiceEntry" | "VirtualService" | "DestinationRule") => {
+            &["v1", "v1beta1", "v1alpha3"]
+        }
         ("gateway.networking.k8s.io", "Gateway" | "HTTPRoute") => &["v1", "v1beta1"],
         // TCPRoute went GA in Gateway API v1.6; the experimental v1alpha2 types read both.
         ("gateway.networking.k8s.io", "TCPRoute") => &["v1", "v1alpha2"],
@@ -319,6 +335,8 @@ fn typed_resource(
         "Pod" => Resource::Pod(typed(value, object, unknown_fields)?),
         "EndpointSlice" => Resource::EndpointSlice(typed(value, object, unknown_fields)?),
         "ServiceEntry" => Resource::ServiceEntry(typed(value, object, unknown_fields)?),
+        "VirtualService" => Resource::VirtualService(typed(value, object, unknown_fields)?),
+        "DestinationRule" => Resource::DestinationRule(typed(value, object, unknown_fields)?),
         "Gateway" => Resource::Gateway(typed(value, object, unknown_fields)?),
         "HTTPRoute" => Resource::HttpRoute(typed(value, object, unknown_fields)?),
         "TCPRoute" => Resource::TcpRoute(typed(value, object, unknown_fields)?),

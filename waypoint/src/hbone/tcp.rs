@@ -117,14 +117,18 @@ fn pick_endpoint(
             let (service, port) = match &sp.tcp_route {
                 None => (service, *port),
                 Some(route) => match &route.pick_backend(rand::random::<u32>())?.target {
-                    BackendTarget::Service { service, port } => (service, *port),
+                    BackendTarget::Service {
+                        service,
+                        port,
+                        subset: _,
+                    } => (service, *port),
                     BackendTarget::Invalid { reason } => {
                         tracing::info!(route = %route.id, "TCP tunnel refused: invalid backend: {reason}");
                         return None;
                     }
                 },
             };
-            match endpoint::choose(snapshot, service, port) {
+            match endpoint::choose(snapshot, &endpoint::Pick::any(service, port)) {
                 Ok(chosen) => Some((chosen.endpoint.addr, chosen.endpoint.hbone.clone())),
                 Err(why) => {
                     tracing::debug!("TCP tunnel refused: {why}");

@@ -83,6 +83,10 @@ pub struct Upstream {
     /// The service the chosen backend belongs to (differs from the destination for splits);
     /// none for a pod addressed directly.
     pub backend: Option<ServiceKey>,
+    /// The backend's service port (0 for a pod addressed directly).
+    pub service_port: u16,
+    /// The DestinationRule subset the endpoint was chosen from.
+    pub subset: Option<String>,
     /// The endpoint.
     pub addr: SocketAddr,
     /// Set when the endpoint is an ambient pod with this identity: it is dialled over HBONE.
@@ -105,14 +109,18 @@ pub fn decide(
     routed.action = match target(snapshot, req, downstream, &mut routed) {
         Ok(Target::Workload { addr, hbone }) => Action::Forward(Upstream {
             backend: None,
+            service_port: 0,
+            subset: None,
             addr: *addr,
             hbone: hbone.clone(),
             h2c: false,
             mirrors: Vec::new(),
         }),
-        Ok(Target::Service(service, port)) => {
-            forward(snapshot, &service.key, port.port, Vec::new())
-        }
+        Ok(Target::Service(service, port)) => forward(
+            snapshot,
+            &endpoint::Pick::any(&service.key, port.port),
+            Vec::new(),
+        ),
         Ok(Target::Rule(m)) => {
             apply_rule(snapshot, req, downstream.scheme, &m, random, &mut routed)
         }
@@ -283,7 +291,18 @@ fn apply_rule(
     );
     let mirrors = mirror::endpoints(snapshot, rule, random);
     match &backend.target {
-        BackendTarget::Service { service, port } => forward(snapshot, service, *port, mirrors),
+        BackendTarget::Service {
+            service,
+            port,
+            subset,
+        } => forward(
+            snapshot,
+            &endpoint::Pick {
+                subset: subset.as_deref(),
+                ..endpoint::Pick::any(service, *port)
+            },
+            mirrors,
+        ),
         BackendTarget::Invalid { reason } => Action::Refuse(Refusal::invalid_backend(format!(
             "route {} has an invalid backend: {reason}",
             m.route.id
@@ -291,16 +310,13 @@ fn apply_rule(
     }
 }
 
-/// Forwards to an endpoint of `service`:`port`, or refuses when there is none.
-fn forward(
-    snapshot: &Snapshot,
-    service: &ServiceKey,
-    port: u16,
-    mirrors: Vec<SocketAddr>,
-) -> Action {
-    match endpoint::choose(snapshot, service, port) {
+/// Forwards to an endpoint `pick` allows, or refuses when there is none.
+fn forward(snapshot: &Snapshot, pick: &endpoint::Pick<'_>, mirrors: Vec<SocketAddr>) -> Action {
+    match endpoint::choose(snapshot, pick) {
         Ok(chosen) => Action::Forward(Upstream {
-            backend: Some(service.clone()),
+            backend: Some(pick.service.clone()),
+            service_port: pick.port,
+            subset: pick.subset.map(str::to_owned),
             addr: chosen.endpoint.addr,
             hbone: chosen.endpoint.hbone.clone(),
             h2c: chosen.port.h2c,

@@ -26,10 +26,19 @@ pub fn endpoints(snapshot: &Snapshot, rule: &Rule, random: u32) -> Vec<SocketAdd
         if !mirror.samples(draw) {
             continue;
         }
-        let BackendTarget::Service { service, port } = &mirror.target else {
+        let BackendTarget::Service {
+            service,
+            port,
+            subset,
+        } = &mirror.target
+        else {
             continue;
         };
-        match endpoint::choose(snapshot, service, *port) {
+        let pick = endpoint::Pick {
+            subset: subset.as_deref(),
+            ..endpoint::Pick::any(service, *port)
+        };
+        match endpoint::choose(snapshot, &pick) {
             Ok(chosen) if chosen.endpoint.hbone.is_none() => endpoints.push(chosen.endpoint.addr),
             Ok(chosen) => tracing::debug!(
                 "not mirroring to {}: the endpoint is only reachable over HBONE",

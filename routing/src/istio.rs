@@ -1,0 +1,7 @@
+//! Istio's `networking.istio.io/v1` VirtualService, as users write it: the spec types
+//! (parsed from the config folder unchanged) and, beside them, their compilation into the same
+//! route tables HTTPRoutes compile into, so one matcher serves both.
+
+mod virtual_service;
+
+pub use virtual_service::*;
