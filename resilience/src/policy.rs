@@ -3,6 +3,7 @@
 
 use gateway_api::experimental::httproutes::{HttpRouteRulesRetry, HttpRouteRulesTimeouts};
 
+use crate::istio::{parse_istio_duration, HttpFaultInjection, HttpRetry};
 use crate::retry::RetryPolicy;
 use crate::timeouts::Timeouts;
 
@@ -29,6 +30,36 @@ impl RoutePolicy {
                 .map(|t| Timeouts::compile(t, &format!("{field}.timeouts"), issues))
                 .unwrap_or_default(),
             retry: retry.map(|r| RetryPolicy::compile(r, &format!("{field}.retry"), issues)),
+        }
+    }
+}
+
+impl RoutePolicy {
+    /// Compiles a VirtualService `http[]` rule's `timeout`, `retries` and `fault`; `field` is
+    /// the rule's path (`spec.http[1]`), for the issues.
+    ///
+    /// Only `timeout` is compiled so far; the retry and fault compilers replace this body.
+    pub fn from_istio(
+        timeout: Option<&str>,
+        _retries: Option<&HttpRetry>,
+        _fault: Option<&HttpFaultInjection>,
+        field: &str,
+        issues: &mut Vec<PolicyIssue>,
+    ) -> Self {
+        let request = timeout.and_then(|t| match parse_istio_duration(t) {
+            Ok(d) if d.is_zero() => None,
+            Ok(d) => Some(d),
+            Err(e) => {
+                issues.push(PolicyIssue::new(format!("{field}.timeout"), e));
+                None
+            }
+        });
+        RoutePolicy {
+            timeouts: Timeouts {
+                request,
+                backend_request: None,
+            },
+            retry: None,
         }
     }
 }
