@@ -286,14 +286,15 @@ class Envoy:
             return r.read().strip() == b"LIVE"
 
 
-def envoy_main(route_count, backend_port, certs, scale_services=0, routes_per_service=10):
-    """Envoy with both the plain HTTP listener (scenario 1) and Istio's HBONE waypoint layout."""
+def envoy_main(route_count, backend_port, certs, scale_services=0, routes_per_service=10, resilience=False):
+    """Envoy with both the plain HTTP listener (scenario 1) and Istio's HBONE waypoint layout;
+    `resilience` is S3's retry policy and outlier detector."""
     def build(e):
-        services = [(mesh.VIP, 80, envoy_configs.routes(route_count))]
+        services = [(mesh.VIP, 80, envoy_configs.routes(route_count, resilience))]
         for i in range(scale_services):
             services.append((mesh.scale_vip(i), 80, envoy_configs.routes(routes_per_service)))
         cfg = envoy_configs.hbone_waypoint(e.hbone_port, e.admin_port, backend_port,
-                                           os.path.join(certs, "waypoint"), services)
+                                           os.path.join(certs, "waypoint"), services, resilience)
         plain = envoy_configs.plain_http(e.http_port, e.admin_port, backend_port, route_count)
         cfg["static_resources"]["listeners"] += plain["static_resources"]["listeners"]
         return cfg
@@ -508,11 +509,11 @@ def scenarios(args, bins, report):
         for p in (wp, ev):
             p.proc.stop()
 
-        log("\n== S3 HBONE tunnels, 20 HTTPRoutes on the service (the match last)")
+        log("\n== S3 HBONE tunnels, 20 HTTPRoutes on the service (the match last), retry + outlier detection")
         cfg20 = os.path.join(RUN_DIR, "config-20routes")
-        mesh.write_folder(cfg20, origin.port, route_count=20)
+        mesh.write_folder(cfg20, origin.port, route_count=20, resilience=True)
         wp = Waypoint(bins, "waypoint-20", cfg20, certs)
-        ev = Envoy("envoy-20", envoy_main(20, origin.port, certs))
+        ev = Envoy("envoy-20", envoy_main(20, origin.port, certs, resilience=True))
         procs += [wp.proc, ev.proc]
         report.extra["start_20"] = {"waypoint": wp.start_seconds, "envoy": ev.start_seconds}
         proxies = (("waypoint", wp), ("envoy", ev))

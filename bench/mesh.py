@@ -55,10 +55,30 @@ endpoints: [{{addresses: ["127.0.0.1"]}}]
 """
 
 
-def _route(name, service, backend, header=None):
+# S3's resilience: the catch-all retries a 503 twice (Gateway API `retry`, which istiod turns
+# into retry_on retriable-status-codes), and web-backend has an outlier detector with Istio's
+# documented defaults spelled out. bench/envoy/configs.py gives Envoy the same.
+RETRY = "    retry: {attempts: 2, codes: [503]}\n"
+OUTLIER_RULE = """\
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web-backend, namespace: shop}
+spec:
+  host: web-backend.shop.svc.cluster.local
+  trafficPolicy:
+    outlierDetection:
+      consecutive5xxErrors: 5
+      interval: 10s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 10
+"""
+
+
+def _route(name, service, backend, header=None, retry=False):
     """One HTTPRoute with one rule on `service`; with `header`, the rule also requires
     x-variant: <header>, which ranks it above a rule without header matches (Gateway API
-    precedence), so the catch-all is evaluated last."""
+    precedence), so the catch-all is evaluated last. `retry` adds S3's retry policy."""
     matches = ""
     if header is not None:
         matches = (
@@ -74,20 +94,26 @@ def _route(name, service, backend, header=None):
         "  rules:\n"
         f"  - backendRefs: [{{name: {backend}, port: 80}}]\n"
         f"{matches}"
+        f"{RETRY if retry else ''}"
     )
 
 
-def web_routes(count, backend="web-backend"):
+def web_routes(count, backend="web-backend", resilience=False):
     """`count` routes on `web`: count-1 header-matched variants the load never sends, then
-    the catch-all (the only one that matches, last in precedence)."""
+    the catch-all (the only one that matches, last in precedence); with `resilience` the
+    catch-all retries and web-backend gets an outlier detector."""
     out = [_route(f"web-variant-{k}", "web", backend, header=f"v{k}") for k in range(1, count)]
-    out.append(_route("web", "web", backend))
+    out.append(_route("web", "web", backend, retry=resilience))
+    if resilience:
+        out.append(OUTLIER_RULE)
     return "".join(out)
 
 
-def write_folder(path, backend_port, route_count=1, b_port=None, scale_services=0, routes_per_service=10):
+def write_folder(path, backend_port, route_count=1, b_port=None, scale_services=0, routes_per_service=10,
+                 resilience=False):
     """Writes mesh.yaml and routes.yaml into `path`. `scale_services` more services (each with
-    `routes_per_service` routes) make the route-scale configuration."""
+    `routes_per_service` routes) make the route-scale configuration; `resilience` is S3's retry
+    policy and outlier detector."""
     os.makedirs(path, exist_ok=True)
     backends = _BACKEND.format(name="web-backend", vip="10.0.0.11", port=backend_port)
     if b_port is not None:
@@ -95,7 +121,7 @@ def write_folder(path, backend_port, route_count=1, b_port=None, scale_services=
     with open(os.path.join(path, "mesh.yaml"), "w") as f:
         f.write(_MESH.format(backends=backends))
     with open(os.path.join(path, "routes.yaml"), "w") as f:
-        f.write(web_routes(route_count))
+        f.write(web_routes(route_count, resilience=resilience))
     if scale_services:
         parts = []
         for i in range(scale_services):

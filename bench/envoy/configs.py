@@ -43,8 +43,31 @@ def _socket(host, port):
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _backend_cluster(backend_port):
-    return {
+# S3's resilience as istiod translates bench/mesh.py's YAML: the HTTPRoute's retry
+# {attempts: 2, codes: [503]} and the DestinationRule's outlierDetection.
+RETRY_POLICY = {
+    "retry_on": "retriable-status-codes",
+    "num_retries": 2,
+    "retriable_status_codes": [503],
+    "retry_host_predicate": [{
+        "name": "envoy.retry_host_predicates.previous_hosts",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+    }],
+    "host_selection_retry_max_attempts": 5,
+}
+OUTLIER_DETECTION = {
+    "consecutive_5xx": 5,
+    "interval": "10s",
+    "base_ejection_time": "30s",
+    "max_ejection_percent": 10,
+    "enforcing_consecutive_5xx": 100,
+    "enforcing_consecutive_gateway_failure": 0,
+    "enforcing_success_rate": 0,
+}
+
+
+def _backend_cluster(backend_port, resilience=False):
+    cluster = {
         "name": BACKEND_CLUSTER,
         "type": "STATIC",
         "connect_timeout": "5s",
@@ -54,9 +77,12 @@ def _backend_cluster(backend_port):
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket("127.0.0.1", backend_port)}}]}],
         },
     }
+    if resilience:
+        cluster["outlier_detection"] = OUTLIER_DETECTION
+    return cluster
 
 
-def routes(count):
+def routes(count, resilience=False):
     """`count` routes in evaluation order: count-1 that the benchmark request does not match
     (prefix "/" plus a header it does not send), then the catch-all it matches: the same rules
     as the waypoint's HTTPRoutes, where the catch-all is last in Gateway API precedence (fewer
@@ -68,7 +94,10 @@ def routes(count):
             "match": {"prefix": "/", "headers": [{"name": "x-variant", "string_match": {"exact": f"v{k}"}}]},
             "route": {"cluster": BACKEND_CLUSTER, "timeout": "0s"},
         })
-    out.append({"name": "default", "match": {"prefix": "/"}, "route": {"cluster": BACKEND_CLUSTER, "timeout": "0s"}})
+    default = {"cluster": BACKEND_CLUSTER, "timeout": "0s"}
+    if resilience:
+        default["retry_policy"] = RETRY_POLICY
+    out.append({"name": "default", "match": {"prefix": "/"}, "route": default})
     return out
 
 
@@ -126,8 +155,9 @@ def _service_chain(vip, port, route_list, name):
     }
 
 
-def hbone_waypoint(listen_port, admin_port, backend_port, cert_dir, services):
-    """Scenarios 2-5: Istio's waypoint layout. `services` is a list of (vip, port, routes)."""
+def hbone_waypoint(listen_port, admin_port, backend_port, cert_dir, services, resilience=False):
+    """Scenarios 2-5: Istio's waypoint layout. `services` is a list of (vip, port, routes);
+    `resilience` gives the backend cluster S3's outlier detector."""
     tls_params = {"tls_minimum_protocol_version": "TLSv1_3", "tls_maximum_protocol_version": "TLSv1_3"}
     common_tls = {
         "tls_params": tls_params,
@@ -242,6 +272,6 @@ def hbone_waypoint(listen_port, admin_port, backend_port, cert_dir, services):
         }],
         "static_resources": {
             "listeners": [connect_terminate, main_internal],
-            "clusters": [main_internal_cluster, _backend_cluster(backend_port)],
+            "clusters": [main_internal_cluster, _backend_cluster(backend_port, resilience)],
         },
     }
