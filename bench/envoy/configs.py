@@ -43,18 +43,26 @@ def _socket(host, port):
     return {"socket_address": {"address": host, "port_value": port}}
 
 
+def _retry_policy(retry_on, codes):
+    """A route's retry policy as istiod writes it: two retries, never the same host twice."""
+    return {
+        "retry_on": retry_on,
+        "num_retries": 2,
+        "retriable_status_codes": codes,
+        "retry_host_predicate": [{
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+        }],
+        "host_selection_retry_max_attempts": 5,
+    }
+
+
+# Istio's default policy, which istiod puts on every route that does not set its own.
+DEFAULT_RETRY_POLICY = _retry_policy(
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", [503])
 # S3's resilience as istiod translates bench/mesh.py's YAML: the HTTPRoute's retry
 # {attempts: 2, codes: [503]} and the DestinationRule's outlierDetection.
-RETRY_POLICY = {
-    "retry_on": "retriable-status-codes",
-    "num_retries": 2,
-    "retriable_status_codes": [503],
-    "retry_host_predicate": [{
-        "name": "envoy.retry_host_predicates.previous_hosts",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
-    }],
-    "host_selection_retry_max_attempts": 5,
-}
+RETRY_POLICY = _retry_policy("retriable-status-codes", [503])
 OUTLIER_DETECTION = {
     "consecutive_5xx": 5,
     "interval": "10s",
@@ -86,17 +94,17 @@ def routes(count, resilience=False):
     """`count` routes in evaluation order: count-1 that the benchmark request does not match
     (prefix "/" plus a header it does not send), then the catch-all it matches: the same rules
     as the waypoint's HTTPRoutes, where the catch-all is last in Gateway API precedence (fewer
-    header matches). Istio sets no route timeout unless one is configured: timeout 0s."""
+    header matches). Istio sets no route timeout unless one is configured (timeout 0s) and its
+    default retry policy unless the route has its own."""
     out = []
     for k in range(1, count):
         out.append({
             "name": f"variant-{k}",
             "match": {"prefix": "/", "headers": [{"name": "x-variant", "string_match": {"exact": f"v{k}"}}]},
-            "route": {"cluster": BACKEND_CLUSTER, "timeout": "0s"},
+            "route": {"cluster": BACKEND_CLUSTER, "timeout": "0s", "retry_policy": DEFAULT_RETRY_POLICY},
         })
-    default = {"cluster": BACKEND_CLUSTER, "timeout": "0s"}
-    if resilience:
-        default["retry_policy"] = RETRY_POLICY
+    default = {"cluster": BACKEND_CLUSTER, "timeout": "0s",
+               "retry_policy": RETRY_POLICY if resilience else DEFAULT_RETRY_POLICY}
     out.append({"name": "default", "match": {"prefix": "/"}, "route": default})
     return out
 
