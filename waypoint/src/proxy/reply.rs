@@ -20,6 +20,9 @@ pub struct Refusal {
     /// What an operator reads in the body: the service, route or rule and what is missing.
     /// Borrowed when it is fixed text, so a refusal that names nothing allocates nothing.
     pub detail: Cow<'static, str>,
+    /// Set for a gRPC answer: the `grpc-status` sent (with the detail as `grpc-message`) in a
+    /// bodiless `application/grpc` response.
+    pub grpc_status: Option<u32>,
 }
 
 impl Refusal {
@@ -39,11 +42,21 @@ impl Refusal {
         Refusal::new(503, ResponseFlag::NoHealthyUpstream, detail)
     }
 
+    /// FI: fault injection aborted the request (Envoy's `fault filter abort`), with a gRPC
+    /// status for a gRPC client.
+    pub fn fault_abort(status: u16, grpc_status: Option<u32>) -> Self {
+        Refusal {
+            grpc_status,
+            ..Refusal::new(status, ResponseFlag::FaultInjected, "fault filter abort")
+        }
+    }
+
     fn new(status: u16, flag: ResponseFlag, detail: impl Into<Cow<'static, str>>) -> Self {
         Refusal {
             status,
             flag,
             detail: detail.into(),
+            grpc_status: None,
         }
     }
 }
@@ -82,15 +95,42 @@ pub async fn answer(session: &mut Session, action: &Action) -> Result<bool> {
             body: None,
             flag: None,
         },
-        Action::Refuse(refusal) => LocalResponse {
+        Action::Refuse(refusal) => refusal_response(refusal)?,
+    };
+    write(session, response).await?;
+    Ok(true)
+}
+
+fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
+    let Some(code) = refusal.grpc_status else {
+        return Ok(LocalResponse {
             status: refusal.status,
             headers: Vec::new(),
             body: Some(refusal.detail.to_string()),
             flag: Some(refusal.flag),
-        },
+        });
     };
-    write(session, response).await?;
-    Ok(true)
+    // A gRPC Trailers-Only answer: the status travels in headers and there is no body.
+    let headers = vec![
+        (
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        ),
+        (
+            http::HeaderName::from_static("grpc-status"),
+            http::HeaderValue::from(code),
+        ),
+        (
+            http::HeaderName::from_static("grpc-message"),
+            header_value(&refusal.detail)?,
+        ),
+    ];
+    Ok(LocalResponse {
+        status: refusal.status,
+        headers,
+        body: None,
+        flag: Some(refusal.flag),
+    })
 }
 
 /// Answers a request whose upstream exchange failed, if anything can still be sent, and says
