@@ -179,16 +179,14 @@ impl ProxyHttp for WaypointProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let policy = ctx.policy_arc();
-        let retry_policy = policy.as_ref().and_then(|p| p.retry.as_ref());
-        let view = retry::response_view(upstream_response);
-        if ctx.attempt.retry.on_response(retry_policy, &view) {
+        let status = upstream_response.status.as_u16();
+        if retry::retries_response(session, ctx, upstream_response) {
             return Err(upstream::retry_status_error(
-                view.status,
+                status,
                 ctx.attempt.retry.retries_done(),
             ));
         }
@@ -212,9 +210,13 @@ impl ProxyHttp for WaypointProxy {
         session: &mut Session,
         e: Box<Error>,
         ctx: &mut RequestCtx,
-        _client_reused: bool,
+        client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if retry::stale_pooled_connection(&e, client_reused, session, ctx) {
+            // pingora's own retry: not an attempt of the route's policy.
+            return e;
+        }
         let failure = retry::attempt_failure(&e, retry::request_timed_out(ctx));
         e.set_retry(retry::decide(session, ctx, failure));
         e
@@ -250,7 +252,8 @@ impl ProxyHttp for WaypointProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let (fail, flag) = reply::upstream_failure(session, e).await;
+        let retried = ctx.attempt.retry.retries_done() > 0;
+        let (fail, flag) = reply::upstream_failure(session, e, retried).await;
         ctx.record.flag = flag;
         fail
     }

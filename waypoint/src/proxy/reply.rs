@@ -138,6 +138,7 @@ fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
 pub async fn upstream_failure(
     session: &mut Session,
     e: &Error,
+    retried: bool,
 ) -> (FailToProxy, Option<ResponseFlag>) {
     let failure = classify_failure(e);
     // Once the response header went out, the only honest signal left is closing the stream.
@@ -148,7 +149,7 @@ pub async fn upstream_failure(
         let response = LocalResponse {
             status: failure.status,
             headers: Vec::new(),
-            body: Some(failure.body.to_owned()),
+            body: Some(failure_text(failure.body, retried)),
             flag: failure.flag,
         };
         if let Err(err) = write(session, response).await {
@@ -160,6 +161,18 @@ pub async fn upstream_failure(
         can_reuse_downstream: false,
     };
     (fail, failure.flag)
+}
+
+/// Envoy's text for a failure, which says so when the request was retried before it.
+fn failure_text(body: &str, retried: bool) -> String {
+    const RESET: &str = "upstream connect error or disconnect/reset before headers.";
+    match body.strip_prefix(RESET).map(|r| r.trim_start()) {
+        Some(reason) if retried => {
+            let reason = reason.strip_prefix("reset reason: ").unwrap_or(reason);
+            format!("{RESET} retried and the latest reset reason: {reason}")
+        }
+        _ => body.to_owned(),
+    }
 }
 
 /// The one writer: status, headers, the reason header when there is a flag, and a text body.

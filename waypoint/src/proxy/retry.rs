@@ -8,7 +8,7 @@ use super::context::RequestCtx;
 use super::decide::Action;
 use crate::endpoint;
 use crate::snapshot::Snapshot;
-use pingora_error::{Error, ErrorType};
+use pingora_error::{Error, ErrorType, RetryType};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use resilience::{AttemptFailure, ResponseView, RoutePolicy};
@@ -32,6 +32,31 @@ pub fn response_view(response: &ResponseHeader) -> ResponseView {
         grpc_status,
         rate_limited: response.headers.contains_key("x-envoy-ratelimited"),
     }
+}
+
+/// Whether the attempt whose response header is `response` fails for a retry. A request
+/// whose body no longer fits the retry buffer cannot be sent again, so its response goes
+/// through as it is (as Envoy passes it on) and the log says why it was not retried.
+pub fn retries_response(
+    session: &Session,
+    ctx: &mut RequestCtx,
+    response: &ResponseHeader,
+) -> bool {
+    let policy = ctx.policy_arc();
+    let retry_policy = policy.as_ref().and_then(|p| p.retry.as_ref());
+    if !ctx
+        .attempt
+        .retry
+        .on_response(retry_policy, &response_view(response))
+    {
+        return false;
+    }
+    if session.as_ref().retry_buffer_truncated() {
+        ctx.attempt.retry.confirm(false);
+        ctx.attempt.not_retried = Some(BODY_NOT_REPLAYABLE);
+        return false;
+    }
+    true
 }
 
 /// How an attempt that failed before its response header failed, in the retry policy's
@@ -79,6 +104,25 @@ pub fn decide(session: &Session, ctx: &mut RequestCtx, failure: Option<AttemptFa
     ctx.attempt
         .retry
         .confirm(replayable && downstream_untouched)
+}
+
+/// Whether the attempt failed only because pingora picked a pooled connection the endpoint
+/// had already closed, before anything of the request or response crossed it: pingora retries
+/// that on a fresh connection by itself, as Envoy's pool never hands out such a connection, so
+/// it neither counts against the route's retries nor fails the request.
+pub fn stale_pooled_connection(
+    e: &Error,
+    client_reused: bool,
+    session: &Session,
+    ctx: &RequestCtx,
+) -> bool {
+    let mut pingora_retry = e.retry;
+    pingora_retry.decide_reuse(client_reused);
+    client_reused
+        && pingora_retry == RetryType::Decided(true)
+        && !ctx.attempt.retry.is_pending()
+        && session.response_written().is_none()
+        && !session.as_ref().retry_buffer_truncated()
 }
 
 /// Whether the route's request timeout, which covers all attempts and the response body, has
