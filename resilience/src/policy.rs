@@ -121,3 +121,6 @@ impl PolicyIssue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -86,7 +86,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// The flags as Envoy's `%RESPONSE_FLAGS%` prints them (`UF,URX`), in Envoy's order; None
+    /// The flags as Envoy's `%RESPONSE_FLAGS%` prints them (`URX,UF`), in Envoy's order; None
     /// when there is none.
     pub fn flags(&self) -> Option<String> {
         let mut flags: Vec<_> = self.flag.iter().chain(&self.also).copied().collect();
@@ -100,29 +100,15 @@ impl Record {
     }
 }
 
-/// A flag's position in Envoy's list (its bit order), which is the order it prints them in.
+/// Where a flag sits in Envoy's list, which is the order the request met them (Envoy 1.40
+/// prints `URX,UF` for connect failures past the retry limit): an injected delay, then the
+/// abort, then the retry limit, which is hit before the last attempt's failure is reported.
 fn envoy_rank(flag: ResponseFlag) -> u8 {
-    use ResponseFlag::*;
     match flag {
-        NoHealthyUpstream => 1,
-        UpstreamRequestTimeout => 2,
-        UpstreamRemoteReset => 4,
-        UpstreamConnectionFailure => 5,
-        UpstreamConnectionTermination => 6,
-        UpstreamOverflow => 7,
-        NoRouteFound => 8,
-        DelayInjected => 9,
-        FaultInjected => 10,
-        RateLimited => 11,
-        UnauthorizedExternalService => 12,
-        DownstreamConnectionTermination => 14,
-        UpstreamRetryLimitExceeded => 15,
-        StreamIdleTimeout => 16,
-        DownstreamProtocolError => 18,
-        DurationTimeout => 22,
-        UpstreamProtocolError => 23,
-        NoClusterFound => 24,
-        OverloadManager => 25,
+        ResponseFlag::DelayInjected => 0,
+        ResponseFlag::FaultInjected => 1,
+        ResponseFlag::UpstreamRetryLimitExceeded => 2,
+        _ => 3,
     }
 }
 

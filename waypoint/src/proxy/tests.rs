@@ -471,7 +471,7 @@ fn flags_print_as_envoy_lists_them() {
             &[UpstreamRetryLimitExceeded]
         )
         .flags(),
-        Some("UF,URX".to_owned())
+        Some("URX,UF".to_owned())
     );
     assert_eq!(
         record(Some(FaultInjected), &[DelayInjected]).flags(),
@@ -479,7 +479,7 @@ fn flags_print_as_envoy_lists_them() {
     );
     assert_eq!(
         record(Some(UpstreamRequestTimeout), &[UpstreamRetryLimitExceeded]).flags(),
-        Some("UT,URX".to_owned())
+        Some("URX,UT".to_owned())
     );
 }
 
