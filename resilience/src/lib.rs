@@ -12,6 +12,8 @@ mod policy;
 mod retry;
 mod retry_on;
 mod round_robin;
+#[cfg(test)]
+mod testing;
 mod timeouts;
 
 pub use istio::{

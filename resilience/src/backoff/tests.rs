@@ -1,18 +1,8 @@
 use super::*;
+use crate::testing::draws;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// A seeded generator (splitmix64), so the draws are the same on every run.
-fn draws(mut seed: u64) -> impl FnMut() -> u64 {
-    move || {
-        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 #[test]

@@ -1,21 +1,11 @@
 use super::*;
+use crate::testing::{draws, fields};
 
 fn compile(json: &str) -> (Option<FaultPolicy>, Vec<PolicyIssue>) {
     let spec: HttpFaultInjection = serde_json::from_str(json).expect("HTTPFaultInjection");
     let mut issues = Vec::new();
     let policy = FaultPolicy::compile(&spec, "spec.http[0].fault", &mut issues);
     (policy, issues)
-}
-
-/// A seeded generator (splitmix64), so the draws are the same on every run.
-fn draws(mut seed: u64) -> impl FnMut() -> u64 {
-    move || {
-        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 #[test]
@@ -60,12 +50,8 @@ fn a_missing_percentage_injects_nothing_and_says_so() {
     let p = p.expect("policy");
     assert_eq!(p.delay.map(|d| d.per_million), Some(0));
     assert_eq!(p.abort.map(|a| a.per_million), Some(0));
-    let fields: Vec<_> = issues
-        .iter()
-        .map(|i| (i.field.as_str(), i.warning))
-        .collect();
     assert_eq!(
-        fields,
+        fields(&issues),
         [
             ("spec.http[0].fault.delay.percentage", true),
             ("spec.http[0].fault.abort.percentage", true)

@@ -1,5 +1,6 @@
 use super::*;
 use crate::retry_on::RetryOn::*;
+use crate::testing::fields;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -117,12 +118,8 @@ fn bad_istio_values_are_named_issues() {
     assert_eq!(p.attempts, 15, "capped at what pingora's loop allows");
     assert_eq!(per_try, None);
     assert_eq!(p.backoff, Backoff::default());
-    let fields: Vec<_> = issues
-        .iter()
-        .map(|i| (i.field.as_str(), i.warning))
-        .collect();
     assert_eq!(
-        fields,
+        fields(&issues),
         [
             ("spec.http[0].retries.attempts", true),
             ("spec.http[0].retries.retryOn", false),

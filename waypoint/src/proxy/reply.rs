@@ -215,6 +215,26 @@ pub struct Failure {
     pub body: &'static str,
 }
 
+/// Whether `t` says no connection to the endpoint could be made (Envoy's UF, and the
+/// `connect-failure` retry condition).
+pub fn is_connect_failure(t: &ErrorType) -> bool {
+    use ErrorType::*;
+    matches!(
+        t,
+        ConnectTimedout
+            | ConnectRefused
+            | ConnectNoRoute
+            | ConnectError
+            | BindError
+            | SocketError
+            | ConnectProxyFailure
+            | TLSHandshakeFailure
+            | TLSHandshakeTimedout
+            | InvalidCert
+            | HandshakeError
+    )
+}
+
 /// The status, flag and text Envoy uses for the failure `e`.
 pub fn classify_failure(e: &Error) -> Failure {
     use ErrorType::*;
@@ -224,9 +244,7 @@ pub fn classify_failure(e: &Error) -> Failure {
     }
     match e.esource() {
         ErrorSource::Upstream => match e.etype() {
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
-            | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert
-            | HandshakeError => failure(
+            t if is_connect_failure(t) => failure(
                 503,
                 Some(ResponseFlag::UpstreamConnectionFailure),
                 "upstream connect error or disconnect/reset before headers. reset reason: connection failure",

@@ -6,6 +6,7 @@
 
 use super::context::RequestCtx;
 use super::decide::Action;
+use super::reply::is_connect_failure;
 use crate::endpoint;
 use crate::snapshot::Snapshot;
 use pingora_error::{Error, ErrorType, RetryType};
@@ -64,10 +65,7 @@ pub fn retries_response(
 pub fn attempt_failure(e: &Error, request_timed_out: bool) -> Option<AttemptFailure> {
     use ErrorType::*;
     match e.etype() {
-        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | BindError
-        | SocketError | TLSHandshakeFailure | TLSHandshakeTimedout | HandshakeError => {
-            Some(AttemptFailure::ConnectFailure)
-        }
+        t if is_connect_failure(t) => Some(AttemptFailure::ConnectFailure),
         // The request timeout covers all attempts: when it fired, nothing is retried.
         ReadTimedout | WriteTimedout if request_timed_out => None,
         ReadTimedout | WriteTimedout => Some(AttemptFailure::PerTryTimeout),

@@ -350,15 +350,10 @@ fn authority_helpers() {
 
 #[test]
 fn rules_get_istios_default_retries_and_unrouted_ports_the_inbound_one() {
-    let s = snapshot(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: web, namespace: shop}
-spec:
-  parentRefs: [{group: "", kind: Service, name: web}]
-  rules: [{backendRefs: [{name: web, port: 80}]}]
-"#,
-    );
+    let route_to_web = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+        metadata: {name: web, namespace: shop}\nspec: {parentRefs: [{group: '', kind: Service, \
+        name: web}], rules: [{backendRefs: [{name: web, port: 80}]}]}\n";
+    let s = snapshot(route_to_web);
     let routed = route(&s, &request("web.shop", "/", &[]), 0);
     assert_eq!(
         routed.filters.policy.retry,
