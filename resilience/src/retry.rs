@@ -234,6 +234,13 @@ fn parse_retry_on(
     let mut codes = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some(condition) = RetryOn::from_name(part) {
+            if condition == RetryOn::RetriableHeaders {
+                issues.push(PolicyIssue::warning(
+                    field,
+                    "retriable-headers needs a list of headers, which Istio's API cannot give; \
+                     it never matches",
+                ));
+            }
             set.insert(condition);
         } else if let Some(code) = part.parse::<u16>().ok().filter(|c| (100..600).contains(c)) {
             if !codes.contains(&code) {

@@ -229,7 +229,7 @@ fn every_condition_decides_as_envoy_does() {
     ];
     for (retry_on, yes, no, failures) in table {
         let (p, _, issues) = istio(&format!(r#"{{"attempts": 1, "retryOn": "{retry_on}"}}"#));
-        assert!(issues.is_empty(), "{retry_on}: {issues:?}");
+        assert!(issues.iter().all(|i| i.warning), "{retry_on}: {issues:?}");
         let p = p.expect("policy");
         for r in yes {
             assert!(p.retries_response(r), "{retry_on} retries {r:?}");
