@@ -59,7 +59,8 @@ impl Default for Downstream {
 pub struct Attempt {
     /// The route's retry decisions for this request; `retry.retries_done()` counts retries.
     pub retry: RetryState,
-    /// The endpoints tried so far, first attempt first: a retry avoids them.
+    /// The endpoints of the attempts before the current one, first attempt first: a retry
+    /// avoids them and the current one.
     pub tried: Vec<SocketAddr>,
     /// When the route's request timeout started: once the request is routed and any injected
     /// delay is over (Envoy's router starts it there, after the fault filter).

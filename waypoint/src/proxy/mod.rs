@@ -162,10 +162,7 @@ impl ProxyHttp for WaypointProxy {
                 "no endpoint chosen for the request",
             )
         })?;
-        let peer = upstream::peer(up, deadline, self.hbone.as_ref())?;
-        let addr = up.addr;
-        ctx.attempt.tried.push(addr);
-        Ok(peer)
+        upstream::peer(up, deadline, self.hbone.as_ref())
     }
 
     async fn upstream_request_filter(

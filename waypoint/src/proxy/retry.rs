@@ -155,8 +155,10 @@ pub fn body_deadline(ctx: &mut RequestCtx) -> pingora_error::Result<()> {
 /// directly has only itself; a backend that lost its endpoints keeps the last one, whose
 /// failure then ends the request.
 pub fn next_endpoint(snapshot: &Snapshot, ctx: &mut RequestCtx, avoid_previous: bool) {
-    let tried = std::mem::take(&mut ctx.attempt.tried);
+    let mut tried = std::mem::take(&mut ctx.attempt.tried);
     if let Some(Action::Forward(up)) = ctx.routed.as_mut().map(|r| &mut r.action) {
+        // Recorded only now, so a request that is never retried allocates nothing for it.
+        tried.push(up.addr);
         if let Some(service) = &up.backend {
             let pick = endpoint::Pick {
                 service,

@@ -373,20 +373,18 @@ fn a_retry_moves_to_an_endpoint_not_tried_yet() {
         let mut ctx = RequestCtx::new();
         ctx.routed = Some(route(&s, &request("web.shop", "/", &[]), 0));
         let first = ctx.upstream().map(|u| u.addr).expect("forwarded");
-        ctx.attempt.tried.push(first);
         retry::next_endpoint(&s, &mut ctx, true);
         let second = ctx.upstream().map(|u| u.addr).expect("forwarded");
         assert_ne!(first, second, "the other endpoint");
-        assert_eq!(ctx.attempt.tried, [first], "the history is kept");
-        ctx.attempt.tried.push(second);
+        assert_eq!(ctx.attempt.tried, [first]);
         retry::next_endpoint(&s, &mut ctx, true);
+        assert_eq!(ctx.attempt.tried, [first, second]);
         assert!(ctx.upstream().is_some(), "all tried: any endpoint will do");
     }
     // A single-endpoint service retries the same one.
     let mut ctx = RequestCtx::new();
     ctx.routed = Some(route(&s, &request("v2.shop", "/", &[]), 0));
     let only = ctx.upstream().map(|u| u.addr).expect("forwarded");
-    ctx.attempt.tried.push(only);
     retry::next_endpoint(&s, &mut ctx, true);
     assert_eq!(ctx.upstream().map(|u| u.addr), Some(only));
 }
