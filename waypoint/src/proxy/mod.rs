@@ -137,25 +137,12 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let policy = ctx.policy_arc();
-        let retry_policy = policy.as_ref().and_then(|p| p.retry.as_ref());
-        let is_retry = ctx.attempt.retry.is_pending();
-        if let Some(backoff) = ctx
-            .attempt
-            .retry
-            .before_attempt(retry_policy, rand::random())
-        {
-            let wait = retry::capped_backoff(backoff, policy.as_ref(), ctx.attempt.elapsed());
-            tokio::time::sleep(wait).await;
-        }
-        if let (true, Some(snapshot)) = (is_retry, ctx.snapshot.clone()) {
-            let avoid = retry_policy.is_some_and(|p| p.avoid_previous_hosts);
-            retry::next_endpoint(&snapshot, ctx, avoid);
-        }
+        // STEP retry (resilience): a retry waits out its backoff, then moves to an endpoint
+        // not tried yet.
+        retry::before_attempt(ctx, policy.as_deref()).await;
         // STEP admit (resilience): circuit-breaker admission and outlier-aware endpoint choice
         // for this attempt.
-        let deadline = policy
-            .as_ref()
-            .and_then(|p| p.timeouts.attempt_deadline(ctx.attempt.elapsed()));
+        let deadline = policy.and_then(|p| p.timeouts.attempt_deadline(ctx.attempt.elapsed()));
         let up = ctx.upstream().ok_or_else(|| {
             Error::explain(
                 ErrorType::InternalError,

@@ -13,7 +13,6 @@ use pingora_error::{Error, ErrorType, RetryType};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use resilience::{AttemptFailure, ResponseView, RoutePolicy};
-use std::sync::Arc;
 use std::time::Duration;
 use telemetry::ResponseFlag;
 
@@ -150,6 +149,25 @@ pub fn body_deadline(ctx: &mut RequestCtx) -> pingora_error::Result<()> {
     .into_up())
 }
 
+/// Prepares the next attempt when it is a retry: waits out the backoff (never past the
+/// request timeout), then points it at another endpoint.
+pub async fn before_attempt(ctx: &mut RequestCtx, policy: Option<&RoutePolicy>) {
+    let retry_policy = policy.and_then(|p| p.retry.as_ref());
+    let is_retry = ctx.attempt.retry.is_pending();
+    if let Some(backoff) = ctx
+        .attempt
+        .retry
+        .before_attempt(retry_policy, rand::random())
+    {
+        let wait = capped_backoff(backoff, policy, ctx.attempt.elapsed());
+        tokio::time::sleep(wait).await;
+    }
+    if let (true, Some(snapshot)) = (is_retry, ctx.snapshot.clone()) {
+        let avoid = retry_policy.is_some_and(|p| p.avoid_previous_hosts);
+        next_endpoint(&snapshot, ctx, avoid);
+    }
+}
+
 /// Points a retry at another endpoint of the same backend when there is one (Envoy's
 /// `previous_hosts` predicate; any endpoint when the policy allows reuse). A pod addressed
 /// directly has only itself; a backend that lost its endpoints keeps the last one, whose
@@ -180,7 +198,7 @@ pub fn next_endpoint(snapshot: &Snapshot, ctx: &mut RequestCtx, avoid_previous: 
 /// attempt fails at once (504 UT) instead of sleeping for nothing.
 pub fn capped_backoff(
     backoff: Duration,
-    policy: Option<&Arc<RoutePolicy>>,
+    policy: Option<&RoutePolicy>,
     elapsed: Duration,
 ) -> Duration {
     match policy.and_then(|p| p.timeouts.request) {

@@ -479,16 +479,16 @@ fn flags_print_as_envoy_lists_them() {
 #[test]
 fn the_backoff_never_outlasts_the_request_timeout() {
     let ms = Duration::from_millis;
-    let policy = Arc::new(resilience::RoutePolicy {
+    let policy = &resilience::RoutePolicy {
         timeouts: resilience::Timeouts {
             request: Some(ms(100)),
             backend_request: None,
         },
         ..resilience::RoutePolicy::default()
-    });
-    assert_eq!(retry::capped_backoff(ms(50), Some(&policy), ms(80)), ms(20));
-    assert_eq!(retry::capped_backoff(ms(50), Some(&policy), ms(10)), ms(50));
-    assert_eq!(retry::capped_backoff(ms(50), Some(&policy), ms(200)), ms(0));
+    };
+    assert_eq!(retry::capped_backoff(ms(50), Some(policy), ms(80)), ms(20));
+    assert_eq!(retry::capped_backoff(ms(50), Some(policy), ms(10)), ms(50));
+    assert_eq!(retry::capped_backoff(ms(50), Some(policy), ms(200)), ms(0));
     assert_eq!(retry::capped_backoff(ms(50), None, ms(200)), ms(50));
 }
 
