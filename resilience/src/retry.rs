@@ -151,6 +151,13 @@ impl RetryPolicy {
             attempts_in_range(attempts.into(), &format!("{field}.attempts"), issues)
                 .filter(|n| *n > 0)
         else {
+            if spec.attempts.is_none() && spec != &HttpRetry::default() {
+                issues.push(PolicyIssue::warning(
+                    format!("{field}.attempts"),
+                    "retries without attempts turns retries off (Istio's attempts defaults to \
+                     0); set attempts to retry",
+                ));
+            }
             return (None, None);
         };
         let mut policy = RetryPolicy {

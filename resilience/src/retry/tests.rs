@@ -94,13 +94,19 @@ fn istio_fields_override_the_default_as_convert_policy_does() {
 
 #[test]
 fn zero_or_missing_attempts_turn_retries_off() {
-    for yaml in [
-        r#"{"attempts": 0, "retryOn": "5xx"}"#,
-        r#"{"retryOn": "5xx"}"#,
+    for (yaml, warned) in [
+        (r#"{"attempts": 0, "retryOn": "5xx"}"#, false),
+        (r#"{"retryOn": "5xx"}"#, true),
+        ("{}", false),
     ] {
         let (p, per_try, issues) = istio(yaml);
         assert_eq!((p, per_try), (None, None), "{yaml}");
-        assert!(issues.is_empty());
+        let want: &[_] = if warned {
+            &[("spec.http[0].retries.attempts", true)]
+        } else {
+            &[]
+        };
+        assert_eq!(fields(&issues), want, "{yaml}");
     }
     let (p, _, issues) = istio(r#"{"attempts": -1}"#);
     assert_eq!(p, None);
