@@ -11,7 +11,9 @@ use crate::policy::PolicyIssue;
 pub struct Timeouts {
     /// From the start of the request until the response is complete, across all retries.
     pub request: Option<Duration>,
-    /// One attempt at a backend.
+    /// One attempt at a backend: HTTPRoute `backendRequest`, VirtualService
+    /// `retries.perTryTimeout`. A per-try timeout that fires is retried when the retry policy
+    /// says so (5xx, gateway-error, reset); the request timeout never is.
     pub backend_request: Option<Duration>,
 }
 

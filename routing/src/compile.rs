@@ -204,11 +204,10 @@ fn compile_rule(
         &field,
         &mut policy_issues,
     );
-    issues.extend(
-        policy_issues
-            .into_iter()
-            .map(|i| Issue::error(IssueReason::Invalid, i.field, i.message)),
-    );
+    issues.extend(policy_issues.into_iter().map(|i| match i.warning {
+        true => Issue::warning(IssueReason::Invalid, i.field, i.message),
+        false => Issue::error(IssueReason::Invalid, i.field, i.message),
+    }));
     let filters = compile_rule_filters(
         rule.filters.as_deref().unwrap_or_default(),
         &format!("{field}.filters"),

@@ -519,7 +519,8 @@ fn rule_features_compile() {
         Some(resilience::RetryPolicy {
             codes: vec![503],
             attempts: 3,
-            backoff: Some(std::time::Duration::from_millis(10)),
+            backoff: resilience::Backoff::with_base(std::time::Duration::from_millis(10)),
+            ..resilience::RetryPolicy::default()
         })
     );
     let redirect = compiled.rules[1].redirect.as_ref().expect("redirect");

@@ -9,8 +9,9 @@ use super::decide::{Action, Routed, RuleFilters, Upstream};
 use crate::hbone::context::TunnelContext;
 use crate::snapshot::Snapshot;
 use resilience::{RetryState, RoutePolicy};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use telemetry::ResponseFlag;
 
 /// Everything the phases of one request share.
@@ -56,8 +57,23 @@ impl Default for Downstream {
 /// The state of the upstream attempts: which ones failed, and whether the next is a retry.
 #[derive(Debug, Default)]
 pub struct Attempt {
-    /// The route's retry decisions for this request.
+    /// The route's retry decisions for this request; `retry.retries_done()` counts retries.
     pub retry: RetryState,
+    /// The endpoints of the attempts before the current one, first attempt first: a retry
+    /// avoids them and the current one.
+    pub tried: Vec<SocketAddr>,
+    /// When the route's request timeout started: once the request is routed and any injected
+    /// delay is over (Envoy's router starts it there, after the fault filter).
+    pub timer_start: Option<Instant>,
+    /// Why a retry the policy asked for did not happen, for the access log.
+    pub not_retried: Option<&'static str>,
+}
+
+impl Attempt {
+    /// How long the request has been running against its route timeout.
+    pub fn elapsed(&self) -> Duration {
+        self.timer_start.map_or(Duration::ZERO, |t| t.elapsed())
+    }
 }
 
 /// Telemetry facts no other part holds.
@@ -65,6 +81,36 @@ pub struct Attempt {
 pub struct Record {
     /// Why the request ended as it did, when the waypoint knows better than the status.
     pub flag: Option<ResponseFlag>,
+    /// Flags that accompany it, as Envoy reports several: DI (a delay was injected), URX (the
+    /// retries ran out).
+    pub also: Vec<ResponseFlag>,
+}
+
+impl Record {
+    /// The flags as Envoy's `%RESPONSE_FLAGS%` prints them (`URX,UF`), in Envoy's order; None
+    /// when there is none.
+    pub fn flags(&self) -> Option<String> {
+        let mut flags: Vec<_> = self.flag.iter().chain(&self.also).copied().collect();
+        if flags.is_empty() {
+            return None;
+        }
+        flags.sort_by_key(|f| envoy_rank(*f));
+        flags.dedup();
+        let names: Vec<_> = flags.iter().map(|f| f.as_str()).collect();
+        Some(names.join(","))
+    }
+}
+
+/// Where a flag sits in Envoy's list, which is the order the request met them (Envoy 1.40
+/// prints `URX,UF` for connect failures past the retry limit): an injected delay, then the
+/// abort, then the retry limit, which is hit before the last attempt's failure is reported.
+fn envoy_rank(flag: ResponseFlag) -> u8 {
+    match flag {
+        ResponseFlag::DelayInjected => 0,
+        ResponseFlag::FaultInjected => 1,
+        ResponseFlag::UpstreamRetryLimitExceeded => 2,
+        _ => 3,
+    }
 }
 
 impl RequestCtx {
@@ -87,6 +133,11 @@ impl RequestCtx {
     /// The matched rule's timeouts and retry policy.
     pub fn policy(&self) -> Option<&RoutePolicy> {
         self.filters().map(|f| &*f.policy)
+    }
+
+    /// The matched rule's policy, shared, for a phase that also changes the context.
+    pub fn policy_arc(&self) -> Option<Arc<RoutePolicy>> {
+        self.filters().map(|f| f.policy.clone())
     }
 
     /// Where the request is forwarded to, once decided.

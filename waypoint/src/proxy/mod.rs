@@ -4,16 +4,19 @@
 //! Every listener (the plain HTTP one, HBONE CONNECT streams, Gateway listeners) feeds the same
 //! `HttpProxy<WaypointProxy>`, so a request is handled identically whichever way it came in.
 //! Each phase is a short list of named steps; the files beside this one hold them:
-//! `context` (per-request state), `decide` (route decision), `upstream` (peer and header edits),
-//! `reply` (every local answer), `mirror`, `headers`, `record` (access log). The places where
+//! `context` (per-request state), `decide` (route decision), `fault` (fault injection),
+//! `upstream` (peer and header edits), `retry` (retries and the route's deadline), `reply`
+//! (every local answer), `mirror`, `headers`, `record` (access log). The places where
 //! authorization, fault injection, breaker admission and metrics plug in are marked `STEP`.
 
 mod context;
 mod decide;
+mod fault;
 mod headers;
 mod mirror;
 mod record;
 mod reply;
+mod retry;
 mod upstream;
 
 pub use context::{Attempt, Downstream, Record, RequestCtx};
@@ -32,6 +35,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use telemetry::ResponseFlag;
 
 /// The waypoint's `ProxyHttp`: shared by every request, holding only what outlives one.
 pub struct WaypointProxy {
@@ -98,7 +102,7 @@ impl ProxyHttp for WaypointProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.live.snapshot();
-        let routed = decide(
+        let mut routed = decide(
             &snapshot,
             session.req_header(),
             &ctx.downstream,
@@ -108,7 +112,10 @@ impl ProxyHttp for WaypointProxy {
         // STEP authorize (security): RequestAuthentication, then AuthorizationPolicy
         // (CUSTOM, DENY, ALLOW) for `routed.destination`; a denial is a `Refusal` answered
         // below, before any redirect, preflight or upstream work.
-        // STEP fault (resilience): the rule's fault injection, abort as a `Refusal` or delay.
+        // STEP fault (resilience): the rule's delay, then its abort as a `Refusal`.
+        fault::inject(session.req_header(), &mut routed, &mut ctx.record).await;
+        // The route's request timeout starts once the request is routed and delayed.
+        ctx.attempt.timer_start = Some(std::time::Instant::now());
         if let Action::Refuse(refusal) = &routed.action {
             ctx.record.flag = Some(refusal.flag);
         }
@@ -129,15 +136,13 @@ impl ProxyHttp for WaypointProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let policy = retry_policy(&ctx.routed);
-        if let Some(backoff) = ctx.attempt.retry.before_attempt(policy) {
-            tokio::time::sleep(backoff).await;
-        }
+        let policy = ctx.policy_arc();
+        // STEP retry (resilience): a retry waits out its backoff, then moves to an endpoint
+        // not tried yet.
+        retry::before_attempt(ctx, policy.as_deref()).await;
         // STEP admit (resilience): circuit-breaker admission and outlier-aware endpoint choice
         // for this attempt.
-        let deadline = ctx
-            .policy()
-            .and_then(|p| p.timeouts.attempt_deadline(ctx.downstream.start.elapsed()));
+        let deadline = policy.and_then(|p| p.timeouts.attempt_deadline(ctx.attempt.elapsed()));
         let up = ctx.upstream().ok_or_else(|| {
             Error::explain(
                 ErrorType::InternalError,
@@ -158,13 +163,12 @@ impl ProxyHttp for WaypointProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
-        let policy = retry_policy(&ctx.routed);
-        if ctx.attempt.retry.on_response(policy, status) {
+        if retry::retries_response(session, ctx, upstream_response) {
             return Err(upstream::retry_status_error(
                 status,
                 ctx.attempt.retry.retries_done(),
@@ -173,30 +177,44 @@ impl ProxyHttp for WaypointProxy {
         Ok(())
     }
 
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        retry::body_deadline(ctx)?;
+        Ok(None)
+    }
+
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
         ctx: &mut RequestCtx,
-        _client_reused: bool,
+        client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let replayable = !session.as_ref().retry_buffer_truncated();
-        if !ctx.attempt.retry.on_attempt_error(replayable) {
-            e.set_retry(false);
+        if retry::stale_pooled_connection(&e, client_reused, session, ctx) {
+            // pingora's own retry: not an attempt of the route's policy.
+            return e;
         }
+        let failure = retry::attempt_failure(&e, retry::request_timed_out(ctx));
+        e.set_retry(retry::decide(session, ctx, failure));
         e
     }
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        e.set_retry(ctx.attempt.retry.on_connect_failure());
+        let failure = retry::attempt_failure(&e, retry::request_timed_out(ctx));
+        e.set_retry(retry::decide(session, ctx, failure));
         e
     }
 
@@ -218,21 +236,21 @@ impl ProxyHttp for WaypointProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let (fail, flag) = reply::upstream_failure(session, e).await;
+        let retried = ctx.attempt.retry.retries_done() > 0;
+        let (fail, flag) = reply::upstream_failure(session, e, retried).await;
         ctx.record.flag = flag;
         fail
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.attempt.retry.limit_exceeded() {
+            ctx.record
+                .also
+                .push(ResponseFlag::UpstreamRetryLimitExceeded);
+        }
         // STEP record (telemetry): Istio standard metrics and the span end join the access log.
         record::access_log(session, e, ctx);
     }
-}
-
-/// The matched rule's retry policy; a free function so it borrows only `routed`, leaving the
-/// attempt state free to change.
-fn retry_policy(routed: &Option<Routed>) -> Option<&resilience::RetryPolicy> {
-    routed.as_ref()?.filters.policy.retry.as_ref()
 }
 
 #[cfg(test)]

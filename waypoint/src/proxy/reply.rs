@@ -20,6 +20,9 @@ pub struct Refusal {
     /// What an operator reads in the body: the service, route or rule and what is missing.
     /// Borrowed when it is fixed text, so a refusal that names nothing allocates nothing.
     pub detail: Cow<'static, str>,
+    /// Set for a gRPC answer: the `grpc-status` sent (with the detail as `grpc-message`) in a
+    /// bodiless `application/grpc` response.
+    pub grpc_status: Option<u32>,
 }
 
 impl Refusal {
@@ -39,11 +42,21 @@ impl Refusal {
         Refusal::new(503, ResponseFlag::NoHealthyUpstream, detail)
     }
 
+    /// FI: fault injection aborted the request (Envoy's `fault filter abort`), with a gRPC
+    /// status for a gRPC client.
+    pub fn fault_abort(status: u16, grpc_status: Option<u32>) -> Self {
+        Refusal {
+            grpc_status,
+            ..Refusal::new(status, ResponseFlag::FaultInjected, "fault filter abort")
+        }
+    }
+
     fn new(status: u16, flag: ResponseFlag, detail: impl Into<Cow<'static, str>>) -> Self {
         Refusal {
             status,
             flag,
             detail: detail.into(),
+            grpc_status: None,
         }
     }
 }
@@ -82,15 +95,42 @@ pub async fn answer(session: &mut Session, action: &Action) -> Result<bool> {
             body: None,
             flag: None,
         },
-        Action::Refuse(refusal) => LocalResponse {
+        Action::Refuse(refusal) => refusal_response(refusal)?,
+    };
+    write(session, response).await?;
+    Ok(true)
+}
+
+fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
+    let Some(code) = refusal.grpc_status else {
+        return Ok(LocalResponse {
             status: refusal.status,
             headers: Vec::new(),
             body: Some(refusal.detail.to_string()),
             flag: Some(refusal.flag),
-        },
+        });
     };
-    write(session, response).await?;
-    Ok(true)
+    // A gRPC Trailers-Only answer: the status travels in headers and there is no body.
+    let headers = vec![
+        (
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        ),
+        (
+            http::HeaderName::from_static("grpc-status"),
+            http::HeaderValue::from(code),
+        ),
+        (
+            http::HeaderName::from_static("grpc-message"),
+            header_value(&refusal.detail)?,
+        ),
+    ];
+    Ok(LocalResponse {
+        status: refusal.status,
+        headers,
+        body: None,
+        flag: Some(refusal.flag),
+    })
 }
 
 /// Answers a request whose upstream exchange failed, if anything can still be sent, and says
@@ -98,6 +138,7 @@ pub async fn answer(session: &mut Session, action: &Action) -> Result<bool> {
 pub async fn upstream_failure(
     session: &mut Session,
     e: &Error,
+    retried: bool,
 ) -> (FailToProxy, Option<ResponseFlag>) {
     let failure = classify_failure(e);
     // Once the response header went out, the only honest signal left is closing the stream.
@@ -108,7 +149,7 @@ pub async fn upstream_failure(
         let response = LocalResponse {
             status: failure.status,
             headers: Vec::new(),
-            body: Some(failure.body.to_owned()),
+            body: Some(failure_text(failure.body, retried)),
             flag: failure.flag,
         };
         if let Err(err) = write(session, response).await {
@@ -120,6 +161,18 @@ pub async fn upstream_failure(
         can_reuse_downstream: false,
     };
     (fail, failure.flag)
+}
+
+/// Envoy's text for a failure, which says so when the request was retried before it.
+fn failure_text(body: &str, retried: bool) -> String {
+    const RESET: &str = "upstream connect error or disconnect/reset before headers.";
+    match body.strip_prefix(RESET).map(|r| r.trim_start()) {
+        Some(reason) if retried => {
+            let reason = reason.strip_prefix("reset reason: ").unwrap_or(reason);
+            format!("{RESET} retried and the latest reset reason: {reason}")
+        }
+        _ => body.to_owned(),
+    }
 }
 
 /// The one writer: status, headers, the reason header when there is a flag, and a text body.
@@ -162,6 +215,26 @@ pub struct Failure {
     pub body: &'static str,
 }
 
+/// Whether `t` says no connection to the endpoint could be made (Envoy's UF, and the
+/// `connect-failure` retry condition).
+pub fn is_connect_failure(t: &ErrorType) -> bool {
+    use ErrorType::*;
+    matches!(
+        t,
+        ConnectTimedout
+            | ConnectRefused
+            | ConnectNoRoute
+            | ConnectError
+            | BindError
+            | SocketError
+            | ConnectProxyFailure
+            | TLSHandshakeFailure
+            | TLSHandshakeTimedout
+            | InvalidCert
+            | HandshakeError
+    )
+}
+
 /// The status, flag and text Envoy uses for the failure `e`.
 pub fn classify_failure(e: &Error) -> Failure {
     use ErrorType::*;
@@ -171,9 +244,7 @@ pub fn classify_failure(e: &Error) -> Failure {
     }
     match e.esource() {
         ErrorSource::Upstream => match e.etype() {
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | BindError | SocketError
-            | ConnectProxyFailure | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert
-            | HandshakeError => failure(
+            t if is_connect_failure(t) => failure(
                 503,
                 Some(ResponseFlag::UpstreamConnectionFailure),
                 "upstream connect error or disconnect/reset before headers. reset reason: connection failure",

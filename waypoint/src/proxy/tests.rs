@@ -347,3 +347,201 @@ fn authority_helpers() {
         "http://h/c"
     );
 }
+
+#[test]
+fn rules_get_istios_default_retries_and_unrouted_ports_the_inbound_one() {
+    let route_to_web = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+        metadata: {name: web, namespace: shop}\nspec: {parentRefs: [{group: '', kind: Service, \
+        name: web}], rules: [{backendRefs: [{name: web, port: 80}]}]}\n";
+    let s = snapshot(route_to_web);
+    let routed = route(&s, &request("web.shop", "/", &[]), 0);
+    assert_eq!(
+        routed.filters.policy.retry,
+        Some(resilience::RetryPolicy::default())
+    );
+    let routed = route(&s, &request("v2.shop", "/", &[]), 0);
+    assert_eq!(
+        routed.filters.policy.retry,
+        Some(resilience::RetryPolicy::no_route())
+    );
+}
+
+#[test]
+fn a_retry_moves_to_an_endpoint_not_tried_yet() {
+    let s = snapshot("");
+    for _ in 0..4 {
+        let mut ctx = RequestCtx::new();
+        ctx.routed = Some(route(&s, &request("web.shop", "/", &[]), 0));
+        let first = ctx.upstream().map(|u| u.addr).expect("forwarded");
+        retry::next_endpoint(&s, &mut ctx, true);
+        let second = ctx.upstream().map(|u| u.addr).expect("forwarded");
+        assert_ne!(first, second, "the other endpoint");
+        assert_eq!(ctx.attempt.tried, [first]);
+        retry::next_endpoint(&s, &mut ctx, true);
+        assert_eq!(ctx.attempt.tried, [first, second]);
+        assert!(ctx.upstream().is_some(), "all tried: any endpoint will do");
+    }
+    // A single-endpoint service retries the same one.
+    let mut ctx = RequestCtx::new();
+    ctx.routed = Some(route(&s, &request("v2.shop", "/", &[]), 0));
+    let only = ctx.upstream().map(|u| u.addr).expect("forwarded");
+    retry::next_endpoint(&s, &mut ctx, true);
+    assert_eq!(ctx.upstream().map(|u| u.addr), Some(only));
+}
+
+#[test]
+fn attempt_failures_read_as_retry_conditions() {
+    use resilience::AttemptFailure as F;
+    let up = |t| *Error::new(t).into_up();
+    let cases = [
+        (
+            up(ErrorType::ConnectRefused),
+            false,
+            Some(F::ConnectFailure),
+        ),
+        (
+            up(ErrorType::ConnectTimedout),
+            false,
+            Some(F::ConnectFailure),
+        ),
+        (
+            up(ErrorType::TLSHandshakeFailure),
+            false,
+            Some(F::ConnectFailure),
+        ),
+        (up(ErrorType::ReadTimedout), false, Some(F::PerTryTimeout)),
+        (up(ErrorType::ReadTimedout), true, None),
+        (up(ErrorType::ConnectionClosed), false, Some(F::Reset)),
+        (up(ErrorType::ReadError), false, Some(F::Reset)),
+        (up(ErrorType::H2Error), false, Some(F::Reset)),
+        (up(ErrorType::HTTPStatus(503)), false, None),
+        (up(ErrorType::InternalError), false, None),
+    ];
+    for (e, timed_out, want) in cases {
+        assert_eq!(retry::attempt_failure(&e, timed_out), want, "{e}");
+    }
+    let refused = Error::because(
+        ErrorType::H2Error,
+        "stream refused",
+        h2::Error::from(h2::Reason::REFUSED_STREAM),
+    );
+    assert_eq!(
+        retry::attempt_failure(&refused, false),
+        Some(F::RefusedStream)
+    );
+}
+
+#[test]
+fn response_headers_read_as_the_retry_conditions_see_them() {
+    let mut resp = ResponseHeader::build(200, None).expect("response");
+    resp.insert_header("grpc-status", "14").expect("header");
+    let view = retry::response_view(&resp);
+    assert_eq!(
+        (view.status, view.grpc_status, view.rate_limited),
+        (200, Some(14), false)
+    );
+    let mut resp = ResponseHeader::build(429, None).expect("response");
+    resp.insert_header("x-envoy-ratelimited", "true")
+        .expect("header");
+    let view = retry::response_view(&resp);
+    assert_eq!(
+        (view.status, view.grpc_status, view.rate_limited),
+        (429, None, true)
+    );
+}
+
+#[test]
+fn flags_print_as_envoy_lists_them() {
+    let record = |flag, also: &[ResponseFlag]| Record {
+        flag,
+        also: also.to_vec(),
+    };
+    use ResponseFlag::*;
+    assert_eq!(record(None, &[]).flags(), None);
+    assert_eq!(
+        record(
+            Some(UpstreamConnectionFailure),
+            &[UpstreamRetryLimitExceeded]
+        )
+        .flags(),
+        Some("URX,UF".to_owned())
+    );
+    assert_eq!(
+        record(Some(FaultInjected), &[DelayInjected]).flags(),
+        Some("DI,FI".to_owned())
+    );
+    assert_eq!(
+        record(Some(UpstreamRequestTimeout), &[UpstreamRetryLimitExceeded]).flags(),
+        Some("URX,UT".to_owned())
+    );
+}
+
+#[test]
+fn the_backoff_never_outlasts_the_request_timeout() {
+    let ms = Duration::from_millis;
+    let policy = &resilience::RoutePolicy {
+        timeouts: resilience::Timeouts {
+            request: Some(ms(100)),
+            backend_request: None,
+        },
+        ..resilience::RoutePolicy::default()
+    };
+    assert_eq!(retry::capped_backoff(ms(50), Some(policy), ms(80)), ms(20));
+    assert_eq!(retry::capped_backoff(ms(50), Some(policy), ms(10)), ms(50));
+    assert_eq!(retry::capped_backoff(ms(50), Some(policy), ms(200)), ms(0));
+    assert_eq!(retry::capped_backoff(ms(50), None, ms(200)), ms(50));
+}
+
+fn faulty(fault: &str) -> Routed {
+    let spec: resilience::HttpFaultInjection = serde_json::from_str(fault).expect("fault");
+    let mut issues = Vec::new();
+    let policy = resilience::RoutePolicy::from_istio(None, None, Some(&spec), "f", &mut issues);
+    let s = snapshot("");
+    let mut routed = route(&s, &request("web.shop", "/", &[]), 0);
+    routed.filters.policy = Arc::new(policy);
+    routed
+}
+
+#[tokio::test]
+async fn faults_delay_then_abort_before_any_upstream_work() {
+    let mut routed = faulty(
+        r#"{"delay": {"fixedDelay": "20ms", "percentage": {"value": 100}},
+            "abort": {"httpStatus": 418, "percentage": {"value": 100}}}"#,
+    );
+    let mut record = Record::default();
+    let start = std::time::Instant::now();
+    fault::inject(&request("web.shop", "/", &[]), &mut routed, &mut record).await;
+    assert!(start.elapsed() >= Duration::from_millis(20));
+    assert_eq!(refused(&routed), (418, "FI", "fault filter abort"));
+    assert_eq!(record.also, [ResponseFlag::DelayInjected]);
+
+    let grpc = r#"{"abort": {"grpcStatus": "UNAVAILABLE", "percentage": {"value": 100}}}"#;
+    let mut routed = faulty(grpc);
+    let req = request("web.shop", "/", &[("content-type", "application/grpc")]);
+    fault::inject(&req, &mut routed, &mut Record::default()).await;
+    match &routed.action {
+        Action::Refuse(r) => assert_eq!((r.status, r.grpc_status), (200, Some(14))),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut routed = faulty(grpc);
+    fault::inject(
+        &request("web.shop", "/", &[]),
+        &mut routed,
+        &mut Record::default(),
+    )
+    .await;
+    assert_eq!(
+        refused(&routed),
+        (200, "FI", "fault filter abort"),
+        "not a gRPC client"
+    );
+
+    let mut routed = faulty(r#"{"abort": {"httpStatus": 503, "percentage": {"value": 0}}}"#);
+    fault::inject(
+        &request("web.shop", "/", &[]),
+        &mut routed,
+        &mut Record::default(),
+    )
+    .await;
+    forwarded(&routed);
+}
