@@ -1,0 +1,161 @@
+//! `connectionPool` compiled: the circuit-breaker limits of one cluster and the options of its
+//! upstream connections, with istiod's defaults for what is left out.
+
+use std::time::Duration;
+
+use crate::destination_rule::ConnectionPoolSettings;
+use crate::traffic_policy::{count_field, duration_field, Findings};
+
+/// istiod's connect timeout when `tcp.connectTimeout` is unset (MeshConfig `connectTimeout`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One cluster's limits. istiod sets every circuit-breaker threshold to `u32::MAX` unless the
+/// rule sets it (Envoy's own defaults of 1024 and 3 retries proved too low during pod churn),
+/// so "unset" is effectively unlimited here too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// `tcp.maxConnections`: upstream connections at once (Envoy `max_connections`).
+    pub max_connections: u32,
+    /// `http.http1MaxPendingRequests`: requests waiting for a connection (`max_pending_requests`).
+    pub max_pending_requests: u32,
+    /// `http.http2MaxRequests`: requests in flight, whatever the protocol (`max_requests`).
+    pub max_requests: u32,
+    /// `http.maxRetries`: retries in flight across the cluster (`max_retries`).
+    pub max_retries: u32,
+    /// `http.maxRequestsPerConnection`: requests before a connection is closed; `None` unlimited.
+    pub max_requests_per_connection: Option<u32>,
+    /// `http.maxConcurrentStreams`: streams per HTTP/2 connection; `None` unlimited.
+    pub max_concurrent_streams: Option<u32>,
+    /// `tcp.connectTimeout`.
+    pub connect_timeout: Duration,
+    /// `tcp.tcpKeepalive`: set when the rule asks for keepalive probes.
+    pub tcp_keepalive: Option<Keepalive>,
+    /// `http.idleTimeout` (or `tcp.idleTimeout`): an idle upstream connection is closed after it.
+    pub idle_timeout: Option<Duration>,
+    /// `tcp.maxConnectionDuration`: a connection's longest life.
+    pub max_connection_duration: Option<Duration>,
+}
+
+/// `tcp.tcpKeepalive`; a part left out keeps the operating system's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub time: Option<Duration>,
+    /// Time between probes.
+    pub interval: Option<Duration>,
+    /// Unanswered probes before the connection is dead.
+    pub probes: Option<u32>,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_connections: u32::MAX,
+            max_pending_requests: u32::MAX,
+            max_requests: u32::MAX,
+            max_retries: u32::MAX,
+            max_requests_per_connection: None,
+            max_concurrent_streams: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tcp_keepalive: None,
+            idle_timeout: None,
+            max_connection_duration: None,
+        }
+    }
+}
+
+impl PoolLimits {
+    /// Compiles `connectionPool` at `field`: a negative count or a bad duration is an error
+    /// and leaves that limit at its default.
+    pub fn compile(spec: &ConnectionPoolSettings, field: &str, issues: &mut Findings) -> Self {
+        let mut limits = PoolLimits::default();
+        if let Some(tcp) = &spec.tcp {
+            let f = |name: &str| format!("{field}.tcp.{name}");
+            if let Some(n) = count_field(tcp.max_connections, &f("maxConnections"), issues) {
+                limits.max_connections = n;
+            }
+            let connect =
+                duration_field(tcp.connect_timeout.as_deref(), &f("connectTimeout"), issues);
+            match connect {
+                Some(d) if d < Duration::from_millis(1) => {
+                    issues.error(f("connectTimeout"), "must be at least 1ms");
+                }
+                Some(d) => limits.connect_timeout = d,
+                None => {}
+            }
+            limits.idle_timeout =
+                duration_field(tcp.idle_timeout.as_deref(), &f("idleTimeout"), issues)
+                    .filter(|d| !d.is_zero());
+            limits.max_connection_duration = duration_field(
+                tcp.max_connection_duration.as_deref(),
+                &f("maxConnectionDuration"),
+                issues,
+            )
+            .filter(|d| !d.is_zero());
+            limits.tcp_keepalive = tcp.tcp_keepalive.as_ref().map(|k| Keepalive {
+                time: duration_field(k.time.as_deref(), &f("tcpKeepalive.time"), issues),
+                interval: duration_field(
+                    k.interval.as_deref(),
+                    &f("tcpKeepalive.interval"),
+                    issues,
+                ),
+                probes: k.probes.filter(|&p| p > 0),
+            });
+        }
+        if let Some(http) = &spec.http {
+            let f = |name: &str| format!("{field}.http.{name}");
+            let count = |v, name: &str, issues: &mut Findings| count_field(v, &f(name), issues);
+            if let Some(n) = count(
+                http.http1_max_pending_requests,
+                "http1MaxPendingRequests",
+                issues,
+            ) {
+                limits.max_pending_requests = n;
+            }
+            if let Some(n) = count(http.http2_max_requests, "http2MaxRequests", issues) {
+                limits.max_requests = n;
+            }
+            if let Some(n) = count(http.max_retries, "maxRetries", issues) {
+                limits.max_retries = n;
+            }
+            limits.max_requests_per_connection = count(
+                http.max_requests_per_connection,
+                "maxRequestsPerConnection",
+                issues,
+            );
+            limits.max_concurrent_streams =
+                count(http.max_concurrent_streams, "maxConcurrentStreams", issues);
+            // The HTTP idle timeout is the one Envoy applies to HTTP upstream connections.
+            if let Some(d) = duration_field(http.idle_timeout.as_deref(), &f("idleTimeout"), issues)
+            {
+                limits.idle_timeout = Some(d).filter(|d| !d.is_zero());
+            }
+            if http.h2_upgrade_policy.is_some() {
+                issues.warn(
+                    f("h2UpgradePolicy"),
+                    "not applied: the upstream protocol is the port's declared protocol",
+                );
+            }
+            if http.use_client_protocol.is_some() {
+                issues.warn(
+                    f("useClientProtocol"),
+                    "not applied: the upstream protocol is the port's declared protocol",
+                );
+            }
+        }
+        limits
+    }
+
+    /// How many requests may be on the wire to the cluster at once because a connection can
+    /// carry them. pingora's HTTP/1.1 pool sends one request per connection at a time, so each
+    /// in-flight HTTP/1.1 request *is* one of Envoy's `max_connections`; an HTTP/2 connection
+    /// carries `maxConcurrentStreams` requests at once (unlimited by default).
+    pub fn request_slots(&self, h2: bool) -> u32 {
+        if h2 {
+            self.max_connections
+                .saturating_mul(self.max_concurrent_streams.unwrap_or(u32::MAX))
+        } else {
+            self.max_connections
+        }
+    }
+}
