@@ -350,6 +350,19 @@ impl OutlierDetector {
         })
     }
 
+    /// Takes `ep` out of the ejected count when it leaves the cluster while ejected.
+    pub fn forget(&self, ep: &EndpointHealth) {
+        let until = ep.ejected_until.load(Ordering::Acquire);
+        if until != 0
+            && ep
+                .ejected_until
+                .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.ejected.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     /// Whether the cluster is in panic: fewer than `min_health_percent` of its `hosts` are
     /// available, so every endpoint is used as if none were ejected (Envoy's panic threshold).
     pub fn panic(&self, policy: &OutlierPolicy, available: usize, hosts: usize) -> bool {

@@ -26,8 +26,9 @@ pub struct PoolLimits {
     pub max_requests_per_connection: Option<u32>,
     /// `http.maxConcurrentStreams`: streams per HTTP/2 connection; `None` unlimited.
     pub max_concurrent_streams: Option<u32>,
-    /// `tcp.connectTimeout`.
-    pub connect_timeout: Duration,
+    /// `tcp.connectTimeout`; `None` keeps the proxy's own (Istio's mesh default is
+    /// [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Option<Duration>,
     /// `tcp.tcpKeepalive`: set when the rule asks for keepalive probes.
     pub tcp_keepalive: Option<Keepalive>,
     /// `http.idleTimeout` (or `tcp.idleTimeout`): an idle upstream connection is closed after it.
@@ -56,7 +57,7 @@ impl Default for PoolLimits {
             max_retries: u32::MAX,
             max_requests_per_connection: None,
             max_concurrent_streams: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            connect_timeout: None,
             tcp_keepalive: None,
             idle_timeout: None,
             max_connection_duration: None,
@@ -80,7 +81,7 @@ impl PoolLimits {
                 Some(d) if d < Duration::from_millis(1) => {
                     issues.error(f("connectTimeout"), "must be at least 1ms");
                 }
-                Some(d) => limits.connect_timeout = d,
+                Some(d) => limits.connect_timeout = Some(d),
                 None => {}
             }
             limits.idle_timeout =

@@ -25,6 +25,8 @@ pub struct RequestCtx {
     pub routed: Option<Routed>,
     /// The upstream attempts so far.
     pub attempt: Attempt,
+    /// The current attempt's circuit-breaker places and endpoint (STEP admit).
+    pub admit: super::admit::AdmitState,
     /// What the request's telemetry reports beyond what the session itself knows.
     pub record: Record,
 }
@@ -40,6 +42,8 @@ pub struct Downstream {
     pub gateway_port: Option<u16>,
     /// "https" when the client's connection was TLS: redirects keep the request's scheme.
     pub scheme: &'static str,
+    /// The client connection's peer address (consistent hashing on the source IP).
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for Downstream {
@@ -49,6 +53,7 @@ impl Default for Downstream {
             tunnel: None,
             gateway_port: None,
             scheme: "http",
+            client_ip: None,
         }
     }
 }
@@ -75,6 +80,7 @@ impl RequestCtx {
             snapshot: None,
             routed: None,
             attempt: Attempt::default(),
+            admit: Default::default(),
             record: Record::default(),
         }
     }

@@ -8,6 +8,7 @@
 //! `reply` (every local answer), `mirror`, `headers`, `record` (access log). The places where
 //! authorization, fault injection, breaker admission and metrics plug in are marked `STEP`.
 
+pub mod admit;
 mod context;
 mod decide;
 mod headers;
@@ -73,6 +74,10 @@ impl WaypointProxy {
                 .and_then(|a| a.as_inet())
                 .and_then(|a| self.gateway_ports.load().get(a).copied());
         }
+        downstream.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         downstream.scheme = if tls { "https" } else { "http" };
     }
@@ -133,8 +138,8 @@ impl ProxyHttp for WaypointProxy {
         if let Some(backoff) = ctx.attempt.retry.before_attempt(policy) {
             tokio::time::sleep(backoff).await;
         }
-        // STEP admit (resilience): circuit-breaker admission and outlier-aware endpoint choice
-        // for this attempt.
+        // STEP admit (resilience): circuit-breaker admission for this attempt (503 UO).
+        admit::admit(ctx).await?;
         let deadline = ctx
             .policy()
             .and_then(|p| p.timeouts.attempt_deadline(ctx.downstream.start.elapsed()));
@@ -144,7 +149,9 @@ impl ProxyHttp for WaypointProxy {
                 "no endpoint chosen for the request",
             )
         })?;
-        upstream::peer(up, deadline, self.hbone.as_ref())
+        let mut peer = upstream::peer(up, deadline, self.hbone.as_ref())?;
+        admit::peer_options(&mut peer, ctx);
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -163,6 +170,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
+        admit::on_response(ctx, status);
         let policy = retry_policy(&ctx.routed);
         if ctx.attempt.retry.on_response(policy, status) {
             return Err(upstream::retry_status_error(
@@ -181,6 +189,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
         _client_reused: bool,
     ) -> Box<Error> {
+        admit::on_error(ctx, &e);
         let mut e = e.more_context(format!("Peer: {peer}"));
         let replayable = !session.as_ref().retry_buffer_truncated();
         if !ctx.attempt.retry.on_attempt_error(replayable) {
@@ -196,6 +205,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        admit::on_connect_failure(ctx);
         e.set_retry(ctx.attempt.retry.on_connect_failure());
         e
     }
@@ -206,6 +216,7 @@ impl ProxyHttp for WaypointProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        admit::affinity_cookie(session.req_header(), response, ctx)?;
         match ctx.filters() {
             Some(filters) => upstream::edit_response(session.req_header(), response, filters),
             None => Ok(()),

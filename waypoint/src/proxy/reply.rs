@@ -107,7 +107,7 @@ pub async fn upstream_failure(
     if failure.status > 0 && session.response_written().is_none() {
         let response = LocalResponse {
             status: failure.status,
-            headers: Vec::new(),
+            headers: super::admit::failure_headers(failure.flag),
             body: Some(failure.body.to_owned()),
             flag: failure.flag,
         };
@@ -166,6 +166,9 @@ pub struct Failure {
 pub fn classify_failure(e: &Error) -> Failure {
     use ErrorType::*;
     let failure = |status, flag, body| Failure { status, flag, body };
+    if let Some(overflow) = super::admit::overflow_failure(e) {
+        return overflow;
+    }
     if let HTTPStatus(code) = e.etype() {
         return failure(*code, None, "request failed");
     }

@@ -2,7 +2,7 @@
 //! endpoints, the pods it may reach by address, and what a CONNECT names.
 
 use super::Protocol;
-use resilience::RoundRobin;
+use crate::endpoint::cluster::PortTraffic;
 use routing::{CompiledTcpRoute, RouteTable, ServiceKey};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -136,9 +136,9 @@ pub struct ServicePort {
     pub tcp_route: Option<Arc<CompiledTcpRoute>>,
     /// `namespace/name` of that TCPRoute.
     pub tcp_route_name: Option<String>,
-    /// Spreads the port's own endpoints when no route picks a backend.
-    #[serde(skip)]
-    pub balancer: RoundRobin,
+    /// The port's clusters (its own, and one per DestinationRule subset): policy, members,
+    /// balancer, breaker and outlier state.
+    pub traffic: PortTraffic,
 }
 
 /// The kind of object a service comes from.
@@ -166,6 +166,26 @@ pub struct ServiceInfo {
     pub ports: Vec<ServicePort>,
     /// Why this waypoint does or does not serve the service.
     pub binding: Binding,
+    /// The DestinationRule in force for the service, and why others naming it are not.
+    pub destination_rules: RulesInForce,
+}
+
+/// Which policy resource governs a service, and why the others that name it do not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RulesInForce {
+    /// `namespace/name` of the one in force.
+    pub in_force: Option<String>,
+    /// The others, each with the reason.
+    pub not_in_force: Vec<NotInForce>,
+}
+
+/// A policy resource that names a service but does not govern it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NotInForce {
+    /// `namespace/name`.
+    pub name: String,
+    /// Why not.
+    pub why: String,
 }
 
 /// Whether this waypoint serves an object (Istio's `istio.io/use-waypoint` binding).
