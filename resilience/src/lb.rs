@@ -246,7 +246,7 @@ fn warmup(spec: &LoadBalancerSettings, field: &str, issues: &mut Findings) -> Op
     }
     let f = format!("{field}.warmupDurationSecs");
     let window = duration_field(spec.warmup_duration_secs.as_deref(), &f, issues)?;
-    (!window.is_zero()).then(|| Warmup {
+    (!window.is_zero()).then_some(Warmup {
         window,
         min_percent: 10.0,
         aggression: 1.0,
