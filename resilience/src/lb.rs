@@ -7,6 +7,7 @@
 //! and takes everything that varies per request (eligibility, load, the hash, a random draw) as
 //! input, so it is table-tested without a clock or a thread.
 
+use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
 const DEFAULT_MAGLEV_SIZE: u64 = 65537;
 
 /// The algorithm.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum Algorithm {
     /// Two random endpoints, the one with fewer requests in flight (istiod's default).
     #[default]
@@ -43,7 +44,7 @@ pub enum Algorithm {
 }
 
 /// What a consistent hash is computed from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum HashKey {
     /// A request header.
     Header(String),
@@ -56,7 +57,7 @@ pub enum HashKey {
 }
 
 /// `httpCookie`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AffinityCookie {
     /// Its name.
     pub name: String,
@@ -67,7 +68,7 @@ pub struct AffinityCookie {
 }
 
 /// Slow start: a new endpoint's share grows from `min_percent` to full over `window`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Warmup {
     /// The ramp's length.
     pub window: Duration,
@@ -80,7 +81,7 @@ pub struct Warmup {
 impl Eq for Warmup {}
 
 /// `loadBalancer` compiled.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LbPolicy {
     /// The algorithm.
     pub algorithm: Algorithm,

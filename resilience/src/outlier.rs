@@ -12,6 +12,7 @@
 //! than up to one interval later; `interval` still paces how the ejection multiplier decays
 //! (one step per interval spent healthy, as Envoy decrements it at each sweep).
 
+use serde::Serialize;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use crate::traffic_policy::{duration_field, Findings};
 const MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
 
 /// `outlierDetection` compiled, with istiod's and Envoy's defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OutlierPolicy {
     /// 5xx responses in a row that eject (0: off). Default 5.
     pub consecutive_5xx: u32,

@@ -1,6 +1,7 @@
 //! `connectionPool` compiled: the circuit-breaker limits of one cluster and the options of its
 //! upstream connections, with istiod's defaults for what is left out.
 
+use serde::Serialize;
 use std::time::Duration;
 
 use crate::destination_rule::ConnectionPoolSettings;
@@ -12,7 +13,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One cluster's limits. istiod sets every circuit-breaker threshold to `u32::MAX` unless the
 /// rule sets it (Envoy's own defaults of 1024 and 3 retries proved too low during pod churn),
 /// so "unset" is effectively unlimited here too.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PoolLimits {
     /// `tcp.maxConnections`: upstream connections at once (Envoy `max_connections`).
     pub max_connections: u32,
@@ -38,7 +39,7 @@ pub struct PoolLimits {
 }
 
 /// `tcp.tcpKeepalive`; a part left out keeps the operating system's default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Keepalive {
     /// Idle time before the first probe.
     pub time: Option<Duration>,

@@ -7,6 +7,7 @@
 //! the top level); a subset's policy then overrides the components it sets, and its own
 //! `portLevelSettings` replace them wholesale again (istiod `MergeSubsetTrafficPolicy`).
 
+use serde::Serialize;
 use std::time::Duration;
 
 use crate::destination_rule::{
@@ -26,7 +27,7 @@ pub struct DestinationPolicy {
 
 /// What one cluster (a service port, or a subset of it) gets from the rule in force, or
 /// Istio's defaults when there is none.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ClusterPolicy {
     /// How an endpoint is chosen.
     pub lb: LbPolicy,

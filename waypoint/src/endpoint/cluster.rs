@@ -40,7 +40,6 @@ pub struct Cluster {
     /// The DestinationRule subset; `None` for the port's own cluster.
     pub subset: Option<String>,
     /// What the DestinationRule in force (or Istio's defaults) asks of it.
-    #[serde(serialize_with = "debug_string")]
     pub policy: ClusterPolicy,
     /// Indexes of its endpoints in the port's endpoint list.
     pub members: Vec<usize>,
@@ -165,10 +164,6 @@ impl Cluster {
         }
         available
     }
-}
-
-fn debug_string<S: Serializer, T: std::fmt::Debug>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{value:?}"))
 }
 
 /// The ejected members, with when they return, for `/config_dump`.

@@ -25,6 +25,8 @@ struct Rule<'d> {
     applied: bool,
     /// Warnings found when it compiled, reported with its status.
     issues: Vec<StatusIssue>,
+    /// Why it is not in force for services it names.
+    lost: Vec<String>,
 }
 
 impl<'a> Builder<'a> {
@@ -62,14 +64,12 @@ impl<'a> Builder<'a> {
                     ));
                 }
             }
-            let state = if rule.applied {
-                State::Accepted
-            } else {
-                State::Ignored(format!(
-                    "host '{}' names no service of this waypoint, or another rule is in force \
-                     for it (see the service's destination_rules)",
-                    rule.spec.host
-                ))
+            let state = match (rule.applied, rule.lost.first()) {
+                (true, _) => State::Accepted,
+                (false, Some(why)) => State::Ignored(why.clone()),
+                (false, None) => {
+                    State::Ignored(format!("host '{}' names no known service", rule.spec.host))
+                }
             };
             self.status(rule.doc, state, issues);
         }
@@ -116,6 +116,7 @@ impl<'a> Builder<'a> {
             subsets_used: vec![false; spec.subsets.len()],
             applied: false,
             issues,
+            lost: Vec::new(),
         })
     }
 }
@@ -151,60 +152,77 @@ fn specificity(host: &str, names: &[String]) -> Option<usize> {
         .then(|| usize::MAX - suffix.len())
 }
 
-/// The rule in force for `svc` among `rules` (as istiod looks one up for a proxy: a rule in
-/// the waypoint's namespace first, then the service's, then any other; the most specific host;
-/// the oldest; then by name), recording on the service why the others are not.
-fn in_force(rules: &mut [Rule<'_>], svc: &mut ServiceInfo, waypoint_ns: &str) -> Option<usize> {
-    let svc_ns = svc.key.namespace.as_str();
-    let mut candidates: Vec<(usize, (u8, usize, bool, Option<_>, &str, &str))> = rules
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let spec = specificity(&r.host, &svc.hostnames)?;
-            let ns = r.doc.object.namespace.as_str();
-            let ns_rank = if ns == waypoint_ns {
-                0
-            } else if ns == svc_ns {
-                1
-            } else {
-                2
-            };
-            let created = r.creation_time();
-            let name = r.doc.object.name.as_str();
-            Some((i, (ns_rank, spec, created.is_none(), created, ns, name)))
-        })
-        .collect();
-    candidates.sort_by(|a, b| a.1.cmp(&b.1));
-    let winner = candidates.first().map(|(i, _)| *i)?;
-    let name = |i: usize| {
-        format!(
-            "{}/{}",
-            rules[i].doc.object.namespace, rules[i].doc.object.name
-        )
-    };
-    svc.destination_rules.in_force = Some(name(winner));
-    svc.destination_rules.not_in_force = candidates[1..]
-        .iter()
-        .map(|(i, _)| NotInForce {
-            name: name(*i),
-            why: format!(
-                "{} is in force: Istio uses one rule per service (the waypoint's namespace \
-                 first, then the service's; the most specific host; the oldest)",
-                name(winner)
-            ),
-        })
-        .collect();
-    rules[winner].applied = true;
-    Some(winner)
+/// How a rule ranks for one service, best first: a rule in the waypoint's namespace, then the
+/// service's, then any other (istiod's lookup order for a proxy); the most specific host; the
+/// oldest; then by namespace and name.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Rank<'d> {
+    namespace: u8,
+    specificity: usize,
+    undated: bool,
+    created: Option<k8s_openapi::jiff::Timestamp>,
+    key: (&'d str, &'d str),
 }
 
-impl Rule<'_> {
-    fn creation_time(&self) -> Option<k8s_openapi::jiff::Timestamp> {
-        match &self.doc.resource {
+impl<'d> Rule<'d> {
+    fn rank(&self, svc: &ServiceInfo, waypoint_ns: &str) -> Option<Rank<'d>> {
+        let specificity = specificity(&self.host, &svc.hostnames)?;
+        let object = &self.doc.object;
+        let namespace = if object.namespace == waypoint_ns {
+            0
+        } else if object.namespace == svc.key.namespace {
+            1
+        } else {
+            2
+        };
+        let created = match &self.doc.resource {
             Resource::DestinationRule(dr) => dr.metadata.creation_timestamp.as_ref().map(|t| t.0),
             _ => None,
-        }
+        };
+        Some(Rank {
+            namespace,
+            specificity,
+            undated: created.is_none(),
+            created,
+            key: (object.namespace.as_str(), object.name.as_str()),
+        })
     }
+
+    fn name(&self) -> String {
+        format!("{}/{}", self.doc.object.namespace, self.doc.object.name)
+    }
+}
+
+/// The rule in force for `svc` among `rules` (see [`Rank`]), recording on the service, and on
+/// each rule that loses, why the others are not in force.
+fn in_force(rules: &mut [Rule<'_>], svc: &mut ServiceInfo, waypoint_ns: &str) -> Option<usize> {
+    let mut ranked: Vec<(Rank<'_>, usize)> = rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((r.rank(svc, waypoint_ns)?, i)))
+        .collect();
+    ranked.sort();
+    let order: Vec<usize> = ranked.into_iter().map(|(_, i)| i).collect();
+    let (&winner, others) = order.split_first()?;
+    let why = format!(
+        "{} is in force for service {}: Istio applies one rule per service (the waypoint's \
+         namespace first, then the service's; the most specific host; the oldest)",
+        rules[winner].name(),
+        svc.key
+    );
+    svc.destination_rules.in_force = Some(rules[winner].name());
+    svc.destination_rules.not_in_force = others
+        .iter()
+        .map(|&i| NotInForce {
+            name: rules[i].name(),
+            why: why.clone(),
+        })
+        .collect();
+    for &i in others {
+        rules[i].lost.push(why.clone());
+    }
+    rules[winner].applied = true;
+    Some(winner)
 }
 
 /// Every port's clusters: its own, and one per subset of the rule in force.
