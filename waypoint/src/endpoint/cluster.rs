@@ -14,7 +14,7 @@ use routing::ServiceKey;
 use serde::{Serialize, Serializer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,8 @@ pub struct ClusterState {
     /// Wakes a request waiting for a connection slot when one is given back.
     pub slot_freed: tokio::sync::Notify,
     endpoints: Mutex<HashMap<SocketAddr, Weak<EndpointState>>>,
+    /// Set once a snapshot gave the cluster its members: later ones are new (slow start).
+    built: AtomicBool,
 }
 
 /// The process-wide state of one endpoint in one cluster.
@@ -122,7 +124,7 @@ impl ClusterState {
     /// state; one it no longer has leaves the ejection count.
     pub fn members(&self, addrs: &[SocketAddr]) -> Vec<Arc<EndpointState>> {
         let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
-        let first_build = map.is_empty();
+        let first_build = !self.built.swap(true, Ordering::AcqRel);
         let at = now();
         let states: Vec<Arc<EndpointState>> = addrs
             .iter()

@@ -1,8 +1,7 @@
 //! Attachment of DestinationRules to services and the clusters built from them.
 
-use crate::config::Loaded;
 use crate::endpoint::{self, NoEndpoint, Pick};
-use crate::snapshot::{BuildOptions, Report, Snapshot, State, GATEWAY_CLASS};
+use crate::snapshot::{Report, ServicePort, Snapshot, State};
 use resilience::{Algorithm, Outcome, OutlierPolicy};
 use routing::ServiceKey;
 use std::sync::Arc;
@@ -24,18 +23,14 @@ fn dr(ns: &str, name: &str, created: &str, spec: &str) -> String {
 }
 
 fn build(yaml: &str) -> (Option<Snapshot>, Report) {
-    let mut loaded = Loaded::default();
-    crate::config::files_for_tests::parse(std::path::Path::new("t.yaml"), yaml, &mut loaded);
-    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    Snapshot::build(
-        &loaded.documents,
-        Vec::new(),
-        &BuildOptions {
-            gateway_class: GATEWAY_CLASS.to_string(),
-            version: 1,
-            gateway: None,
-        },
-    )
+    crate::snapshot::tests::build_with(yaml, None)
+}
+
+/// Port 80 of service `name` in `shop`.
+fn port<'s>(s: &'s Snapshot, name: &str) -> &'s ServicePort {
+    s.service(&key(name))
+        .and_then(|s| s.port(80))
+        .expect("port 80")
 }
 
 fn key(name: &str) -> ServiceKey {
@@ -58,10 +53,7 @@ fn state_of<'r>(report: &'r Report, name: &str) -> &'r State {
 fn without_a_rule_a_port_gets_istios_defaults() {
     let (s, _) = build(&format!("{BASE}{}", service("plain", 2)));
     let s = s.expect("snapshot");
-    let port = s
-        .service(&key("plain"))
-        .and_then(|s| s.port(80))
-        .expect("port");
+    let port = port(&s, "plain");
     assert_eq!(port.traffic.destination_rule, None);
     let own = port.traffic.cluster(None).expect("own cluster");
     assert_eq!(own.policy.lb.algorithm, Algorithm::LeastRequest);
@@ -160,7 +152,7 @@ fn subsets_select_endpoints_by_pod_labels() {
     let (s, report) = build(&yaml);
     let s = s.expect("snapshot");
     let sub = key("sub");
-    let port = s.service(&sub).and_then(|s| s.port(80)).expect("port");
+    let port = port(&s, "sub");
     let v2 = port.traffic.cluster(Some("v2")).expect("v2");
     assert_eq!(v2.policy.lb.algorithm, Algorithm::Random);
     assert_eq!(
@@ -245,10 +237,7 @@ fn state_survives_a_rebuild_and_ejected_endpoints_are_not_chosen() {
     let (second, _) = build(&yaml);
     let second = second.expect("snapshot");
     let cluster = |s: &Snapshot| {
-        let port = s
-            .service(&key("keep"))
-            .and_then(|s| s.port(80))
-            .expect("port");
+        let port = port(s, "keep");
         (
             port.traffic.cluster(None).expect("own").endpoints.clone(),
             port.traffic.cluster(None).expect("own").state.clone(),
