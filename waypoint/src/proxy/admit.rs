@@ -254,10 +254,12 @@ pub fn failure_headers(flag: Option<ResponseFlag>) -> Vec<(http::HeaderName, htt
 /// keepalive, idle timeout, HTTP/2 streams per connection, and no reuse when
 /// `maxRequestsPerConnection` is 1.
 pub fn peer_options(peer: &mut HttpPeer, ctx: &RequestCtx) {
-    let Some(cluster) = cluster_of(ctx) else {
-        return;
-    };
-    let pool = &cluster.policy.pool;
+    if let Some(cluster) = cluster_of(ctx) {
+        apply_pool(peer, &cluster.policy.pool);
+    }
+}
+
+fn apply_pool(peer: &mut HttpPeer, pool: &PoolLimits) {
     let options = &mut peer.options;
     if let Some(connect) = pool.connect_timeout {
         // The route's deadline (the read timeout when set) still bounds the connect.
@@ -306,3 +308,6 @@ pub fn affinity_cookie(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
