@@ -7,11 +7,11 @@ use super::{of_kind, Builder, EMPTY_LABELS};
 use crate::config::{Document, Resource};
 use crate::endpoint::cluster::{Cluster, ClusterState};
 use crate::snapshot::{NotInForce, ServiceInfo, ServicePort, State, StatusIssue};
-use k8s_openapi::api::core::v1::Pod;
 use resilience::destination_rule::DestinationRuleSpec;
 use resilience::{stable_hash, Balancer, DestinationPolicy, Findings, PolicyIssue};
 use routing::Severity;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 /// A DestinationRule that compiled, with what ranks it against others for one service.
 struct Rule<'d> {
@@ -240,7 +240,7 @@ fn build_clusters(svc: &mut ServiceInfo, mut rule: Option<&mut Rule<'_>>, pods: 
             for (i, subset) in r.spec.subsets.iter().enumerate() {
                 let members: Vec<usize> = (0..port.endpoints.len())
                     .filter(|&e| {
-                        let labels = pods.of(&ns, port.endpoints[e].pod.as_deref());
+                        let labels = pods.of(&ns, &port.endpoints[e]);
                         subset.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
                     })
                     .collect();
@@ -277,30 +277,48 @@ fn cluster(
     }
 }
 
-/// Pods' labels by namespace and name: subsets select endpoints by the labels of their pods.
-struct PodLabels<'d>(HashMap<(&'d str, &'d str), &'d BTreeMap<String, String>>);
+/// Endpoint labels a subset selects on: a pod's, found by its name (EndpointSlice targetRef,
+/// selected pods) or else by its IP in the service's namespace; a ServiceEntry endpoint's own.
+#[derive(Default)]
+struct PodLabels<'d> {
+    by_name: HashMap<(&'d str, &'d str), &'d BTreeMap<String, String>>,
+    by_ip: HashMap<(&'d str, IpAddr), &'d BTreeMap<String, String>>,
+}
 
 fn pod_labels<'d>(docs: &[&'d Document]) -> PodLabels<'d> {
-    PodLabels(
-        of_kind(docs, |r| match r {
-            Resource::Pod(p) => Some(&**p as &Pod),
-            _ => None,
-        })
-        .into_iter()
-        .map(|(d, p)| {
-            let labels = p.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS);
-            (
-                (d.object.namespace.as_str(), d.object.name.as_str()),
-                labels,
-            )
-        })
-        .collect(),
-    )
+    let mut out = PodLabels::default();
+    for d in docs {
+        let ns = d.object.namespace.as_str();
+        match &d.resource {
+            Resource::Pod(p) => {
+                let labels = p.metadata.labels.as_ref().unwrap_or(EMPTY_LABELS);
+                out.by_name.insert((ns, d.object.name.as_str()), labels);
+                if let Some(ip) = super::pod_ip(p) {
+                    out.by_ip.insert((ns, ip), labels);
+                }
+            }
+            Resource::ServiceEntry(se) => {
+                for e in &se.spec.endpoints {
+                    if let Ok(ip) = e.address.parse::<IpAddr>() {
+                        out.by_ip.entry((ns, ip)).or_insert(&e.labels);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 impl PodLabels<'_> {
-    fn of(&self, ns: &str, pod: Option<&str>) -> &BTreeMap<String, String> {
-        pod.and_then(|p| self.0.get(&(ns, p)).copied())
+    fn of(&self, ns: &str, endpoint: &crate::snapshot::Endpoint) -> &BTreeMap<String, String> {
+        let by_name = endpoint
+            .pod
+            .as_deref()
+            .and_then(|p| self.by_name.get(&(ns, p)));
+        by_name
+            .or_else(|| self.by_ip.get(&(ns, endpoint.addr.ip())))
+            .copied()
             .unwrap_or(EMPTY_LABELS)
     }
 }

@@ -272,3 +272,21 @@ fn state_survives_a_rebuild_and_ejected_endpoints_are_not_chosen() {
         Err(NoEndpoint::NoneReady { .. })
     ));
 }
+
+#[test]
+fn service_entry_subsets_select_by_endpoint_labels() {
+    let entry = "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext, namespace: shop}\nspec:\n  hosts: [ext.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints:\n  - {address: 10.2.0.1, labels: {zone: a}}\n  - {address: 10.2.0.2, labels: {zone: b}}\n";
+    let spec = "  host: ext.example.com\n  subsets: [{name: b, labels: {zone: b}}]\n";
+    let yaml = format!(
+        "{BASE}{entry}{}",
+        dr("shop", "ext", "2020-01-01T00:00:00Z", spec)
+    );
+    let (s, report) = build(&yaml);
+    assert_eq!(report.error_count(), 0, "{:?}", report.error_lines());
+    let s = s.expect("snapshot");
+    let port = port(&s, "ext");
+    assert_eq!(port.traffic.destination_rule.as_deref(), Some("shop/ext"));
+    let b = port.traffic.cluster(Some("b")).expect("subset b");
+    assert_eq!(b.members.len(), 1);
+    assert_eq!(port.endpoints[b.members[0]].addr.to_string(), "10.2.0.2:80");
+}
