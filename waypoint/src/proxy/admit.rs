@@ -76,6 +76,14 @@ pub fn affinity<'r>(req: &'r RequestHeader, downstream: &Downstream) -> Affinity
     }
 }
 
+/// The client connection's peer IP (consistent hashing on `useSourceIp`).
+pub fn client_ip(session: &pingora_proxy::Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 /// 503 `NC`: a route names a subset no DestinationRule in force defines (Envoy has no such
 /// cluster).
 pub fn no_cluster(e: &NoEndpoint) -> Refusal {

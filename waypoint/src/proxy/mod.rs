@@ -74,10 +74,7 @@ impl WaypointProxy {
                 .and_then(|a| a.as_inet())
                 .and_then(|a| self.gateway_ports.load().get(a).copied());
         }
-        downstream.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        downstream.client_ip = admit::client_ip(session);
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         downstream.scheme = if tls { "https" } else { "http" };
     }
