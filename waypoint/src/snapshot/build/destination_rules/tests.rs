@@ -40,6 +40,14 @@ fn key(name: &str) -> ServiceKey {
     }
 }
 
+/// Asserts that DestinationRule `name` is ignored, the reason saying `why`.
+fn assert_ignored(report: &Report, name: &str, why: &str) {
+    match state_of(report, name) {
+        State::Ignored(reason) => assert!(reason.contains(why), "{name}: {reason}"),
+        other => panic!("{name} should be ignored ({why}), is {other:?}"),
+    }
+}
+
 fn state_of<'r>(report: &'r Report, name: &str) -> &'r State {
     &report
         .statuses
@@ -98,12 +106,8 @@ fn the_most_specific_host_wins_then_the_oldest_then_the_name() {
         .collect();
     assert_eq!(others, ["shop/young", "shop/wild"]);
     assert_eq!(state_of(&report, "old"), &State::Accepted);
-    assert!(
-        matches!(state_of(&report, "young"), State::Ignored(why) if why.contains("shop/old is in force"))
-    );
-    assert!(
-        matches!(state_of(&report, "none"), State::Ignored(why) if why.contains("names no known service"))
-    );
+    assert_ignored(&report, "young", "shop/old is in force");
+    assert_ignored(&report, "none", "names no known service");
 }
 
 #[test]
@@ -133,12 +137,8 @@ fn export_to_and_workload_selectors_are_respected() {
             .in_force,
         None
     );
-    assert!(
-        matches!(state_of(&report, "private"), State::Ignored(why) if why.contains("exportTo"))
-    );
-    assert!(
-        matches!(state_of(&report, "sidecar"), State::Ignored(why) if why.contains("workloadSelector"))
-    );
+    assert_ignored(&report, "private", "exportTo");
+    assert_ignored(&report, "sidecar", "workloadSelector");
 }
 
 #[test]
