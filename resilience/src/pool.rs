@@ -32,8 +32,10 @@ pub struct PoolLimits {
     pub connect_timeout: Option<Duration>,
     /// `tcp.tcpKeepalive`: set when the rule asks for keepalive probes.
     pub tcp_keepalive: Option<Keepalive>,
-    /// `http.idleTimeout` (or `tcp.idleTimeout`): an idle upstream connection is closed after it.
+    /// `http.idleTimeout`: an idle upstream HTTP connection is closed after it.
     pub idle_timeout: Option<Duration>,
+    /// `tcp.idleTimeout`: an idle TCP-proxied connection is closed after it.
+    pub tcp_idle_timeout: Option<Duration>,
     /// `tcp.maxConnectionDuration`: a connection's longest life.
     pub max_connection_duration: Option<Duration>,
 }
@@ -61,6 +63,7 @@ impl Default for PoolLimits {
             connect_timeout: None,
             tcp_keepalive: None,
             idle_timeout: None,
+            tcp_idle_timeout: None,
             max_connection_duration: None,
         }
     }
@@ -85,7 +88,7 @@ impl PoolLimits {
                 Some(d) => limits.connect_timeout = Some(d),
                 None => {}
             }
-            limits.idle_timeout =
+            limits.tcp_idle_timeout =
                 duration_field(tcp.idle_timeout.as_deref(), &f("idleTimeout"), issues)
                     .filter(|d| !d.is_zero());
             limits.max_connection_duration = duration_field(
@@ -127,11 +130,9 @@ impl PoolLimits {
             );
             limits.max_concurrent_streams =
                 count(http.max_concurrent_streams, "maxConcurrentStreams", issues);
-            // The HTTP idle timeout is the one Envoy applies to HTTP upstream connections.
-            if let Some(d) = duration_field(http.idle_timeout.as_deref(), &f("idleTimeout"), issues)
-            {
-                limits.idle_timeout = Some(d).filter(|d| !d.is_zero());
-            }
+            limits.idle_timeout =
+                duration_field(http.idle_timeout.as_deref(), &f("idleTimeout"), issues)
+                    .filter(|d| !d.is_zero());
             if http.h2_upgrade_policy.is_some() {
                 issues.warn(
                     f("h2UpgradePolicy"),

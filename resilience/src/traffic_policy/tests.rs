@@ -309,3 +309,41 @@ fn fields_a_waypoint_does_not_act_on_are_warnings() {
         ]
     );
 }
+
+#[test]
+fn connection_options_compile_from_tcp_and_http() {
+    let (p, f) = compile(
+        r#"{"host": "r", "trafficPolicy": {"connectionPool": {
+            "tcp": {"connectTimeout": "250ms", "idleTimeout": "1h", "maxConnectionDuration": "10m",
+                    "tcpKeepalive": {"time": "60s", "interval": "5s", "probes": 3}},
+            "http": {"idleTimeout": "30s", "maxConcurrentStreams": 100, "http2MaxRequests": 50,
+                     "maxRetries": 4, "h2UpgradePolicy": "UPGRADE"}}}}"#,
+    );
+    assert!(f.errors.is_empty(), "{f:?}");
+    assert_eq!(
+        fields(&f.warnings),
+        ["spec.trafficPolicy.connectionPool.http.h2UpgradePolicy"]
+    );
+    let pool = p.for_cluster(80, None).pool;
+    assert_eq!(pool.connect_timeout, Some(Duration::from_millis(250)));
+    assert_eq!(pool.idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(pool.tcp_idle_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(pool.max_connection_duration, Some(Duration::from_secs(600)));
+    assert_eq!(
+        (
+            pool.max_concurrent_streams,
+            pool.max_requests,
+            pool.max_retries
+        ),
+        (Some(100), 50, 4)
+    );
+    let k = pool.tcp_keepalive.expect("keepalive");
+    assert_eq!(
+        (k.time, k.interval, k.probes),
+        (
+            Some(Duration::from_secs(60)),
+            Some(Duration::from_secs(5)),
+            Some(3)
+        )
+    );
+}
