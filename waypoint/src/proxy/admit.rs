@@ -198,9 +198,15 @@ pub fn on_connect_failure(ctx: &mut RequestCtx) {
 }
 
 /// Feeds an attempt's upstream error (a timeout, or a reset before the response) to outlier
-/// detection; client-side errors say nothing about the endpoint.
-pub fn on_error(ctx: &mut RequestCtx, e: &Error) {
-    if e.esource() != &pingora_error::ErrorSource::Upstream {
+/// detection. Client-side errors say nothing about the endpoint, and neither does a pooled
+/// connection the endpoint had already closed while idle (`reused`): that is keep-alive
+/// housekeeping, which the retry step handles, not a failing endpoint.
+pub fn on_error(ctx: &mut RequestCtx, e: &Error, reused: bool) {
+    let timed_out = matches!(
+        e.etype(),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    );
+    if e.esource() != &pingora_error::ErrorSource::Upstream || (reused && !timed_out) {
         return;
     }
     let outcome = match e.etype() {

@@ -186,7 +186,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
         _client_reused: bool,
     ) -> Box<Error> {
-        admit::on_error(ctx, &e);
+        admit::on_error(ctx, &e, _client_reused);
         let mut e = e.more_context(format!("Peer: {peer}"));
         let replayable = !session.as_ref().retry_buffer_truncated();
         if !ctx.attempt.retry.on_attempt_error(replayable) {
