@@ -22,7 +22,7 @@ mod report;
 pub use build::pod_ip;
 pub use gateway::{GatewayPort, GatewayStatus, Grants, ListenerRoutes, RouteStatus};
 pub use model::{
-    Binding, Destination, Endpoint, GatewayRef, NotInForce, RulesInForce, ServiceInfo, ServicePort,
+    Binding, Destination, Endpoint, GatewayRef, PolicyInForce, ServiceInfo, ServicePort,
     ServiceSource, WorkloadIdentity, WorkloadInfo,
 };
 pub use protocol::Protocol;

@@ -166,26 +166,21 @@ pub struct ServiceInfo {
     pub ports: Vec<ServicePort>,
     /// Why this waypoint does or does not serve the service.
     pub binding: Binding,
-    /// The DestinationRule in force for the service, and why others naming it are not.
-    pub destination_rules: RulesInForce,
+    /// Every DestinationRule whose host names the service: the one in force, and why the
+    /// others are not (`waypoint check`, `/config_dump`).
+    pub destination_rules: Vec<PolicyInForce>,
 }
 
-/// Which policy resource governs a service, and why the others that name it do not.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct RulesInForce {
-    /// `namespace/name` of the one in force.
-    pub in_force: Option<String>,
-    /// The others, each with the reason.
-    pub not_in_force: Vec<NotInForce>,
-}
-
-/// A policy resource that names a service but does not govern it.
+/// One Istio policy resource (VirtualService, DestinationRule) that names a service, and
+/// whether it is the one in force there.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NotInForce {
-    /// `namespace/name`.
-    pub name: String,
-    /// Why not.
-    pub why: String,
+pub struct PolicyInForce {
+    /// `namespace/name` of the resource.
+    pub resource: String,
+    /// Whether it applies to the service.
+    pub in_force: bool,
+    /// Why: which host named the service, or what is in force instead.
+    pub reason: String,
 }
 
 /// Whether this waypoint serves an object (Istio's `istio.io/use-waypoint` binding).

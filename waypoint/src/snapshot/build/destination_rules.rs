@@ -6,7 +6,7 @@
 use super::{of_kind, Builder, EMPTY_LABELS};
 use crate::config::{Document, Resource};
 use crate::endpoint::cluster::{Cluster, ClusterState};
-use crate::snapshot::{NotInForce, ServiceInfo, ServicePort, State, StatusIssue};
+use crate::snapshot::{PolicyInForce, ServiceInfo, ServicePort, State, StatusIssue};
 use resilience::destination_rule::DestinationRuleSpec;
 use resilience::{stable_hash, Balancer, DestinationPolicy, Findings, PolicyIssue};
 use routing::Severity;
@@ -210,14 +210,17 @@ fn in_force(rules: &mut [Rule<'_>], svc: &mut ServiceInfo, waypoint_ns: &str) ->
         rules[winner].name(),
         svc.key
     );
-    svc.destination_rules.in_force = Some(rules[winner].name());
-    svc.destination_rules.not_in_force = others
-        .iter()
-        .map(|&i| NotInForce {
-            name: rules[i].name(),
-            why: why.clone(),
-        })
-        .collect();
+    svc.destination_rules = std::iter::once(PolicyInForce {
+        resource: rules[winner].name(),
+        in_force: true,
+        reason: format!("host '{}' names the service", rules[winner].spec.host),
+    })
+    .chain(others.iter().map(|&i| PolicyInForce {
+        resource: rules[i].name(),
+        in_force: false,
+        reason: why.clone(),
+    }))
+    .collect();
     for &i in others {
         rules[i].lost.push(why.clone());
     }
@@ -249,7 +252,7 @@ fn build_clusters(svc: &mut ServiceInfo, mut rule: Option<&mut Rule<'_>>, pods: 
                 clusters.push(cluster(&svc.key, port, Some(&subset.name), policy, members));
             }
         }
-        port.traffic.destination_rule = svc.destination_rules.in_force.clone();
+        port.traffic.destination_rule = rule.as_deref().map(Rule::name);
         port.traffic.clusters = clusters;
     }
 }

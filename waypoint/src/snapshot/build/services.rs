@@ -106,7 +106,7 @@ impl<'a> Builder<'a> {
             vips,
             ports,
             binding: self.binding(labels, ns, served),
-            destination_rules: Default::default(),
+            destination_rules: Vec::new(),
         };
         (info, issues)
     }
@@ -169,7 +169,7 @@ impl<'a> Builder<'a> {
             vips,
             ports,
             binding: self.binding(labels, ns, served),
-            destination_rules: Default::default(),
+            destination_rules: Vec::new(),
         };
         (info, issues)
     }

@@ -97,14 +97,22 @@ fn the_most_specific_host_wins_then_the_oldest_then_the_name() {
     let (s, report) = build(&yaml);
     let s = s.expect("snapshot");
     let svc = s.service(&key("att-a")).expect("service");
-    assert_eq!(svc.destination_rules.in_force.as_deref(), Some("shop/old"));
-    let others: Vec<_> = svc
+    let listed: Vec<_> = svc
         .destination_rules
-        .not_in_force
         .iter()
-        .map(|n| n.name.as_str())
+        .map(|p| (p.resource.as_str(), p.in_force))
         .collect();
-    assert_eq!(others, ["shop/young", "shop/wild"]);
+    assert_eq!(
+        listed,
+        [
+            ("shop/old", true),
+            ("shop/young", false),
+            ("shop/wild", false)
+        ]
+    );
+    assert!(svc.destination_rules[1]
+        .reason
+        .contains("shop/old is in force"));
     assert_eq!(state_of(&report, "old"), &State::Accepted);
     assert_ignored(&report, "young", "shop/old is in force");
     assert_ignored(&report, "none", "names no known service");
@@ -130,13 +138,7 @@ fn export_to_and_workload_selectors_are_respected() {
     );
     let (s, report) = build(&yaml);
     let s = s.expect("snapshot");
-    assert_eq!(
-        s.service(&key("att-b"))
-            .expect("svc")
-            .destination_rules
-            .in_force,
-        None
-    );
+    assert_eq!(port(&s, "att-b").traffic.destination_rule, None);
     assert_ignored(&report, "private", "exportTo");
     assert_ignored(&report, "sidecar", "workloadSelector");
 }
@@ -215,13 +217,7 @@ fn an_invalid_rule_is_an_error_naming_file_resource_and_field() {
         );
     }
     let s = s.expect("snapshot");
-    assert_eq!(
-        s.service(&key("bad"))
-            .expect("svc")
-            .destination_rules
-            .in_force,
-        None
-    );
+    assert_eq!(port(&s, "bad").traffic.destination_rule, None);
 }
 
 #[test]
