@@ -4,7 +4,7 @@
 use serde::Serialize;
 use std::time::Duration;
 
-use crate::destination_rule::ConnectionPoolSettings;
+use crate::destination_rule::{ConnectionPoolSettings, HttpSettings, TcpSettings};
 use crate::traffic_policy::{count_field, duration_field, Findings};
 
 /// istiod's connect timeout when `tcp.connectTimeout` is unset (MeshConfig `connectTimeout`).
@@ -75,78 +75,69 @@ impl PoolLimits {
     pub fn compile(spec: &ConnectionPoolSettings, field: &str, issues: &mut Findings) -> Self {
         let mut limits = PoolLimits::default();
         if let Some(tcp) = &spec.tcp {
-            let f = |name: &str| format!("{field}.tcp.{name}");
-            if let Some(n) = count_field(tcp.max_connections, &f("maxConnections"), issues) {
-                limits.max_connections = n;
-            }
-            let connect =
-                duration_field(tcp.connect_timeout.as_deref(), &f("connectTimeout"), issues);
-            match connect {
-                Some(d) if d < Duration::from_millis(1) => {
-                    issues.error(f("connectTimeout"), "must be at least 1ms");
-                }
-                Some(d) => limits.connect_timeout = Some(d),
-                None => {}
-            }
-            limits.tcp_idle_timeout =
-                duration_field(tcp.idle_timeout.as_deref(), &f("idleTimeout"), issues)
-                    .filter(|d| !d.is_zero());
-            limits.max_connection_duration = duration_field(
-                tcp.max_connection_duration.as_deref(),
-                &f("maxConnectionDuration"),
-                issues,
-            )
-            .filter(|d| !d.is_zero());
-            limits.tcp_keepalive = tcp.tcp_keepalive.as_ref().map(|k| Keepalive {
-                time: duration_field(k.time.as_deref(), &f("tcpKeepalive.time"), issues),
-                interval: duration_field(
-                    k.interval.as_deref(),
-                    &f("tcpKeepalive.interval"),
-                    issues,
-                ),
-                probes: k.probes.filter(|&p| p > 0),
-            });
+            limits.compile_tcp(tcp, &format!("{field}.tcp"), issues);
         }
         if let Some(http) = &spec.http {
-            let f = |name: &str| format!("{field}.http.{name}");
-            let count = |v, name: &str, issues: &mut Findings| count_field(v, &f(name), issues);
-            if let Some(n) = count(
-                http.http1_max_pending_requests,
-                "http1MaxPendingRequests",
-                issues,
-            ) {
-                limits.max_pending_requests = n;
-            }
-            if let Some(n) = count(http.http2_max_requests, "http2MaxRequests", issues) {
-                limits.max_requests = n;
-            }
-            if let Some(n) = count(http.max_retries, "maxRetries", issues) {
-                limits.max_retries = n;
-            }
-            limits.max_requests_per_connection = count(
-                http.max_requests_per_connection,
-                "maxRequestsPerConnection",
-                issues,
-            );
-            limits.max_concurrent_streams =
-                count(http.max_concurrent_streams, "maxConcurrentStreams", issues);
-            limits.idle_timeout =
-                duration_field(http.idle_timeout.as_deref(), &f("idleTimeout"), issues)
-                    .filter(|d| !d.is_zero());
-            if http.h2_upgrade_policy.is_some() {
-                issues.warn(
-                    f("h2UpgradePolicy"),
-                    "not applied: the upstream protocol is the port's declared protocol",
-                );
-            }
-            if http.use_client_protocol.is_some() {
-                issues.warn(
-                    f("useClientProtocol"),
-                    "not applied: the upstream protocol is the port's declared protocol",
-                );
-            }
+            limits.compile_http(http, &format!("{field}.http"), issues);
         }
         limits
+    }
+
+    fn compile_tcp(&mut self, tcp: &TcpSettings, field: &str, issues: &mut Findings) {
+        let f = |name: &str| format!("{field}.{name}");
+        if let Some(n) = count_field(tcp.max_connections, &f("maxConnections"), issues) {
+            self.max_connections = n;
+        }
+        match duration_field(tcp.connect_timeout.as_deref(), &f("connectTimeout"), issues) {
+            Some(d) if d < Duration::from_millis(1) => {
+                issues.error(f("connectTimeout"), "must be at least 1ms");
+            }
+            Some(d) => self.connect_timeout = Some(d),
+            None => {}
+        }
+        let positive = |value: Option<&String>, name: &str, issues: &mut Findings| {
+            duration_field(value.map(String::as_str), &f(name), issues).filter(|d| !d.is_zero())
+        };
+        self.tcp_idle_timeout = positive(tcp.idle_timeout.as_ref(), "idleTimeout", issues);
+        self.max_connection_duration = positive(
+            tcp.max_connection_duration.as_ref(),
+            "maxConnectionDuration",
+            issues,
+        );
+        self.tcp_keepalive = tcp.tcp_keepalive.as_ref().map(|k| Keepalive {
+            time: duration_field(k.time.as_deref(), &f("tcpKeepalive.time"), issues),
+            interval: duration_field(k.interval.as_deref(), &f("tcpKeepalive.interval"), issues),
+            probes: k.probes.filter(|&p| p > 0),
+        });
+    }
+
+    fn compile_http(&mut self, http: &HttpSettings, field: &str, issues: &mut Findings) {
+        let f = |name: &str| format!("{field}.{name}");
+        let count = |v, name: &str, issues: &mut Findings| count_field(v, &f(name), issues);
+        let pending = http.http1_max_pending_requests;
+        if let Some(n) = count(pending, "http1MaxPendingRequests", issues) {
+            self.max_pending_requests = n;
+        }
+        if let Some(n) = count(http.http2_max_requests, "http2MaxRequests", issues) {
+            self.max_requests = n;
+        }
+        if let Some(n) = count(http.max_retries, "maxRetries", issues) {
+            self.max_retries = n;
+        }
+        let per_connection = http.max_requests_per_connection;
+        self.max_requests_per_connection =
+            count(per_connection, "maxRequestsPerConnection", issues);
+        self.max_concurrent_streams =
+            count(http.max_concurrent_streams, "maxConcurrentStreams", issues);
+        self.idle_timeout = duration_field(http.idle_timeout.as_deref(), &f("idleTimeout"), issues)
+            .filter(|d| !d.is_zero());
+        let protocol_note = "not applied: the upstream protocol is the port's declared protocol";
+        if http.h2_upgrade_policy.is_some() {
+            issues.warn(f("h2UpgradePolicy"), protocol_note);
+        }
+        if http.use_client_protocol.is_some() {
+            issues.warn(f("useClientProtocol"), protocol_note);
+        }
     }
 
     /// How many requests may be on the wire to the cluster at once because a connection can
