@@ -1,7 +1,8 @@
 //! Resilience decisions for the waypoint: which endpoint gets the next request, how long a
-//! request and each attempt may take, whether a failed attempt is retried, and which faults a
-//! request gets injected; later circuit breaking and outlier detection. Pure: no sockets, timers or tasks; clocks
-//! and randomness are passed in.
+//! request and each attempt may take, whether a failed attempt is retried, which faults a
+//! request gets injected, and what a DestinationRule asks of a cluster (load balancing, circuit
+//! breaking, outlier detection). Pure: no sockets, timers or tasks; clocks and randomness are
+//! passed in.
 #![forbid(unsafe_code)]
 
 mod backoff;
@@ -11,10 +12,16 @@ mod istio;
 mod policy;
 mod retry;
 mod retry_on;
-mod round_robin;
 #[cfg(test)]
 mod testing;
 mod timeouts;
+
+// DestinationRule: cluster policy, load balancing, circuit breaking, outlier detection.
+mod breaker;
+mod lb;
+mod outlier;
+mod pool;
+mod traffic_policy;
 
 pub use istio::{
     parse_istio_duration, FaultAbort, FaultDelay, HttpFaultInjection, HttpRetry, Percent,
@@ -25,5 +32,14 @@ pub use backoff::{Backoff, DEFAULT_BACKOFF_BASE};
 pub use fault::{AbortAnswer, AbortFault, DelayFault, FaultDecision, FaultPolicy, PER_MILLION};
 pub use retry::{RetryPolicy, RetryState, DEFAULT_RETRY_ATTEMPTS, MAX_TRIES};
 pub use retry_on::{AttemptFailure, ResponseView, RetryOn, RetryOnSet};
-pub use round_robin::RoundRobin;
 pub use timeouts::{parse_duration, Timeouts};
+
+// DestinationRule: cluster policy, load balancing, circuit breaking, outlier detection.
+pub use breaker::{Admission, Admitted, BreakerGuard, CircuitBreaker, Resource};
+pub use lb::{
+    affinity_cookie_value, set_cookie_value, stable_hash, AffinityCookie, Algorithm, Balancer,
+    HashKey, LbPolicy, PickInput, Warmup,
+};
+pub use outlier::{EndpointHealth, Outcome, OutlierDetector, OutlierPolicy, Transition};
+pub use pool::{Keepalive, PoolLimits, DEFAULT_CONNECT_TIMEOUT};
+pub use traffic_policy::{ClusterPolicy, DestinationPolicy, Findings};

@@ -26,6 +26,8 @@ pub struct RequestCtx {
     pub routed: Option<Routed>,
     /// The upstream attempts so far.
     pub attempt: Attempt,
+    /// The current attempt's circuit-breaker places and endpoint (STEP admit).
+    pub admit: super::admit::AdmitState,
     /// What the request's telemetry reports beyond what the session itself knows.
     pub record: Record,
 }
@@ -41,6 +43,8 @@ pub struct Downstream {
     pub gateway_port: Option<u16>,
     /// "https" when the client's connection was TLS: redirects keep the request's scheme.
     pub scheme: &'static str,
+    /// The client connection's peer address (consistent hashing on the source IP).
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for Downstream {
@@ -50,6 +54,7 @@ impl Default for Downstream {
             tunnel: None,
             gateway_port: None,
             scheme: "http",
+            client_ip: None,
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct Attempt {
     pub timer_start: Option<Instant>,
     /// Why a retry the policy asked for did not happen, for the access log.
     pub not_retried: Option<&'static str>,
+    /// The current retry's place in the service's retry budget (`maxRetries`).
+    pub retry_place: Option<super::admit::RetryPlace>,
 }
 
 impl Attempt {
@@ -121,6 +128,7 @@ impl RequestCtx {
             snapshot: None,
             routed: None,
             attempt: Attempt::default(),
+            admit: Default::default(),
             record: Record::default(),
         }
     }

@@ -106,6 +106,7 @@ pub fn decide(
     random: u32,
 ) -> Routed {
     let mut routed = Routed::default();
+    let affinity = super::admit::affinity(req, downstream);
     routed.action = match target(snapshot, req, downstream, &mut routed) {
         Ok(Target::Workload { addr, hbone }) => Action::Forward(Upstream {
             backend: None,
@@ -118,12 +119,21 @@ pub fn decide(
         }),
         Ok(Target::Service(service, port)) => forward(
             snapshot,
-            &endpoint::Pick::any(&service.key, port.port),
+            &endpoint::Pick {
+                affinity: Some(affinity),
+                ..endpoint::Pick::any(&service.key, port.port)
+            },
             Vec::new(),
         ),
-        Ok(Target::Rule(m)) => {
-            apply_rule(snapshot, req, downstream.scheme, &m, random, &mut routed)
-        }
+        Ok(Target::Rule(m)) => apply_rule(
+            snapshot,
+            req,
+            downstream.scheme,
+            &m,
+            random,
+            affinity,
+            &mut routed,
+        ),
         Err(refusal) => Action::Refuse(refusal),
     };
     routed
@@ -240,6 +250,7 @@ fn apply_rule(
     scheme: &'static str,
     m: &RouteMatch<'_>,
     random: u32,
+    affinity: endpoint::Affinity<'_>,
     routed: &mut Routed,
 ) -> Action {
     let rule = m.rule;
@@ -299,6 +310,7 @@ fn apply_rule(
             snapshot,
             &endpoint::Pick {
                 subset: subset.as_deref(),
+                affinity: Some(affinity),
                 ..endpoint::Pick::any(service, *port)
             },
             mirrors,
@@ -328,6 +340,7 @@ fn forward(snapshot: &Snapshot, pick: &endpoint::Pick<'_>, mirrors: Vec<SocketAd
         Err(e @ NoEndpoint::NoneReady { .. }) => {
             Action::Refuse(Refusal::no_healthy_upstream(e.to_string()))
         }
+        Err(e @ NoEndpoint::UnknownSubset { .. }) => Action::Refuse(super::admit::no_cluster(&e)),
     }
 }
 

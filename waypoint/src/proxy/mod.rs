@@ -9,6 +9,7 @@
 //! (every local answer), `mirror`, `headers`, `record` (access log). The places where
 //! authorization, fault injection, breaker admission and metrics plug in are marked `STEP`.
 
+pub mod admit;
 mod context;
 mod decide;
 mod fault;
@@ -77,6 +78,7 @@ impl WaypointProxy {
                 .and_then(|a| a.as_inet())
                 .and_then(|a| self.gateway_ports.load().get(a).copied());
         }
+        downstream.client_ip = admit::client_ip(session);
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         downstream.scheme = if tls { "https" } else { "http" };
     }
@@ -133,15 +135,15 @@ impl ProxyHttp for WaypointProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let policy = ctx.policy_arc();
         // STEP retry (resilience): a retry waits out its backoff, then moves to an endpoint
         // not tried yet.
-        retry::before_attempt(ctx, policy.as_deref()).await;
-        // STEP admit (resilience): circuit-breaker admission and outlier-aware endpoint choice
-        // for this attempt.
+        retry::before_attempt(session.req_header(), ctx, policy.as_deref()).await;
+        // STEP admit (resilience): circuit-breaker admission for this attempt (503 UO).
+        admit::admit(ctx).await?;
         let deadline = policy.and_then(|p| p.timeouts.attempt_deadline(ctx.attempt.elapsed()));
         let up = ctx.upstream().ok_or_else(|| {
             Error::explain(
@@ -149,7 +151,9 @@ impl ProxyHttp for WaypointProxy {
                 "no endpoint chosen for the request",
             )
         })?;
-        upstream::peer(up, deadline, self.hbone.as_ref())
+        let mut peer = upstream::peer(up, deadline, self.hbone.as_ref())?;
+        admit::peer_options(&mut peer, ctx);
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -168,6 +172,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
+        admit::on_response(ctx, status);
         if retry::retries_response(session, ctx, upstream_response) {
             return Err(upstream::retry_status_error(
                 status,
@@ -196,6 +201,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        admit::on_error(ctx, &e, client_reused);
         let mut e = e.more_context(format!("Peer: {peer}"));
         if retry::stale_pooled_connection(&e, client_reused, session, ctx) {
             // pingora's own retry: not an attempt of the route's policy.
@@ -213,6 +219,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        admit::on_connect_failure(ctx);
         let failure = retry::attempt_failure(&e, retry::request_timed_out(ctx));
         e.set_retry(retry::decide(session, ctx, failure));
         e
@@ -224,6 +231,7 @@ impl ProxyHttp for WaypointProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        admit::affinity_cookie(session.req_header(), response, ctx)?;
         match ctx.filters() {
             Some(filters) => upstream::edit_response(session.req_header(), response, filters),
             None => Ok(()),

@@ -148,7 +148,7 @@ pub async fn upstream_failure(
     if failure.status > 0 && session.response_written().is_none() {
         let response = LocalResponse {
             status: failure.status,
-            headers: Vec::new(),
+            headers: super::admit::failure_headers(failure.flag),
             body: Some(failure_text(failure.body, retried)),
             flag: failure.flag,
         };
@@ -239,6 +239,9 @@ pub fn is_connect_failure(t: &ErrorType) -> bool {
 pub fn classify_failure(e: &Error) -> Failure {
     use ErrorType::*;
     let failure = |status, flag, body| Failure { status, flag, body };
+    if let Some(overflow) = super::admit::overflow_failure(e) {
+        return overflow;
+    }
     if let HTTPStatus(code) = e.etype() {
         return failure(*code, None, "request failed");
     }

@@ -4,13 +4,14 @@
 //! The decisions are `resilience::RetryState`'s; this file only reads pingora's errors and
 //! headers into its terms and moves the request to another endpoint.
 
+use super::admit;
 use super::context::RequestCtx;
 use super::decide::Action;
 use super::reply::is_connect_failure;
 use crate::endpoint;
 use crate::snapshot::Snapshot;
 use pingora_error::{Error, ErrorType, RetryType};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use resilience::{AttemptFailure, ResponseView, RoutePolicy};
 use std::time::Duration;
@@ -56,7 +57,32 @@ pub fn retries_response(
         ctx.attempt.not_retried = Some(BODY_NOT_REPLAYABLE);
         return false;
     }
+    if !within_budget(ctx) {
+        ctx.attempt.retry.confirm(false);
+        return false;
+    }
     true
+}
+
+/// Logged when a retry the policy asked for could not happen because the service's retry
+/// budget (DestinationRule `connectionPool.http.maxRetries`) was spent.
+pub const RETRY_BUDGET_SPENT: &str = "the service's retry budget (maxRetries) is spent";
+
+/// Takes a place in the service's retry budget for the retry just decided, held until the
+/// next retry or the end of the request. When the budget is spent the retry is dropped and the
+/// failure goes downstream with UO, as Envoy's retry overflow.
+fn within_budget(ctx: &mut RequestCtx) -> bool {
+    match admit::try_start_retry(ctx) {
+        Some(place) => {
+            ctx.attempt.retry_place = Some(place);
+            true
+        }
+        None => {
+            ctx.attempt.not_retried = Some(RETRY_BUDGET_SPENT);
+            ctx.record.also.push(ResponseFlag::UpstreamOverflow);
+            false
+        }
+    }
 }
 
 /// How an attempt that failed before its response header failed, in the retry policy's
@@ -98,9 +124,9 @@ pub fn decide(session: &Session, ctx: &mut RequestCtx, failure: Option<AttemptFa
     if ctx.attempt.retry.is_pending() && !replayable {
         ctx.attempt.not_retried = Some(BODY_NOT_REPLAYABLE);
     }
-    ctx.attempt
-        .retry
-        .confirm(replayable && downstream_untouched)
+    let possible = replayable && downstream_untouched;
+    let allowed = possible && (!ctx.attempt.retry.is_pending() || within_budget(ctx));
+    ctx.attempt.retry.confirm(allowed)
 }
 
 /// Whether the attempt failed only because pingora picked a pooled connection the endpoint
@@ -151,7 +177,11 @@ pub fn body_deadline(ctx: &mut RequestCtx) -> pingora_error::Result<()> {
 
 /// Prepares the next attempt when it is a retry: waits out the backoff (never past the
 /// request timeout), then points it at another endpoint.
-pub async fn before_attempt(ctx: &mut RequestCtx, policy: Option<&RoutePolicy>) {
+pub async fn before_attempt(
+    req: &RequestHeader,
+    ctx: &mut RequestCtx,
+    policy: Option<&RoutePolicy>,
+) {
     let retry_policy = policy.and_then(|p| p.retry.as_ref());
     let is_retry = ctx.attempt.retry.is_pending();
     if let Some(backoff) = ctx
@@ -164,7 +194,7 @@ pub async fn before_attempt(ctx: &mut RequestCtx, policy: Option<&RoutePolicy>) 
     }
     if let (true, Some(snapshot)) = (is_retry, ctx.snapshot.clone()) {
         let avoid = retry_policy.is_some_and(|p| p.avoid_previous_hosts);
-        next_endpoint(&snapshot, ctx, avoid);
+        next_endpoint(&snapshot, req, ctx, avoid);
     }
 }
 
@@ -172,7 +202,13 @@ pub async fn before_attempt(ctx: &mut RequestCtx, policy: Option<&RoutePolicy>) 
 /// `previous_hosts` predicate; any endpoint when the policy allows reuse). A pod addressed
 /// directly has only itself; a backend that lost its endpoints keeps the last one, whose
 /// failure then ends the request.
-pub fn next_endpoint(snapshot: &Snapshot, ctx: &mut RequestCtx, avoid_previous: bool) {
+pub fn next_endpoint(
+    snapshot: &Snapshot,
+    req: &RequestHeader,
+    ctx: &mut RequestCtx,
+    avoid_previous: bool,
+) {
+    let affinity = admit::affinity(req, &ctx.downstream);
     let mut tried = std::mem::take(&mut ctx.attempt.tried);
     if let Some(Action::Forward(up)) = ctx.routed.as_mut().map(|r| &mut r.action) {
         // Recorded only now, so a request that is never retried allocates nothing for it.
@@ -183,6 +219,7 @@ pub fn next_endpoint(snapshot: &Snapshot, ctx: &mut RequestCtx, avoid_previous: 
                 port: up.service_port,
                 subset: up.subset.as_deref(),
                 avoid: if avoid_previous { &tried } else { &[] },
+                affinity: Some(affinity),
             };
             if let Ok(chosen) = endpoint::choose(snapshot, &pick) {
                 up.addr = chosen.endpoint.addr;

@@ -2,7 +2,7 @@
 //! endpoints, the pods it may reach by address, and what a CONNECT names.
 
 use super::Protocol;
-use resilience::RoundRobin;
+use crate::endpoint::cluster::PortTraffic;
 use routing::{CompiledTcpRoute, RouteTable, ServiceKey};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -136,9 +136,9 @@ pub struct ServicePort {
     pub tcp_route: Option<Arc<CompiledTcpRoute>>,
     /// `namespace/name` of that TCPRoute.
     pub tcp_route_name: Option<String>,
-    /// Spreads the port's own endpoints when no route picks a backend.
-    #[serde(skip)]
-    pub balancer: RoundRobin,
+    /// The port's clusters (its own, and one per DestinationRule subset): policy, members,
+    /// balancer, breaker and outlier state.
+    pub traffic: PortTraffic,
 }
 
 /// The kind of object a service comes from.
@@ -166,6 +166,21 @@ pub struct ServiceInfo {
     pub ports: Vec<ServicePort>,
     /// Why this waypoint does or does not serve the service.
     pub binding: Binding,
+    /// Every DestinationRule whose host names the service: the one in force, and why the
+    /// others are not (`waypoint check`, `/config_dump`).
+    pub destination_rules: Vec<PolicyInForce>,
+}
+
+/// One Istio policy resource (VirtualService, DestinationRule) that names a service, and
+/// whether it is the one in force there.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyInForce {
+    /// `namespace/name` of the resource.
+    pub resource: String,
+    /// Whether it applies to the service.
+    pub in_force: bool,
+    /// Why: which host named the service, or what is in force instead.
+    pub reason: String,
 }
 
 /// Whether this waypoint serves an object (Istio's `istio.io/use-waypoint` binding).

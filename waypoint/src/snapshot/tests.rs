@@ -4,7 +4,7 @@ use routing::RouteTable;
 
 const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: shop}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
 
-fn build_with(yaml: &str, gateway: Option<GatewayRef>) -> (Option<Snapshot>, Report) {
+pub(super) fn build_with(yaml: &str, gateway: Option<GatewayRef>) -> (Option<Snapshot>, Report) {
     let mut loaded = Loaded::default();
     crate::config::files_for_tests::parse(std::path::Path::new("t.yaml"), yaml, &mut loaded);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);

@@ -10,6 +10,7 @@ use routing::{ServiceKey, Severity};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+mod destination_rules;
 mod gateway_listeners;
 mod gateway_selection;
 mod http_routes;
@@ -77,6 +78,7 @@ impl<'a> Builder<'a> {
         let by_key = index_by_key(&services);
         let listeners = self.attach_routes(&unique, &mut services, &by_key, opts, &served);
         self.attach_tcp_routes(&unique, &mut services, &by_key);
+        self.destination_rules(&unique, &mut services, &served.gateway.namespace);
         served.role?;
         let workloads = self.workloads(&unique, &served);
         mark_hbone_endpoints(&mut services, &workloads);

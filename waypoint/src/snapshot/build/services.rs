@@ -10,7 +10,6 @@ use crate::snapshot::{
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use resilience::RoundRobin;
 use routing::Severity;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -107,6 +106,7 @@ impl<'a> Builder<'a> {
             vips,
             ports,
             binding: self.binding(labels, ns, served),
+            destination_rules: Vec::new(),
         };
         (info, issues)
     }
@@ -169,6 +169,7 @@ impl<'a> Builder<'a> {
             vips,
             ports,
             binding: self.binding(labels, ns, served),
+            destination_rules: Vec::new(),
         };
         (info, issues)
     }
@@ -194,7 +195,7 @@ fn service_port(
         consumer_routes: HashMap::new(),
         tcp_route: None,
         tcp_route_name: None,
-        balancer: RoundRobin::new(),
+        traffic: Default::default(),
     }
 }
 
