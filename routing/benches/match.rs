@@ -32,6 +32,7 @@ fn rule(request_match: RequestMatch) -> Rule {
         request_header_modifier: None,
         response_header_modifier: None,
         redirect: None,
+        direct_response: None,
         rewrite: None,
         mirrors: Vec::new(),
         cors: None,
@@ -82,12 +83,14 @@ fn find(c: &mut Criterion) {
         path: "/service-3332/orders/42",
         query: Some("page=2"),
         headers: &tenant,
+        context: Default::default(),
     };
     let miss = RequestView {
         method: "GET",
         path: "/nowhere/at/all",
         query: None,
         headers: &headers,
+        context: Default::default(),
     };
     assert_eq!(
         table.find(&late).map(|m| m.route.id.name.as_str()),

@@ -77,6 +77,9 @@ pub struct Rule {
     pub response_header_modifier: Option<HeaderModifier>,
     /// Set: the waypoint answers with a redirect and forwards nothing.
     pub redirect: Option<Redirect>,
+    /// Set: the waypoint answers with this status and body and forwards nothing
+    /// (VirtualService `directResponse`).
+    pub direct_response: Option<DirectResponse>,
     /// The rule's URLRewrite: the host and path the backend sees instead of the client's.
     pub rewrite: Option<UrlRewrite>,
     /// RequestMirror filters, each sampling requests on its own.
@@ -92,6 +95,15 @@ pub struct Rule {
     pub unsupported_filter: Option<String>,
     /// The backendRefs in spec order, invalid ones included so they keep their share.
     pub backends: Vec<WeightedBackend>,
+}
+
+/// A local answer instead of forwarding (VirtualService `directResponse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectResponse {
+    /// The status sent.
+    pub status: u16,
+    /// The body sent, byte for byte; empty for none.
+    pub body: Vec<u8>,
 }
 
 impl Rule {
@@ -147,6 +159,7 @@ pub fn compile_http_route(
             request_header_modifier: None,
             response_header_modifier: None,
             redirect: None,
+            direct_response: None,
             rewrite: None,
             mirrors: Vec::new(),
             cors: None,
@@ -204,11 +217,7 @@ fn compile_rule(
         &field,
         &mut policy_issues,
     );
-    issues.extend(
-        policy_issues
-            .into_iter()
-            .map(|i| Issue::error(IssueReason::Invalid, i.field, i.message)),
-    );
+    issues.extend(policy_issues.into_iter().map(Issue::from));
     let filters = compile_rule_filters(
         rule.filters.as_deref().unwrap_or_default(),
         &format!("{field}.filters"),
@@ -241,6 +250,7 @@ fn compile_rule(
         request_header_modifier: filters.request_header_modifier,
         response_header_modifier: filters.response_header_modifier,
         redirect: filters.redirect,
+        direct_response: None,
         rewrite: filters.rewrite,
         mirrors: filters.mirrors,
         cors: filters.cors.map(Arc::new),

@@ -11,6 +11,7 @@ use http::header::{
 use http::{HeaderName, HeaderValue};
 
 use crate::issue::{Issue, IssueReason};
+use crate::request_match::TextMatch;
 
 /// A compiled CORS filter.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +37,25 @@ enum OriginPattern {
         host: HostPattern,
         port: u16,
     },
+    /// A VirtualService `allowOrigins` prefix or regex, tested on the origin as sent.
+    Text(OriginText),
+}
+
+/// A [`TextMatch`] on the whole origin, compared by what was written.
+#[derive(Clone, Debug)]
+struct OriginText(TextMatch);
+
+impl PartialEq for OriginText {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (TextMatch::Exact(a), TextMatch::Exact(b))
+            | (TextMatch::Prefix(a), TextMatch::Prefix(b)) => a == b,
+            (TextMatch::RegularExpression(a), TextMatch::RegularExpression(b)) => {
+                a.as_str() == b.as_str()
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -123,6 +143,7 @@ impl Cors {
         let parsed = parse_origin(origin);
         let allowed = self.origins.iter().any(|p| match (p, &parsed) {
             (OriginPattern::Any, _) => true,
+            (OriginPattern::Text(text), _) => text.0.matches(origin),
             (_, None) => false,
             (OriginPattern::Origin { scheme, host, port }, Some((o_scheme, o_host, o_port))) => {
                 scheme == o_scheme && port == o_port && host.matches(o_host)
@@ -183,6 +204,62 @@ impl Cors {
             ),
             max_age: HeaderValue::from(max_age),
             allow_credentials: spec.allow_credentials.unwrap_or(false),
+        }
+    }
+}
+
+/// What a VirtualService `corsPolicy` says, in the shape [`Cors::compile_parts`] takes.
+pub(crate) struct CorsParts<'a> {
+    /// allowOrigins: `*`, `scheme://host[:port]` patterns, or whole-origin text matches.
+    pub origins: Vec<(String, Result<&'a str, TextMatch>)>,
+    pub methods: &'a [String],
+    pub headers: &'a [String],
+    pub expose_headers: &'a [String],
+    pub max_age_seconds: i32,
+    pub allow_credentials: bool,
+}
+
+impl Cors {
+    /// Compiles a VirtualService `corsPolicy` at `field`: an origin given as text is parsed
+    /// like a Gateway API origin (`Ok`), a prefix or regex is tested on the whole origin.
+    pub(crate) fn compile_parts(
+        parts: CorsParts<'_>,
+        field: &str,
+        issues: &mut Vec<Issue>,
+    ) -> Self {
+        let mut origins = Vec::new();
+        for (at, origin) in parts.origins {
+            match origin {
+                Err(text) => origins.push(OriginPattern::Text(OriginText(text))),
+                Ok(origin) => match compile_origin(origin) {
+                    Some(pattern) => origins.push(pattern),
+                    None => issues.push(Issue::error(
+                        IssueReason::Invalid,
+                        format!("{field}.{at}"),
+                        format!("origin {origin:?} is not `*` or scheme://host[:port]; ignored"),
+                    )),
+                },
+            }
+        }
+        Self {
+            origins,
+            methods: Listed::compile(
+                Some(parts.methods),
+                &format!("{field}.allowMethods"),
+                issues,
+            ),
+            headers: Listed::compile(
+                Some(parts.headers),
+                &format!("{field}.allowHeaders"),
+                issues,
+            ),
+            expose_headers: Listed::compile(
+                Some(parts.expose_headers),
+                &format!("{field}.exposeHeaders"),
+                issues,
+            ),
+            max_age: HeaderValue::from(parts.max_age_seconds.max(0)),
+            allow_credentials: parts.allow_credentials,
         }
     }
 }

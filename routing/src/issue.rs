@@ -92,3 +92,10 @@ impl std::fmt::Display for Issue {
         )
     }
 }
+
+/// A policy value `resilience` could not honour is an invalid field of the route.
+impl From<resilience::PolicyIssue> for Issue {
+    fn from(i: resilience::PolicyIssue) -> Self {
+        Issue::error(IssueReason::Invalid, i.field, i.message)
+    }
+}

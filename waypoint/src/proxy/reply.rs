@@ -61,8 +61,8 @@ pub struct PreflightAnswer {
 struct LocalResponse {
     status: u16,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// A text body; none for redirects and preflights.
-    body: Option<String>,
+    /// The body, sent as is; none for redirects and preflights.
+    body: Option<Bytes>,
     flag: Option<ResponseFlag>,
 }
 
@@ -85,9 +85,28 @@ pub async fn answer(session: &mut Session, action: &Action) -> Result<bool> {
         Action::Refuse(refusal) => LocalResponse {
             status: refusal.status,
             headers: Vec::new(),
-            body: Some(refusal.detail.to_string()),
+            body: Some(text_body(&refusal.detail)),
             flag: Some(refusal.flag),
         },
+        Action::Direct {
+            status,
+            body,
+            modifiers,
+        } => {
+            let mut headers = http::HeaderMap::new();
+            for m in modifiers {
+                m.apply(&mut headers);
+            }
+            LocalResponse {
+                status: *status,
+                headers: headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect(),
+                body: (!body.is_empty()).then(|| body.clone()),
+                flag: None,
+            }
+        }
     };
     write(session, response).await?;
     Ok(true)
@@ -108,7 +127,7 @@ pub async fn upstream_failure(
         let response = LocalResponse {
             status: failure.status,
             headers: Vec::new(),
-            body: Some(failure.body.to_owned()),
+            body: Some(text_body(failure.body)),
             flag: failure.flag,
         };
         if let Err(err) = write(session, response).await {
@@ -122,14 +141,19 @@ pub async fn upstream_failure(
     (fail, failure.flag)
 }
 
-/// The one writer: status, headers, the reason header when there is a flag, and a text body.
+/// A one-line text body, as Envoy ends its own messages.
+fn text_body(text: &str) -> Bytes {
+    Bytes::from(format!("{text}\n"))
+}
+
+/// The one writer: status, headers, the reason header when there is a flag, and the body.
 async fn write(session: &mut Session, response: LocalResponse) -> Result<()> {
-    let body = response.body.map(|b| Bytes::from(format!("{b}\n")));
+    let body = response.body;
     let mut resp = ResponseHeader::build(response.status, Some(response.headers.len() + 3))?;
     for (name, value) in response.headers {
         resp.insert_header(name, value)?;
     }
-    if body.is_some() {
+    if body.is_some() && !resp.headers.contains_key(http::header::CONTENT_TYPE) {
         resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     }
     let length = body.as_ref().map_or(0, Bytes::len);

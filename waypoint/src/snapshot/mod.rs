@@ -22,8 +22,8 @@ mod report;
 pub use build::pod_ip;
 pub use gateway::{GatewayPort, GatewayStatus, Grants, ListenerRoutes, RouteStatus};
 pub use model::{
-    Binding, Destination, Endpoint, GatewayRef, ServiceInfo, ServicePort, ServiceSource,
-    WorkloadIdentity, WorkloadInfo,
+    Binding, Destination, Endpoint, GatewayRef, PolicyInForce, ServiceInfo, ServicePort,
+    ServiceSource, WorkloadIdentity, WorkloadInfo,
 };
 pub use protocol::Protocol;
 pub use report::{Report, ResourceStatus, State, StatusIssue};

@@ -166,6 +166,21 @@ pub struct ServiceInfo {
     pub ports: Vec<ServicePort>,
     /// Why this waypoint does or does not serve the service.
     pub binding: Binding,
+    /// Every VirtualService whose hosts name the service: the one in force, and why the
+    /// others are not (`waypoint check`, `/config_dump`).
+    pub virtual_services: Vec<PolicyInForce>,
+}
+
+/// One Istio policy resource (VirtualService, DestinationRule) that names a service, and
+/// whether it is the one in force there.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyInForce {
+    /// `namespace/name` of the resource.
+    pub resource: String,
+    /// Whether it applies to the service.
+    pub in_force: bool,
+    /// Why: which host named the service, or what is in force instead.
+    pub reason: String,
 }
 
 /// Whether this waypoint serves an object (Istio's `istio.io/use-waypoint` binding).

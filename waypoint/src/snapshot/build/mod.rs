@@ -16,6 +16,7 @@ mod http_routes;
 mod parents;
 mod services;
 mod tcp_routes;
+mod virtual_services;
 mod waypoint_binding;
 
 pub use services::pod_ip;
@@ -77,6 +78,7 @@ impl<'a> Builder<'a> {
         let by_key = index_by_key(&services);
         let listeners = self.attach_routes(&unique, &mut services, &by_key, opts, &served);
         self.attach_tcp_routes(&unique, &mut services, &by_key);
+        self.attach_virtual_services(&unique, &mut services, &served.gateway.namespace);
         served.role?;
         let workloads = self.workloads(&unique, &served);
         mark_hbone_endpoints(&mut services, &workloads);

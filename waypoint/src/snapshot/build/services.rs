@@ -107,6 +107,7 @@ impl<'a> Builder<'a> {
             vips,
             ports,
             binding: self.binding(labels, ns, served),
+            virtual_services: Vec::new(),
         };
         (info, issues)
     }
@@ -169,6 +170,7 @@ impl<'a> Builder<'a> {
             vips,
             ports,
             binding: self.binding(labels, ns, served),
+            virtual_services: Vec::new(),
         };
         (info, issues)
     }
