@@ -328,3 +328,6 @@ impl DestinationLookup for VsLookup<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
