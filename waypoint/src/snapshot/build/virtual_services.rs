@@ -307,7 +307,7 @@ impl DestinationLookup for VsLookup<'_> {
         let mut found = self
             .services
             .iter()
-            .filter(|s| s.hostnames.iter().any(|h| *h == resolved));
+            .filter(|s| s.hostnames.contains(&resolved));
         let first = found.next();
         // A host several namespaces' ServiceEntries declare: prefer the VirtualService's own.
         let service = found
