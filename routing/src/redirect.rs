@@ -28,14 +28,13 @@ pub enum RedirectPort {
     /// listener port.
     #[default]
     GatewayApi,
-    /// Envoy's default, which a VirtualService redirect without `port`/`derivePort` gets: the
-    /// port of the request's authority, dropped when the scheme changes and it was the old
-    /// scheme's default.
+    /// Envoy's default, which a VirtualService redirect without `port` gets (Istio's
+    /// `derivePort: FROM_PROTOCOL_DEFAULT`, the default): the port of the request's authority,
+    /// dropped when the scheme changes and it was the old scheme's default, or when the
+    /// redirect names a host (Envoy's `host_redirect` carries no port).
     RequestAuthority,
     /// VirtualService `derivePort: FROM_REQUEST_PORT`: the port the request arrived on.
     Listener,
-    /// VirtualService `derivePort: FROM_PROTOCOL_DEFAULT`: the scheme's default port.
-    SchemeDefault,
 }
 
 /// What a redirect needs to know about the request it answers.
@@ -74,7 +73,7 @@ impl Redirect {
                 Some(well_known_port(scheme).unwrap_or(req.listener_port))
             }
             (None, RedirectPort::GatewayApi | RedirectPort::Listener, _) => Some(req.listener_port),
-            (None, RedirectPort::SchemeDefault, _) => None,
+            (None, RedirectPort::RequestAuthority, _) if self.hostname.is_some() => None,
             (None, RedirectPort::RequestAuthority, _) => req
                 .request_port
                 .filter(|&p| scheme == req.scheme || well_known_port(req.scheme) != Some(p)),
@@ -85,7 +84,9 @@ impl Redirect {
             None => req.path.to_owned(),
         };
         let mut location = format!("{scheme}://{host}");
-        if let Some(port) = port.filter(|&p| well_known_port(scheme) != Some(p)) {
+        // Envoy keeps the request's authority as written, a default port included.
+        let as_written = self.port.is_none() && self.port_from == RedirectPort::RequestAuthority;
+        if let Some(port) = port.filter(|&p| as_written || well_known_port(scheme) != Some(p)) {
             location.push_str(&format!(":{port}"));
         }
         location.push_str(&path);

@@ -403,8 +403,7 @@ fn compile_redirect(spec: &HttpRedirect, field: &str, issues: &mut Vec<Issue>) -
         }
     };
     let port_from = match spec.derive_port.as_deref() {
-        None => RedirectPort::RequestAuthority,
-        Some("FROM_PROTOCOL_DEFAULT") => RedirectPort::SchemeDefault,
+        None | Some("FROM_PROTOCOL_DEFAULT") => RedirectPort::RequestAuthority,
         Some("FROM_REQUEST_PORT") => RedirectPort::Listener,
         Some(other) => {
             error(

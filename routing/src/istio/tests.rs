@@ -385,7 +385,8 @@ fn redirects_default_to_301_and_keep_the_request_port() {
 - redirect: {authority: other.example, scheme: https, redirectCode: 308}
 - redirect: {port: 8443}
 - redirect: {derivePort: FROM_REQUEST_PORT}
-- redirect: {scheme: https, derivePort: FROM_PROTOCOL_DEFAULT}",
+- redirect: {scheme: https, derivePort: FROM_PROTOCOL_DEFAULT}
+- redirect: {scheme: https}",
     );
     let any = crate::PathMatch::StringPrefix {
         prefix: "/".into(),
@@ -405,13 +406,19 @@ fn redirects_default_to_301_and_keep_the_request_port() {
         r.response(&input)
     };
     assert_eq!(location(0), (301, "http://hotels:8080/moved?q=1".into()));
-    assert_eq!(
-        location(1),
-        (308, "https://other.example:8080/p?q=1".into())
-    );
+    // Envoy's host_redirect carries no port.
+    assert_eq!(location(1), (308, "https://other.example/p?q=1".into()));
     assert_eq!(location(2), (301, "http://hotels:8443/p?q=1".into()));
     assert_eq!(location(3), (301, "http://hotels:8080/p?q=1".into()));
-    assert_eq!(location(4), (301, "https://hotels/p?q=1".into()));
+    // FROM_PROTOCOL_DEFAULT is Envoy's default: the request's port stays unless it was the
+    // old scheme's own.
+    assert_eq!(location(4), (301, "https://hotels:8080/p?q=1".into()));
+    let on_80 = RedirectInput {
+        request_port: Some(80),
+        ..input
+    };
+    let r = route.rules[5].redirect.as_ref().expect("redirect");
+    assert_eq!(r.response(&on_80), (301, "https://hotels/p?q=1".into()));
 }
 
 #[test]
