@@ -7,7 +7,9 @@ mod cors;
 mod matches;
 mod virtual_service;
 
-pub use compile::{compile_virtual_service, DestinationLookup, DEFAULT_VS_REDIRECT_STATUS};
+pub use compile::{
+    compile_virtual_service, destination_port, DestinationLookup, DEFAULT_VS_REDIRECT_STATUS,
+};
 pub use virtual_service::*;
 
 #[cfg(test)]

@@ -36,6 +36,22 @@ pub trait DestinationLookup {
     ) -> Result<(ServiceKey, u16), String>;
 }
 
+/// The port a destination of `service` (whose ports are `ports`) goes to: `requested` when
+/// the service has it; else its only port; else 0, the port the request arrived on, which is
+/// where Istio sends a destination without a port on a multi-port service.
+pub fn destination_port(
+    service: &ServiceKey,
+    ports: &[u16],
+    requested: Option<u16>,
+) -> Result<u16, String> {
+    match (requested, ports) {
+        (Some(p), _) if ports.contains(&p) => Ok(p),
+        (Some(p), _) => Err(format!("service {service} has no port {p}")),
+        (None, [only]) => Ok(*only),
+        (None, _) => Ok(0),
+    }
+}
+
 /// Compiles a VirtualService's `http[]` rules, never failing: invalid parts are reported and
 /// fail closed (a match that never matches, a destination answered with 500).
 pub fn compile_virtual_service(

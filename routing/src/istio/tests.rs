@@ -28,12 +28,8 @@ impl DestinationLookup for FakeLookup {
             ("travel-agency", "hotels") | ("granted", "cars") => &[8080],
             _ => return Err(format!("no service is named {host}")),
         };
-        match (port, ports) {
-            (Some(p), _) if ports.contains(&p) => Ok((key, p)),
-            (Some(p), _) => Err(format!("service {key} has no port {p}")),
-            (None, [only]) => Ok((key, *only)),
-            (None, _) => Ok((key, 0)),
-        }
+        let port = destination_port(&key, ports, port)?;
+        Ok((key, port))
     }
 }
 

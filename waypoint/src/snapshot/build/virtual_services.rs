@@ -7,7 +7,9 @@
 use super::{of_kind, Builder};
 use crate::config::{Document, Resource};
 use crate::snapshot::{PolicyInForce, Protocol, ServiceInfo, State, StatusIssue, CLUSTER_DOMAIN};
-use routing::istio::{compile_virtual_service, DestinationLookup, VirtualServiceSpec};
+use routing::istio::{
+    compile_virtual_service, destination_port, DestinationLookup, VirtualServiceSpec,
+};
 use routing::{CompiledRoute, RouteId, RouteTable, ServiceKey, Severity};
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -90,18 +92,6 @@ impl<'a> Builder<'a> {
             let why: Vec<&str> = outcomes.values().map(|o| o.reason.as_str()).collect();
             State::Ignored(why.join("; "))
         } else {
-            // Where it lost, say so, while it applies elsewhere.
-            issues.extend(
-                outcomes
-                    .values()
-                    .filter(|o| !o.in_force)
-                    .map(|o| StatusIssue {
-                        severity: Severity::Warning,
-                        reason: None,
-                        field: "spec.hosts".into(),
-                        message: o.reason.clone(),
-                    }),
-            );
             State::Accepted
         };
         self.status(doc, state, issues);
@@ -317,15 +307,9 @@ impl DestinationLookup for VsLookup<'_> {
             .ok_or_else(|| {
                 format!("no Service or ServiceEntry is named {resolved} (destination host {host})")
             })?;
-        match port {
-            Some(p) if service.port(p).is_some() => Ok((service.key.clone(), p)),
-            Some(p) => Err(format!("service {} has no port {p}", service.key)),
-            None => match service.ports.as_slice() {
-                [only] => Ok((service.key.clone(), only.port)),
-                // Istio forwards to the port the request arrived on.
-                _ => Ok((service.key.clone(), 0)),
-            },
-        }
+        let ports: Vec<u16> = service.ports.iter().map(|p| p.port).collect();
+        let port = destination_port(&service.key, &ports, port)?;
+        Ok((service.key.clone(), port))
     }
 }
 
