@@ -312,7 +312,7 @@ fn apply_rule(
         &rule.response_header_modifier,
         &backend.response_header_modifier,
     );
-    let mirrors = mirror::endpoints(snapshot, rule, random);
+    let mirrors = mirror::endpoints(snapshot, rule, random, routed.listener_port);
     match &backend.target {
         BackendTarget::Service {
             service,
@@ -336,7 +336,7 @@ fn apply_rule(
 }
 
 /// The backend port a rule names, or the request's port when it names 0.
-fn backend_port(port: u16, request_port: u16) -> u16 {
+pub fn backend_port(port: u16, request_port: u16) -> u16 {
     if port == 0 {
         request_port
     } else {
