@@ -182,3 +182,14 @@ fn a_virtual_service_with_an_error_names_its_field() {
         "{lines}"
     );
 }
+
+#[test]
+fn a_service_entry_host_attaches_and_can_be_a_destination() {
+    let entry = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext, namespace: shop}\nspec:\n  hosts: [api.example.com]\n  resolution: STATIC\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  endpoints: [{address: 127.0.0.9}]\n".to_string();
+    let spec = "  hosts: ['*.example.com']\n  http:\n  - route: [{destination: {host: api.example.com}}]\n";
+    let (snapshot, report) = mesh(&[entry, vs("shop", "v", "2024-01-01T00:00:00Z", spec)]);
+    assert_eq!(state_of(&report, "v"), State::Accepted);
+    let on_entry = in_force(&snapshot, "ext");
+    assert!(on_entry[0].in_force, "{on_entry:?}");
+    assert!(in_force(&snapshot, "web").is_empty());
+}
