@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use routing::{
     CompiledRoute, HeaderMatch, HeaderValueMatch, PathMatch, RequestMatch, RequestView, RouteId,
-    RouteTable, Rule,
+    RouteSource, RouteTable, Rule,
 };
 
 const ROUTES: usize = 10_000;
@@ -67,6 +67,7 @@ fn route(i: usize) -> Arc<CompiledRoute> {
             headers,
             ..RequestMatch::any()
         })],
+        source: RouteSource::GatewayApi,
     })
 }
 

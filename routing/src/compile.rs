@@ -59,6 +59,18 @@ pub struct CompiledRoute {
     /// The rules in spec.rules order; a route with none gets the single catch-all rule the
     /// Gateway API defines.
     pub rules: Vec<Rule>,
+    /// The kind of resource the route was compiled from: where the two APIs disagree on what
+    /// the proxy does (an unusable backend), the proxy follows the route's own.
+    pub source: RouteSource,
+}
+
+/// Which API a [`CompiledRoute`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSource {
+    /// An HTTPRoute or GRPCRoute: an unusable backend's share is answered with 500.
+    GatewayApi,
+    /// An Istio VirtualService: a destination Envoy has no cluster for is answered with 503 NC.
+    VirtualService,
 }
 
 /// One compiled rule of a route: when it applies, what it does to the request, and where the
@@ -181,6 +193,7 @@ pub fn compile_http_route(
             .as_ref()
             .map(|t| t.0.as_nanosecond()),
         rules,
+        source: RouteSource::GatewayApi,
     };
     (route, issues)
 }

@@ -32,7 +32,7 @@ mod fixtures;
 
 pub use authority::{Authority, AuthorityError};
 pub use backend::{BackendLookup, BackendTarget, WeightedBackend};
-pub use compile::{compile_http_route, CompiledRoute, DirectResponse, RouteId, Rule};
+pub use compile::{compile_http_route, CompiledRoute, DirectResponse, RouteId, RouteSource, Rule};
 pub use cors::Cors;
 pub use grpc::grpc_to_http;
 pub use header_modifier::HeaderModifier;

@@ -1,6 +1,6 @@
 //! A VirtualService through the real in-process waypoint, against echo backends: Istio's
 //! first-match order, header matches, weights, rewrite, redirect, direct response, header
-//! edits, and 404 NR when no rule matches.
+//! edits, 503 NC for a destination that names no service, and 404 NR when no rule matches.
 
 mod support;
 
@@ -29,6 +29,8 @@ spec:
     route:
     - destination: {host: web-v1}
       headers: {request: {set: {x-destination: v1}}}
+  - match: [{uri: {prefix: /ghost}}]
+    route: [{destination: {host: ghost}}]
   - match: [{uri: {prefix: /split}}]
     route:
     - {destination: {host: web-v1}, weight: 75}

@@ -8,7 +8,7 @@ use super::virtual_service::{
     VirtualServiceSpec, VsDestination, VsHttpRoute,
 };
 use crate::backend::{BackendTarget, WeightedBackend};
-use crate::compile::{CompiledRoute, DirectResponse, RouteId, Rule};
+use crate::compile::{CompiledRoute, DirectResponse, RouteId, RouteSource, Rule};
 use crate::header_modifier::HeaderModifier;
 use crate::issue::{Issue, IssueReason};
 use crate::mirror::Mirror;
@@ -80,6 +80,7 @@ pub fn compile_virtual_service(
         id,
         created_at_nanos,
         rules,
+        source: RouteSource::VirtualService,
     };
     (route, issues)
 }

@@ -15,7 +15,7 @@ use pingora_http::RequestHeader;
 use resilience::RoutePolicy;
 use routing::{
     Authority, BackendTarget, Cors, HeaderModifier, RedirectInput, RequestContext, RequestView,
-    RouteMatch, ServiceKey,
+    RouteMatch, RouteSource, ServiceKey,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -328,10 +328,13 @@ fn apply_rule(
             },
             mirrors,
         ),
-        BackendTarget::Invalid { reason } => Action::Refuse(Refusal::invalid_backend(format!(
-            "route {} has an invalid backend: {reason}",
-            m.route.id
-        ))),
+        BackendTarget::Invalid { reason } => {
+            let detail = format!("route {} has an invalid backend: {reason}", m.route.id);
+            Action::Refuse(match m.route.source {
+                RouteSource::GatewayApi => Refusal::invalid_backend(detail),
+                RouteSource::VirtualService => Refusal::no_cluster(detail),
+            })
+        }
     }
 }
 

@@ -34,6 +34,11 @@ impl Refusal {
         Refusal::new(500, ResponseFlag::NoRouteFound, detail)
     }
 
+    /// 503 NC: a VirtualService destination names no service (Envoy has no cluster for it).
+    pub fn no_cluster(detail: impl Into<Cow<'static, str>>) -> Self {
+        Refusal::new(503, ResponseFlag::NoClusterFound, detail)
+    }
+
     /// 503 UH: the backend has no endpoint to send to.
     pub fn no_healthy_upstream(detail: impl Into<Cow<'static, str>>) -> Self {
         Refusal::new(503, ResponseFlag::NoHealthyUpstream, detail)
