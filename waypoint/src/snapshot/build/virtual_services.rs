@@ -153,7 +153,9 @@ fn choose_for_service(s: usize, service: &mut ServiceInfo, candidates: &mut [Can
             best_host(c.doc, &c.route, service).map(|(spec, host)| (i, spec, host))
         })
         .collect();
+    let excluded = excluded_naming(service, candidates);
     if named.is_empty() {
+        service.virtual_services.extend(excluded);
         return;
     }
     named.sort_by_key(|(i, spec, _)| {
@@ -203,6 +205,24 @@ fn choose_for_service(s: usize, service: &mut ServiceInfo, candidates: &mut [Can
             hang(service, &c.route);
         }
     }
+    service.virtual_services.extend(excluded);
+}
+
+/// The VirtualServices naming `service` that apply nowhere (gateways, exportTo, no http
+/// rules), so the service lists them with the reason.
+fn excluded_naming(service: &ServiceInfo, candidates: &[Candidate<'_>]) -> Vec<PolicyInForce> {
+    candidates
+        .iter()
+        .filter_map(|c| {
+            let why = c.excluded.as_ref()?;
+            best_host(c.doc, &c.route, service)?;
+            Some(PolicyInForce {
+                resource: c.route.id.to_string(),
+                in_force: false,
+                reason: format!("service {}: {why}", service.key),
+            })
+        })
+        .collect()
 }
 
 /// The HTTPRoutes attached to any port of `service`, if any.

@@ -164,6 +164,12 @@ fn gateways_export_to_and_binding_decide_whether_it_applies() {
         let state = state_of(&report, name);
         assert_eq!(state == State::Accepted, applies, "{name}: {state:?}");
         assert_eq!(route_of_web(&snapshot).is_some(), applies, "{name}");
+        // The service lists it either way, with why it is not in force.
+        let listed = in_force(&snapshot, "web");
+        if name != "unbound" {
+            assert_eq!(listed.len(), 1, "{name}: {listed:?}");
+            assert_eq!(listed[0].in_force, applies, "{name}: {listed:?}");
+        }
     }
 }
 
