@@ -62,9 +62,11 @@ pub const DEFAULT_REDIRECT_STATUS: u16 = 302;
 impl Redirect {
     /// The status code and absolute `Location` for `req`.
     ///
-    /// The port follows the spec: the filter's port if set; else the well-known port of the
-    /// filter's scheme if it names one; else the listener port. It is left out of the Location
-    /// when it is the default for the scheme, so `https://host/` rather than `https://host:443/`.
+    /// For a Gateway API redirect the port follows the spec: the filter's port if set; else the
+    /// well-known port of the filter's scheme if it names one; else the listener port. It is
+    /// left out of the Location when it is the default for the scheme, so `https://host/`
+    /// rather than `https://host:443/`. A VirtualService redirect picks it as [`RedirectPort`]
+    /// says.
     pub fn response(&self, req: &RedirectInput<'_>) -> (u16, String) {
         let scheme = self.scheme.unwrap_or(req.scheme);
         let port = match (self.port, self.port_from, self.scheme) {
