@@ -20,7 +20,8 @@ pub struct Cors {
     methods: Listed,
     headers: Listed,
     expose_headers: Listed,
-    max_age: HeaderValue,
+    /// None sends no `Access-Control-Max-Age` (a VirtualService without `maxAge`, as Envoy).
+    max_age: Option<HeaderValue>,
     allow_credentials: bool,
 }
 
@@ -107,7 +108,9 @@ impl Cors {
         {
             out.push((ACCESS_CONTROL_ALLOW_HEADERS, headers));
         }
-        out.push((ACCESS_CONTROL_MAX_AGE, self.max_age.clone()));
+        if let Some(max_age) = &self.max_age {
+            out.push((ACCESS_CONTROL_MAX_AGE, max_age.clone()));
+        }
         Some(out)
     }
 
@@ -202,7 +205,7 @@ impl Cors {
                 &format!("{field}.exposeHeaders"),
                 issues,
             ),
-            max_age: HeaderValue::from(max_age),
+            max_age: Some(HeaderValue::from(max_age)),
             allow_credentials: spec.allow_credentials.unwrap_or(false),
         }
     }
@@ -215,7 +218,7 @@ pub(crate) struct CorsParts<'a> {
     pub methods: &'a [String],
     pub headers: &'a [String],
     pub expose_headers: &'a [String],
-    pub max_age_seconds: i32,
+    pub max_age_seconds: Option<i32>,
     pub allow_credentials: bool,
 }
 
@@ -258,7 +261,7 @@ impl Cors {
                 &format!("{field}.exposeHeaders"),
                 issues,
             ),
-            max_age: HeaderValue::from(parts.max_age_seconds.max(0)),
+            max_age: parts.max_age_seconds.map(|s| HeaderValue::from(s.max(0))),
             allow_credentials: parts.allow_credentials,
         }
     }

@@ -32,15 +32,15 @@ pub(super) fn compile(spec: &CorsPolicy, field: &str, issues: &mut Vec<Issue>) -
         .as_deref()
         .map(resilience::parse_istio_duration)
     {
-        None => 0,
-        Some(Ok(d)) => i32::try_from(d.as_secs()).unwrap_or(i32::MAX),
+        None => None,
+        Some(Ok(d)) => Some(i32::try_from(d.as_secs()).unwrap_or(i32::MAX)),
         Some(Err(e)) => {
             issues.push(Issue::error(
                 IssueReason::Invalid,
                 format!("{field}.maxAge"),
                 format!("{e}; no max age is sent"),
             ));
-            0
+            None
         }
     };
     if spec

@@ -536,6 +536,15 @@ fn cors_policy_allows_exact_and_prefix_origins() {
     assert!(preflight
         .iter()
         .any(|(n, v)| n == "access-control-max-age" && v == "86400"));
+    // Without maxAge, Envoy sends no max age.
+    let route = compile_clean(&format!(
+        "http:\n- corsPolicy: {{allowOrigins: [{{exact: '*'}}]}}\n  {ROUTE}"
+    ));
+    let cors = route.rules[0].cors.as_ref().expect("cors");
+    let preflight = cors
+        .preflight_response("https://x.example", Some("GET"), None)
+        .expect("allowed");
+    assert!(!preflight.iter().any(|(n, _)| n == "access-control-max-age"));
 }
 
 #[test]
