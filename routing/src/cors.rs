@@ -23,6 +23,9 @@ pub struct Cors {
     /// None sends no `Access-Control-Max-Age` (a VirtualService without `maxAge`, as Envoy).
     max_age: Option<HeaderValue>,
     allow_credentials: bool,
+    /// A preflight from an origin that is not allowed goes to the backend instead of being
+    /// refused (Istio's `unmatchedPreflights: FORWARD`, its default).
+    forward_unmatched_preflights: bool,
 }
 
 /// The Gateway API default for `maxAge`, in seconds.
@@ -81,6 +84,12 @@ struct Listed {
 type Headers = Vec<(HeaderName, HeaderValue)>;
 
 impl Cors {
+    /// Whether a preflight from an origin that is not allowed is forwarded to the backend
+    /// rather than refused by the waypoint.
+    pub fn forwards_unmatched_preflights(&self) -> bool {
+        self.forward_unmatched_preflights
+    }
+
     /// The headers answering a preflight request (OPTIONS with `Access-Control-Request-Method`)
     /// from `origin`, or None when the origin is not allowed: the proxy then answers the
     /// preflight without CORS headers, which makes the browser refuse the real request.
@@ -207,6 +216,7 @@ impl Cors {
             ),
             max_age: Some(HeaderValue::from(max_age)),
             allow_credentials: spec.allow_credentials.unwrap_or(false),
+            forward_unmatched_preflights: false,
         }
     }
 }
@@ -220,6 +230,7 @@ pub(crate) struct CorsParts<'a> {
     pub expose_headers: &'a [String],
     pub max_age_seconds: Option<i32>,
     pub allow_credentials: bool,
+    pub forward_unmatched_preflights: bool,
 }
 
 impl Cors {
@@ -263,6 +274,7 @@ impl Cors {
             ),
             max_age: parts.max_age_seconds.map(|s| HeaderValue::from(s.max(0))),
             allow_credentials: parts.allow_credentials,
+            forward_unmatched_preflights: parts.forward_unmatched_preflights,
         }
     }
 }

@@ -43,18 +43,18 @@ pub(super) fn compile(spec: &CorsPolicy, field: &str, issues: &mut Vec<Issue>) -
             None
         }
     };
-    if spec
-        .unmatched_preflights
-        .as_deref()
-        .is_some_and(|u| u != "IGNORE")
-    {
-        issues.push(Issue::warning(
-            IssueReason::Unsupported,
-            format!("{field}.unmatchedPreflights"),
-            "preflights from origins that are not allowed are answered by the waypoint (403), \
-             not forwarded",
-        ));
-    }
+    let forward_unmatched_preflights = match spec.unmatched_preflights.as_deref() {
+        None | Some("UNSPECIFIED" | "FORWARD") => true,
+        Some("IGNORE") => false,
+        Some(other) => {
+            issues.push(Issue::error(
+                IssueReason::Invalid,
+                format!("{field}.unmatchedPreflights"),
+                format!("{other:?} is not FORWARD or IGNORE; preflights are forwarded"),
+            ));
+            true
+        }
+    };
     Cors::compile_parts(
         CorsParts {
             origins,
@@ -63,6 +63,7 @@ pub(super) fn compile(spec: &CorsPolicy, field: &str, issues: &mut Vec<Issue>) -
             expose_headers: &spec.expose_headers,
             max_age_seconds,
             allow_credentials: spec.allow_credentials.unwrap_or(false),
+            forward_unmatched_preflights,
         },
         field,
         issues,

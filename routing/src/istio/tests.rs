@@ -536,9 +536,11 @@ fn cors_policy_allows_exact_and_prefix_origins() {
     assert!(preflight
         .iter()
         .any(|(n, v)| n == "access-control-max-age" && v == "86400"));
+    // Istio's default: a preflight from another origin goes to the backend.
+    assert!(cors.forwards_unmatched_preflights());
     // Without maxAge, Envoy sends no max age.
     let route = compile_clean(&format!(
-        "http:\n- corsPolicy: {{allowOrigins: [{{exact: '*'}}]}}\n  {ROUTE}"
+        "http:\n- corsPolicy: {{allowOrigins: [{{exact: '*'}}], unmatchedPreflights: IGNORE}}\n  {ROUTE}"
     ));
     let cors = route.rules[0].cors.as_ref().expect("cors");
     let preflight = cors

@@ -389,6 +389,8 @@ fn preflight_answer(req: &RequestHeader, cors: Option<&Cors>) -> Option<Prefligh
                 status: 200,
                 headers,
             },
+            // Istio's default for a VirtualService: the backend answers it.
+            None if cors.forwards_unmatched_preflights() => return None,
             // Refused outright, so the browser reports it without sending the real request.
             None => PreflightAnswer {
                 status: 403,
