@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use routing::{
     CompiledRoute, HeaderMatch, HeaderValueMatch, PathMatch, RequestMatch, RequestView, RouteId,
-    RouteTable, Rule,
+    RouteSource, RouteTable, Rule,
 };
 
 const ROUTES: usize = 10_000;
@@ -32,6 +32,7 @@ fn rule(request_match: RequestMatch) -> Rule {
         request_header_modifier: None,
         response_header_modifier: None,
         redirect: None,
+        direct_response: None,
         rewrite: None,
         mirrors: Vec::new(),
         cors: None,
@@ -66,6 +67,7 @@ fn route(i: usize) -> Arc<CompiledRoute> {
             headers,
             ..RequestMatch::any()
         })],
+        source: RouteSource::GatewayApi,
     })
 }
 
@@ -82,12 +84,14 @@ fn find(c: &mut Criterion) {
         path: "/service-3332/orders/42",
         query: Some("page=2"),
         headers: &tenant,
+        context: Default::default(),
     };
     let miss = RequestView {
         method: "GET",
         path: "/nowhere/at/all",
         query: None,
         headers: &headers,
+        context: Default::default(),
     };
     assert_eq!(
         table.find(&late).map(|m| m.route.id.name.as_str()),

@@ -59,6 +59,18 @@ pub struct CompiledRoute {
     /// The rules in spec.rules order; a route with none gets the single catch-all rule the
     /// Gateway API defines.
     pub rules: Vec<Rule>,
+    /// The kind of resource the route was compiled from: where the two APIs disagree on what
+    /// the proxy does (an unusable backend), the proxy follows the route's own.
+    pub source: RouteSource,
+}
+
+/// Which API a [`CompiledRoute`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSource {
+    /// An HTTPRoute or GRPCRoute: an unusable backend's share is answered with 500.
+    GatewayApi,
+    /// An Istio VirtualService: a destination Envoy has no cluster for is answered with 503 NC.
+    VirtualService,
 }
 
 /// One compiled rule of a route: when it applies, what it does to the request, and where the
@@ -77,6 +89,9 @@ pub struct Rule {
     pub response_header_modifier: Option<HeaderModifier>,
     /// Set: the waypoint answers with a redirect and forwards nothing.
     pub redirect: Option<Redirect>,
+    /// Set: the waypoint answers with this status and body and forwards nothing
+    /// (VirtualService `directResponse`).
+    pub direct_response: Option<DirectResponse>,
     /// The rule's URLRewrite: the host and path the backend sees instead of the client's.
     pub rewrite: Option<UrlRewrite>,
     /// RequestMirror filters, each sampling requests on its own.
@@ -92,6 +107,15 @@ pub struct Rule {
     pub unsupported_filter: Option<String>,
     /// The backendRefs in spec order, invalid ones included so they keep their share.
     pub backends: Vec<WeightedBackend>,
+}
+
+/// A local answer instead of forwarding (VirtualService `directResponse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectResponse {
+    /// The status sent.
+    pub status: u16,
+    /// The body sent, byte for byte; empty for none.
+    pub body: Vec<u8>,
 }
 
 impl Rule {
@@ -147,6 +171,7 @@ pub fn compile_http_route(
             request_header_modifier: None,
             response_header_modifier: None,
             redirect: None,
+            direct_response: None,
             rewrite: None,
             mirrors: Vec::new(),
             cors: None,
@@ -168,6 +193,7 @@ pub fn compile_http_route(
             .as_ref()
             .map(|t| t.0.as_nanosecond()),
         rules,
+        source: RouteSource::GatewayApi,
     };
     (route, issues)
 }
@@ -204,10 +230,7 @@ fn compile_rule(
         &field,
         &mut policy_issues,
     );
-    issues.extend(policy_issues.into_iter().map(|i| match i.warning {
-        true => Issue::warning(IssueReason::Invalid, i.field, i.message),
-        false => Issue::error(IssueReason::Invalid, i.field, i.message),
-    }));
+    issues.extend(policy_issues.into_iter().map(Issue::from));
     let filters = compile_rule_filters(
         rule.filters.as_deref().unwrap_or_default(),
         &format!("{field}.filters"),
@@ -240,6 +263,7 @@ fn compile_rule(
         request_header_modifier: filters.request_header_modifier,
         response_header_modifier: filters.response_header_modifier,
         redirect: filters.redirect,
+        direct_response: None,
         rewrite: filters.rewrite,
         mirrors: filters.mirrors,
         cors: filters.cors.map(Arc::new),

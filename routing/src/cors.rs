@@ -11,6 +11,7 @@ use http::header::{
 use http::{HeaderName, HeaderValue};
 
 use crate::issue::{Issue, IssueReason};
+use crate::request_match::TextMatch;
 
 /// A compiled CORS filter.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,8 +20,12 @@ pub struct Cors {
     methods: Listed,
     headers: Listed,
     expose_headers: Listed,
-    max_age: HeaderValue,
+    /// None sends no `Access-Control-Max-Age` (a VirtualService without `maxAge`, as Envoy).
+    max_age: Option<HeaderValue>,
     allow_credentials: bool,
+    /// A preflight from an origin that is not allowed goes to the backend instead of being
+    /// refused (Istio's `unmatchedPreflights: FORWARD`, its default).
+    forward_unmatched_preflights: bool,
 }
 
 /// The Gateway API default for `maxAge`, in seconds.
@@ -36,6 +41,25 @@ enum OriginPattern {
         host: HostPattern,
         port: u16,
     },
+    /// A VirtualService `allowOrigins` prefix or regex, tested on the origin as sent.
+    Text(OriginText),
+}
+
+/// A [`TextMatch`] on the whole origin, compared by what was written.
+#[derive(Clone, Debug)]
+struct OriginText(TextMatch);
+
+impl PartialEq for OriginText {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (TextMatch::Exact(a), TextMatch::Exact(b))
+            | (TextMatch::Prefix(a), TextMatch::Prefix(b)) => a == b,
+            (TextMatch::RegularExpression(a), TextMatch::RegularExpression(b)) => {
+                a.as_str() == b.as_str()
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +84,12 @@ struct Listed {
 type Headers = Vec<(HeaderName, HeaderValue)>;
 
 impl Cors {
+    /// Whether a preflight from an origin that is not allowed is forwarded to the backend
+    /// rather than refused by the waypoint.
+    pub fn forwards_unmatched_preflights(&self) -> bool {
+        self.forward_unmatched_preflights
+    }
+
     /// The headers answering a preflight request (OPTIONS with `Access-Control-Request-Method`)
     /// from `origin`, or None when the origin is not allowed: the proxy then answers the
     /// preflight without CORS headers, which makes the browser refuse the real request.
@@ -87,7 +117,9 @@ impl Cors {
         {
             out.push((ACCESS_CONTROL_ALLOW_HEADERS, headers));
         }
-        out.push((ACCESS_CONTROL_MAX_AGE, self.max_age.clone()));
+        if let Some(max_age) = &self.max_age {
+            out.push((ACCESS_CONTROL_MAX_AGE, max_age.clone()));
+        }
         Some(out)
     }
 
@@ -123,6 +155,7 @@ impl Cors {
         let parsed = parse_origin(origin);
         let allowed = self.origins.iter().any(|p| match (p, &parsed) {
             (OriginPattern::Any, _) => true,
+            (OriginPattern::Text(text), _) => text.0.matches(origin),
             (_, None) => false,
             (OriginPattern::Origin { scheme, host, port }, Some((o_scheme, o_host, o_port))) => {
                 scheme == o_scheme && port == o_port && host.matches(o_host)
@@ -181,8 +214,67 @@ impl Cors {
                 &format!("{field}.exposeHeaders"),
                 issues,
             ),
-            max_age: HeaderValue::from(max_age),
+            max_age: Some(HeaderValue::from(max_age)),
             allow_credentials: spec.allow_credentials.unwrap_or(false),
+            forward_unmatched_preflights: false,
+        }
+    }
+}
+
+/// What a VirtualService `corsPolicy` says, in the shape [`Cors::compile_parts`] takes.
+pub(crate) struct CorsParts<'a> {
+    /// allowOrigins: `*`, `scheme://host[:port]` patterns, or whole-origin text matches.
+    pub origins: Vec<(String, Result<&'a str, TextMatch>)>,
+    pub methods: &'a [String],
+    pub headers: &'a [String],
+    pub expose_headers: &'a [String],
+    pub max_age_seconds: Option<i32>,
+    pub allow_credentials: bool,
+    pub forward_unmatched_preflights: bool,
+}
+
+impl Cors {
+    /// Compiles a VirtualService `corsPolicy` at `field`: an origin given as text is parsed
+    /// like a Gateway API origin (`Ok`), a prefix or regex is tested on the whole origin.
+    pub(crate) fn compile_parts(
+        parts: CorsParts<'_>,
+        field: &str,
+        issues: &mut Vec<Issue>,
+    ) -> Self {
+        let mut origins = Vec::new();
+        for (at, origin) in parts.origins {
+            match origin {
+                Err(text) => origins.push(OriginPattern::Text(OriginText(text))),
+                Ok(origin) => match compile_origin(origin) {
+                    Some(pattern) => origins.push(pattern),
+                    None => issues.push(Issue::error(
+                        IssueReason::Invalid,
+                        format!("{field}.{at}"),
+                        format!("origin {origin:?} is not `*` or scheme://host[:port]; ignored"),
+                    )),
+                },
+            }
+        }
+        Self {
+            origins,
+            methods: Listed::compile(
+                Some(parts.methods),
+                &format!("{field}.allowMethods"),
+                issues,
+            ),
+            headers: Listed::compile(
+                Some(parts.headers),
+                &format!("{field}.allowHeaders"),
+                issues,
+            ),
+            expose_headers: Listed::compile(
+                Some(parts.expose_headers),
+                &format!("{field}.exposeHeaders"),
+                issues,
+            ),
+            max_age: parts.max_age_seconds.map(|s| HeaderValue::from(s.max(0))),
+            allow_credentials: parts.allow_credentials,
+            forward_unmatched_preflights: parts.forward_unmatched_preflights,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::header_modifier::HeaderModifier;
 use crate::issue::{Issue, IssueReason};
 use crate::mirror::Mirror;
 use crate::path_modifier::PathModifier;
-use crate::redirect::{Redirect, UrlRewrite, DEFAULT_REDIRECT_STATUS};
+use crate::redirect::{Redirect, RedirectPort, UrlRewrite, DEFAULT_REDIRECT_STATUS};
 use crate::request_match::RequestMatch;
 
 /// What a list of filters compiles to.
@@ -222,6 +222,7 @@ fn compile_redirect(
         path,
         port,
         status,
+        port_from: RedirectPort::GatewayApi,
     }
 }
 

@@ -86,6 +86,7 @@ impl TestRequest {
             path: &self.path,
             query: self.query.as_deref(),
             headers: &self.headers,
+            context: Default::default(),
         }
     }
 }

@@ -92,3 +92,13 @@ impl std::fmt::Display for Issue {
         )
     }
 }
+
+/// A policy value `resilience` could not honour is an invalid field of the route.
+impl From<resilience::PolicyIssue> for Issue {
+    fn from(i: resilience::PolicyIssue) -> Self {
+        match i.warning {
+            true => Issue::warning(IssueReason::Invalid, i.field, i.message),
+            false => Issue::error(IssueReason::Invalid, i.field, i.message),
+        }
+    }
+}

@@ -32,7 +32,7 @@ mod fixtures;
 
 pub use authority::{Authority, AuthorityError};
 pub use backend::{BackendLookup, BackendTarget, WeightedBackend};
-pub use compile::{compile_http_route, CompiledRoute, RouteId, Rule};
+pub use compile::{compile_http_route, CompiledRoute, DirectResponse, RouteId, RouteSource, Rule};
 pub use cors::Cors;
 pub use grpc::grpc_to_http;
 pub use header_modifier::HeaderModifier;
@@ -41,11 +41,11 @@ pub use mirror::Mirror;
 pub use parent::{
     gateway_parents, parent_services, tcp_parent_services, ParentGateway, ParentService, ServiceKey,
 };
-pub use path_modifier::PathModifier;
-pub use redirect::{Redirect, RedirectInput, UrlRewrite, DEFAULT_REDIRECT_STATUS};
+pub use path_modifier::{PathModifier, PathRegex};
+pub use redirect::{Redirect, RedirectInput, RedirectPort, UrlRewrite, DEFAULT_REDIRECT_STATUS};
 pub use request_match::{
-    HeaderMatch, HeaderValueMatch, PathMatch, QueryParamMatch, QueryValueMatch, RequestMatch,
-    RequestView,
+    ExtraConditions, HeaderMatch, HeaderValueMatch, PathMatch, QueryParamMatch, QueryValueMatch,
+    RequestContext, RequestMatch, RequestView, TextMatch,
 };
 pub use table::{RouteMatch, RouteTable};
 pub use tcp::{compile_tcp_route, CompiledTcpRoute};

@@ -14,7 +14,27 @@ pub enum PathModifier {
     /// path (whole path elements) follows it. Stored without a trailing '/', so a replacement of
     /// "/" is the empty string and never produces "//".
     ReplacePrefixMatch(String),
+    /// VirtualService `rewrite.uri` (Envoy's `prefix_rewrite`): the part of the path the
+    /// match selected becomes this value — the prefix of a `uri.prefix` match, else the whole
+    /// path. Applied literally, as Envoy does: `/v2` for prefix `/api` turns `/api/x` into
+    /// `/v2/x` and `/apix` into `/v2x`.
+    ReplaceMatched(String),
+    /// VirtualService `rewrite.uriRegexRewrite` (Envoy's `regex_rewrite`): every match of the
+    /// pattern in the path is replaced by the substitution.
+    RegexReplace(PathRegex, String),
 }
+
+/// A compiled regular expression compared by its pattern, so rewrites stay comparable.
+#[derive(Clone, Debug)]
+pub struct PathRegex(pub regex::Regex);
+
+impl PartialEq for PathRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for PathRegex {}
 
 impl PathModifier {
     /// The new path for `path` (without its query), given the match that selected the rule.
@@ -24,6 +44,18 @@ impl PathModifier {
     pub fn apply(&self, path: &str, matched: &PathMatch) -> String {
         match self {
             PathModifier::ReplaceFullPath(full) => full.clone(),
+            PathModifier::ReplaceMatched(replacement) => match matched {
+                PathMatch::StringPrefix { prefix, .. } => {
+                    format!(
+                        "{replacement}{}",
+                        path.get(prefix.len()..).unwrap_or_default()
+                    )
+                }
+                _ => replacement.clone(),
+            },
+            PathModifier::RegexReplace(re, substitution) => {
+                re.0.replace_all(path, substitution.as_str()).into_owned()
+            }
             PathModifier::ReplacePrefixMatch(replacement) => {
                 let PathMatch::Prefix { trimmed, .. } = matched else {
                     return path.to_owned();

@@ -28,6 +28,22 @@ pub struct RequestView<'a> {
     pub query: Option<&'a str>,
     /// The request headers; repeated ones are matched as described in the module docs.
     pub headers: &'a http::HeaderMap,
+    /// What only VirtualService matches ask about (scheme, authority, port, client namespace).
+    pub context: RequestContext<'a>,
+}
+
+/// The parts of a request only VirtualService matches read; HTTPRoute matches ignore them, so
+/// callers that only serve HTTPRoutes may leave them at their defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestContext<'a> {
+    /// "http" or "https": how the request reached the waypoint.
+    pub scheme: &'a str,
+    /// The Host header or `:authority`, as sent (with its port, if any).
+    pub authority: &'a str,
+    /// The service or listener port the request arrived on.
+    pub port: u16,
+    /// The client's namespace, when the request came through a tunnel that names it.
+    pub source_namespace: Option<&'a str>,
 }
 
 /// A compiled HTTPRouteMatch: path AND method AND every header AND every query parameter.
@@ -41,6 +57,37 @@ pub struct RequestMatch {
     pub headers: Vec<HeaderMatch>,
     /// Query parameter conditions, at most one per name (later duplicates are dropped).
     pub query_params: Vec<QueryParamMatch>,
+    /// Conditions only a VirtualService can set; None for HTTPRoute matches. Boxed, so the
+    /// common case stays small.
+    pub extra: Option<Box<ExtraConditions>>,
+}
+
+/// VirtualService match conditions beyond what HTTPRoute matches can say.
+#[derive(Clone, Debug, Default)]
+pub struct ExtraConditions {
+    /// The method, by exact, prefix or regex (HTTPRoute's method is exact only).
+    pub method: Option<TextMatch>,
+    /// The Host header or `:authority`, port included when the client sent one.
+    pub authority: Option<TextMatch>,
+    /// "http" or "https".
+    pub scheme: Option<TextMatch>,
+    /// Headers that must not match (a missing header does not match, so it satisfies these).
+    pub without_headers: Vec<HeaderMatch>,
+    /// The port the request arrived on.
+    pub port: Option<u16>,
+    /// The client's namespace.
+    pub source_namespace: Option<String>,
+}
+
+/// A string condition on a request attribute (Istio's StringMatch).
+#[derive(Clone, Debug)]
+pub enum TextMatch {
+    /// Equal to.
+    Exact(String),
+    /// Starts with.
+    Prefix(String),
+    /// Full match (anchored at compile time).
+    RegularExpression(regex::Regex),
 }
 
 /// How a request path is matched (HTTPPathMatch).
@@ -58,6 +105,16 @@ pub enum PathMatch {
     },
     /// Full match (anchored at compile time).
     RegularExpression(regex::Regex),
+    /// Istio `uri.prefix`: a plain string prefix, as Envoy's prefix match (so `/foo` also
+    /// matches `/foobar`), ASCII case-insensitive when `ignore_case` (`ignoreUriCase`).
+    StringPrefix {
+        /// The prefix as written.
+        prefix: String,
+        /// Compare ignoring ASCII case.
+        ignore_case: bool,
+    },
+    /// Istio `uri.exact` with `ignoreUriCase`: equal ignoring ASCII case.
+    ExactIgnoreCase(String),
 }
 
 /// One HTTPHeaderMatch: the named header must be present and its value must match.
@@ -77,6 +134,10 @@ pub enum HeaderValueMatch {
     /// Full match (anchored at compile time), on bytes because header values may carry
     /// obs-text that is not UTF-8.
     RegularExpression(regex::bytes::Regex),
+    /// Starts with these bytes (VirtualService `prefix`).
+    Prefix(Vec<u8>),
+    /// Any value, the header need only be present (a VirtualService's empty match).
+    Present,
 }
 
 /// One HTTPQueryParamMatch: the named parameter must be present and its first value must match.
@@ -95,6 +156,10 @@ pub enum QueryValueMatch {
     Exact(String),
     /// Full match (anchored at compile time).
     RegularExpression(regex::Regex),
+    /// Starts with (VirtualService `prefix`).
+    Prefix(String),
+    /// Any value, the parameter need only be present (a VirtualService's empty match).
+    Present,
 }
 
 /// Why a path value is refused; these mirror the validation the Gateway API CRD applies, which
@@ -120,6 +185,7 @@ impl RequestMatch {
             method: None,
             headers: Vec::new(),
             query_params: Vec::new(),
+            extra: None,
         }
     }
 
@@ -153,6 +219,7 @@ impl RequestMatch {
                 method,
                 headers,
                 query_params,
+                extra: None,
             }),
             _ => None,
         }
@@ -162,9 +229,10 @@ impl RequestMatch {
     /// PathPrefix (2) with the most characters; smaller sorts first.
     pub(crate) fn path_rank(&self) -> (u8, std::cmp::Reverse<usize>) {
         match &self.path {
-            PathMatch::Exact(_) => (0, std::cmp::Reverse(0)),
+            PathMatch::Exact(_) | PathMatch::ExactIgnoreCase(_) => (0, std::cmp::Reverse(0)),
             PathMatch::RegularExpression(_) => (1, std::cmp::Reverse(0)),
             PathMatch::Prefix { written_chars, .. } => (2, std::cmp::Reverse(*written_chars)),
+            PathMatch::StringPrefix { prefix, .. } => (2, std::cmp::Reverse(prefix.len())),
         }
     }
 
@@ -177,6 +245,36 @@ impl RequestMatch {
                 .is_none_or(|m| m.as_str() == req.method)
             && self.headers.iter().all(|h| h.matches(req.headers))
             && self.query_params.iter().all(|q| q.matches(req.query))
+            && self.extra.as_deref().is_none_or(|e| e.matches(req))
+    }
+}
+
+impl ExtraConditions {
+    fn matches(&self, req: &RequestView<'_>) -> bool {
+        let ctx = &req.context;
+        self.method.as_ref().is_none_or(|m| m.matches(req.method))
+            && self
+                .authority
+                .as_ref()
+                .is_none_or(|m| m.matches(ctx.authority))
+            && self.scheme.as_ref().is_none_or(|m| m.matches(ctx.scheme))
+            && self.port.is_none_or(|p| p == ctx.port)
+            && self
+                .source_namespace
+                .as_deref()
+                .is_none_or(|ns| ctx.source_namespace == Some(ns))
+            && !self.without_headers.iter().any(|h| h.matches(req.headers))
+    }
+}
+
+impl TextMatch {
+    /// Whether `value` satisfies this condition.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            TextMatch::Exact(v) => value == v,
+            TextMatch::Prefix(p) => value.starts_with(p.as_str()),
+            TextMatch::RegularExpression(re) => re.is_match(value),
+        }
     }
 }
 
@@ -190,12 +288,20 @@ impl PathMatch {
                 None => false,
             },
             PathMatch::RegularExpression(re) => re.is_match(path),
+            PathMatch::StringPrefix {
+                prefix,
+                ignore_case: false,
+            } => path.starts_with(prefix.as_str()),
+            PathMatch::StringPrefix { prefix, .. } => path
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix)),
+            PathMatch::ExactIgnoreCase(value) => path.eq_ignore_ascii_case(value),
         }
     }
 }
 
 impl HeaderMatch {
-    fn matches(&self, headers: &http::HeaderMap) -> bool {
+    pub(crate) fn matches(&self, headers: &http::HeaderMap) -> bool {
         let mut values = headers.get_all(&self.name).iter();
         let Some(first) = values.next() else {
             return false;
@@ -219,6 +325,8 @@ impl HeaderMatch {
                 }
                 rest.is_empty()
             }
+            HeaderValueMatch::Present => true,
+            HeaderValueMatch::Prefix(p) => first.as_bytes().starts_with(p),
             HeaderValueMatch::RegularExpression(re) if single => re.is_match(first.as_bytes()),
             HeaderValueMatch::RegularExpression(re) => {
                 let joined = headers
@@ -246,6 +354,8 @@ impl QueryParamMatch {
         match &self.value {
             QueryValueMatch::Exact(expected) => value == expected,
             QueryValueMatch::RegularExpression(re) => re.is_match(value),
+            QueryValueMatch::Prefix(p) => value.starts_with(p.as_str()),
+            QueryValueMatch::Present => true,
         }
     }
 }
@@ -415,15 +525,15 @@ fn anchored(pattern: &str) -> Result<String, regex::Error> {
     Ok(format!(r"\A(?:{pattern})\z"))
 }
 
-fn full_match_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+pub(crate) fn full_match_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&anchored(pattern)?)
 }
 
-fn full_match_bytes_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
+pub(crate) fn full_match_bytes_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
     regex::bytes::Regex::new(&anchored(pattern)?)
 }
 
-fn invalid_regex(field: String, e: &regex::Error) -> Issue {
+pub(crate) fn invalid_regex(field: String, e: &regex::Error) -> Issue {
     Issue::error(
         IssueReason::Invalid,
         field,

@@ -27,7 +27,9 @@ struct PathIndex {
     /// path can only match the prefixes that end where one of its elements ends, so a lookup
     /// probes one bucket per path element.
     prefix: HashMap<String, Vec<usize>>,
-    /// Regular expressions can match any path, so they are always tried.
+    /// Regular expressions (and the VirtualService path matches the buckets above cannot
+    /// key: plain string prefixes, case-insensitive paths) can match any path, so they are
+    /// always tried.
     regex: Vec<usize>,
 }
 
@@ -71,6 +73,17 @@ impl RouteTable {
     /// Orders every match of every rule of `routes` by Gateway API precedence and indexes
     /// them by path, once per snapshot so that [`RouteTable::find`] does no sorting.
     pub fn new(routes: Vec<Arc<CompiledRoute>>) -> Self {
+        Self::build(routes, true)
+    }
+
+    /// A table whose rules are tried in the order written, route by route, rule by rule: a
+    /// VirtualService's `http[]` list, where the first rule that matches wins (Istio's order,
+    /// not Gateway API precedence).
+    pub fn in_written_order(routes: Vec<Arc<CompiledRoute>>) -> Self {
+        Self::build(routes, false)
+    }
+
+    fn build(routes: Vec<Arc<CompiledRoute>>, by_precedence: bool) -> Self {
         let names: Vec<String> = routes.iter().map(|r| r.id.to_string()).collect();
         let mut keyed = Vec::new();
         for (r, route) in routes.iter().enumerate() {
@@ -87,7 +100,9 @@ impl RouteTable {
             }
         }
         // Stable, so identical keys (the same route listed twice) keep their input order.
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        if by_precedence {
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        }
         let candidates: Vec<Candidate> = keyed.into_iter().map(|(_, c)| c).collect();
         let mut index = PathIndex::default();
         for (position, c) in candidates.iter().enumerate() {
@@ -96,7 +111,9 @@ impl RouteTable {
                 PathMatch::Prefix { trimmed, .. } => {
                     index.prefix.entry(trimmed.clone()).or_default()
                 }
-                PathMatch::RegularExpression(_) => &mut index.regex,
+                PathMatch::RegularExpression(_)
+                | PathMatch::StringPrefix { .. }
+                | PathMatch::ExactIgnoreCase(_) => &mut index.regex,
             }
             .push(position);
         }

@@ -2,15 +2,50 @@
 //! per resource, then every problem with its file, document, object and field.
 
 use crate::live::{build_from_dir, build_from_dir_for_class, ConfigError};
-use crate::snapshot::{GatewayRef, Report, State};
+use crate::snapshot::{GatewayRef, Report, Snapshot, State};
 use routing::Severity;
 use std::fmt::Write as _;
 use std::path::Path;
 
 /// Checks `dir`; returns the printed report and whether it found no error.
 pub fn check(dir: &Path, gateway: Option<&GatewayRef>) -> Result<(String, bool), ConfigError> {
-    let (_, report) = build_from_dir(dir, gateway, 0)?;
-    Ok((render(&report), report.error_count() == 0))
+    let (snapshot, report) = build_from_dir(dir, gateway, 0)?;
+    let mut out = render(&report);
+    if let Some(snapshot) = &snapshot {
+        out.push_str(&policies_in_force(snapshot));
+    }
+    Ok((out, report.error_count() == 0))
+}
+
+/// Per service, the VirtualServices and DestinationRules naming it: the one of each kind in
+/// force and why the others are not. Empty when no such policy names a service.
+pub fn policies_in_force(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    for s in snapshot
+        .services
+        .iter()
+        .filter(|s| !s.virtual_services.is_empty() || !s.destination_rules.is_empty())
+    {
+        if out.is_empty() {
+            out.push_str("\nIstio policies per service:\n");
+        }
+        let _ = writeln!(out, "  {}:", s.key);
+        let kinds = [
+            ("VirtualService", &s.virtual_services),
+            ("DestinationRule", &s.destination_rules),
+        ];
+        for (kind, policies) in kinds {
+            for p in policies {
+                let mark = if p.in_force {
+                    "in force"
+                } else {
+                    "not in force"
+                };
+                let _ = writeln!(out, "    {kind} {} {mark}: {}", p.resource, p.reason);
+            }
+        }
+    }
+    out
 }
 
 /// The Gateway API status of the Gateways of `gateway_class` in `dir` and of the routes naming

@@ -101,3 +101,54 @@ fn syntax_and_type_errors_name_file_document_and_field() {
         "{text}"
     );
 }
+
+#[test]
+fn a_broken_virtual_service_names_each_problem_and_what_is_in_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = "127.0.0.1:9".parse().expect("addr");
+    write(dir.path(), "mesh.yaml", &mesh_config(&[("a", addr)]));
+    write(
+        dir.path(),
+        "vs.yaml",
+        r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: shop, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  hosts: [web]
+  http:
+  - match: [{uri: {regex: "/api/(v1"}}]
+    route: [{destination: {host: web-a}}]
+  - timeout: 1x
+    route:
+    - {destination: {host: web-missing}, weight: 50}
+    - {destination: {host: web-a}, weight: 50}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: later, namespace: shop, creationTimestamp: "2025-01-01T00:00:00Z"}
+spec:
+  hosts: [web.shop.svc.cluster.local]
+  http:
+  - route: [{destination: {host: web-a}}]
+"#,
+    );
+    let (code, text) = check(dir.path());
+    assert_ne!(code, 0, "{text}");
+    let problem = |field: &str, words: &str| {
+        assert!(
+            text.lines().any(|l| l.contains("vs.yaml")
+                && l.contains("VirtualService shop/broken")
+                && l.contains(field)
+                && l.contains(words)),
+            "no line names {field} ({words}):\n{text}"
+        );
+    };
+    problem("spec.http[0].match[0].uri.regex", "regular expression");
+    problem("spec.http[1].timeout", "unit");
+    problem("spec.http[1].route[0].destination.host", "web-missing");
+    assert!(
+        text.contains("VirtualService shop/broken in force")
+            && text.contains("VirtualService shop/later not in force"),
+        "{text}"
+    );
+}

@@ -14,6 +14,7 @@ fn redirect() -> Redirect {
         path: None,
         port: None,
         status: DEFAULT_REDIRECT_STATUS,
+        port_from: RedirectPort::GatewayApi,
     }
 }
 
@@ -25,6 +26,7 @@ fn location_follows_the_spec_defaults() {
         scheme,
         host: "example.com",
         listener_port,
+        request_port: None,
         path,
         query,
         matched: &root,

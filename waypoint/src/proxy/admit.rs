@@ -12,9 +12,9 @@
 //! the pattern of Istio's circuit-breaking task.
 
 use super::context::{Downstream, RequestCtx};
-use super::reply::{Failure, Refusal};
+use super::reply::Failure;
 use crate::endpoint::cluster::{now, Cluster, ClusterState, EndpointState};
-use crate::endpoint::{Affinity, NoEndpoint};
+use crate::endpoint::Affinity;
 use pingora_core::protocols::l4::ext::TcpKeepalive;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
@@ -82,17 +82,6 @@ pub fn client_ip(session: &pingora_proxy::Session) -> Option<std::net::IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
-}
-
-/// 503 `NC`: a route names a subset no DestinationRule in force defines (Envoy has no such
-/// cluster).
-pub fn no_cluster(e: &NoEndpoint) -> Refusal {
-    Refusal {
-        status: 503,
-        flag: ResponseFlag::NoClusterFound,
-        detail: e.to_string().into(),
-        grpc_status: None,
-    }
 }
 
 /// Admits the attempt about to start at `ctx.upstream()`: gives back the previous attempt's

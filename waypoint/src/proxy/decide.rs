@@ -14,8 +14,8 @@ use crate::snapshot::{
 use pingora_http::RequestHeader;
 use resilience::RoutePolicy;
 use routing::{
-    Authority, BackendTarget, Cors, HeaderModifier, RedirectInput, RequestView, RouteMatch,
-    ServiceKey,
+    Authority, BackendTarget, Cors, HeaderModifier, RedirectInput, RequestContext, RequestView,
+    RouteMatch, RouteSource, ServiceKey,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +67,16 @@ pub enum Action {
     },
     /// Answer a CORS preflight; nothing is forwarded.
     Preflight(PreflightAnswer),
+    /// Answer with this status and body (VirtualService `directResponse`); nothing is
+    /// forwarded.
+    Direct {
+        /// The status.
+        status: u16,
+        /// The body, byte for byte.
+        body: bytes::Bytes,
+        /// The rule's response header edits, which Envoy applies to direct responses too.
+        modifiers: Vec<HeaderModifier>,
+    },
     /// Refuse it.
     Refuse(Refusal),
 }
@@ -160,7 +170,7 @@ fn target<'s>(
 ) -> Result<Target<'s>, Refusal> {
     if let Some(listener_port) = downstream.gateway_port {
         routed.listener_port = listener_port;
-        return gateway_match(snapshot, req, listener_port).map(Target::Rule);
+        return gateway_match(snapshot, req, downstream, listener_port).map(Target::Rule);
     }
     // In a tunnel the destination is what the client dialled (the CONNECT target), as for
     // Istio's waypoint; on the plain listener it is what the Host header names.
@@ -194,16 +204,18 @@ fn target<'s>(
     let Some(table) = consumer.or(port.routes.as_ref()) else {
         return Ok(Target::Service(service, port));
     };
-    let m = table.find(&request_view(req)).ok_or_else(|| {
-        Refusal::no_route(format!(
-            "no rule of the routes of service {}/{} port {} matches {} {}",
-            service.key.namespace,
-            service.key.name,
-            port.port,
-            req.method,
-            req.uri.path()
-        ))
-    })?;
+    let m = table
+        .find(&request_view(req, downstream, port.port))
+        .ok_or_else(|| {
+            Refusal::no_route(format!(
+                "no rule of the routes of service {}/{} port {} matches {} {}",
+                service.key.namespace,
+                service.key.name,
+                port.port,
+                req.method,
+                req.uri.path()
+            ))
+        })?;
     // Mesh traffic arrives on the service port; redirects that keep the port use it.
     routed.listener_port = port.port;
     Ok(Target::Rule(m))
@@ -214,6 +226,7 @@ fn target<'s>(
 fn gateway_match<'s>(
     snapshot: &'s Snapshot,
     req: &RequestHeader,
+    downstream: &Downstream,
     listener_port: u16,
 ) -> Result<RouteMatch<'s>, Refusal> {
     let port = snapshot.gateway_port(listener_port).ok_or_else(|| {
@@ -229,7 +242,8 @@ fn gateway_match<'s>(
             snapshot.gateway
         ))
     })?;
-    listener.find(&host, &request_view(req)).ok_or_else(|| {
+    let view = request_view(req, downstream, listener_port);
+    listener.find(&host, &view).ok_or_else(|| {
         Refusal::no_route(format!(
             "no route on listener {} of Gateway {} matches {} {}{}",
             listener.name,
@@ -261,15 +275,24 @@ fn apply_rule(
     }
     let path = req.uri.path();
     if let Some(redirect) = &rule.redirect {
+        let authority = request_authority(req).unwrap_or_default();
         let (status, location) = redirect.response(&RedirectInput {
             scheme,
-            host: host_without_port(request_authority(req).unwrap_or_default()),
+            host: host_without_port(authority),
             listener_port: routed.listener_port,
+            request_port: Authority::parse(authority).ok().and_then(|a| a.port),
             path,
             query: req.uri.query(),
             matched: &m.request_match.path,
         });
         return Action::Redirect { status, location };
+    }
+    if let Some(direct) = &rule.direct_response {
+        return Action::Direct {
+            status: direct.status,
+            body: bytes::Bytes::from(direct.body.clone()),
+            modifiers: rule.response_header_modifier.iter().cloned().collect(),
+        };
     }
     let filters = &mut routed.filters;
     if let Some(rewrite) = &rule.rewrite {
@@ -300,7 +323,7 @@ fn apply_rule(
         &rule.response_header_modifier,
         &backend.response_header_modifier,
     );
-    let mirrors = mirror::endpoints(snapshot, rule, random);
+    let mirrors = mirror::endpoints(snapshot, rule, random, routed.listener_port);
     match &backend.target {
         BackendTarget::Service {
             service,
@@ -311,14 +334,28 @@ fn apply_rule(
             &endpoint::Pick {
                 subset: subset.as_deref(),
                 affinity: Some(affinity),
-                ..endpoint::Pick::any(service, *port)
+                // 0: a VirtualService destination without a port on a service with several
+                // goes to the port the request arrived on, as Istio routes it.
+                ..endpoint::Pick::any(service, backend_port(*port, routed.listener_port))
             },
             mirrors,
         ),
-        BackendTarget::Invalid { reason } => Action::Refuse(Refusal::invalid_backend(format!(
-            "route {} has an invalid backend: {reason}",
-            m.route.id
-        ))),
+        BackendTarget::Invalid { reason } => {
+            let detail = format!("route {} has an invalid backend: {reason}", m.route.id);
+            Action::Refuse(match m.route.source {
+                RouteSource::GatewayApi => Refusal::invalid_backend(detail),
+                RouteSource::VirtualService => Refusal::no_cluster(detail),
+            })
+        }
+    }
+}
+
+/// The backend port a rule names, or the request's port when it names 0.
+pub fn backend_port(port: u16, request_port: u16) -> u16 {
+    if port == 0 {
+        request_port
+    } else {
+        port
     }
 }
 
@@ -340,7 +377,9 @@ fn forward(snapshot: &Snapshot, pick: &endpoint::Pick<'_>, mirrors: Vec<SocketAd
         Err(e @ NoEndpoint::NoneReady { .. }) => {
             Action::Refuse(Refusal::no_healthy_upstream(e.to_string()))
         }
-        Err(e @ NoEndpoint::UnknownSubset { .. }) => Action::Refuse(super::admit::no_cluster(&e)),
+        Err(e @ NoEndpoint::UnknownSubset { .. }) => {
+            Action::Refuse(Refusal::no_cluster(e.to_string()))
+        }
     }
 }
 
@@ -365,6 +404,8 @@ fn preflight_answer(req: &RequestHeader, cors: Option<&Cors>) -> Option<Prefligh
                 status: 200,
                 headers,
             },
+            // Istio's default for a VirtualService: the backend answers it.
+            None if cors.forwards_unmatched_preflights() => return None,
             // Refused outright, so the browser reports it without sending the real request.
             None => PreflightAnswer {
                 status: 403,
@@ -395,11 +436,25 @@ pub fn host_without_port(authority: &str) -> &str {
     Authority::parse(authority).map_or(authority, |a| a.host_as_written)
 }
 
-fn request_view(req: &RequestHeader) -> RequestView<'_> {
+/// What matching reads of `req`, which arrived on `port` as `downstream` says.
+fn request_view<'r>(
+    req: &'r RequestHeader,
+    downstream: &'r Downstream,
+    port: u16,
+) -> RequestView<'r> {
     RequestView {
         method: req.method.as_str(),
         path: req.uri.path(),
         query: req.uri.query(),
         headers: &req.headers,
+        context: RequestContext {
+            scheme: downstream.scheme,
+            authority: request_authority(req).unwrap_or_default(),
+            port,
+            source_namespace: downstream
+                .tunnel
+                .as_ref()
+                .map(|t| t.source.namespace.as_str()),
+        },
     }
 }

@@ -1,7 +1,7 @@
 //! RequestMirror: which endpoints get a copy of a request (decided with the route), and
 //! sending the copies without ever affecting the request itself.
 
-use super::decide::{host_without_port, request_authority};
+use super::decide::{backend_port, host_without_port, request_authority};
 use crate::endpoint;
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
@@ -17,8 +17,14 @@ const MIRROR_TIMEOUT: Duration = Duration::from_secs(10);
 /// The endpoints that get a copy of this request: each mirror of the rule samples it with its
 /// own share. A mirror with an invalid backend, no ready endpoint or an endpoint reachable only
 /// over HBONE (copies go out in plain HTTP) is skipped, as a mirror must never affect the
-/// request itself.
-pub fn endpoints(snapshot: &Snapshot, rule: &Rule, random: u32) -> Vec<SocketAddr> {
+/// request itself. `request_port` is the port the request arrived on (see
+/// [`backend_port`]).
+pub fn endpoints(
+    snapshot: &Snapshot,
+    rule: &Rule,
+    random: u32,
+    request_port: u16,
+) -> Vec<SocketAddr> {
     let mut endpoints = Vec::new();
     for (i, mirror) in rule.mirrors.iter().enumerate() {
         // Each mirror samples from its own draw, unrelated to the backend choice.
@@ -36,7 +42,7 @@ pub fn endpoints(snapshot: &Snapshot, rule: &Rule, random: u32) -> Vec<SocketAdd
         };
         let pick = endpoint::Pick {
             subset: subset.as_deref(),
-            ..endpoint::Pick::any(service, *port)
+            ..endpoint::Pick::any(service, backend_port(*port, request_port))
         };
         match endpoint::choose(snapshot, &pick) {
             Ok(chosen) if chosen.endpoint.hbone.is_none() => endpoints.push(chosen.endpoint.addr),

@@ -37,6 +37,11 @@ impl Refusal {
         Refusal::new(500, ResponseFlag::NoRouteFound, detail)
     }
 
+    /// 503 NC: a VirtualService destination names no service (Envoy has no cluster for it).
+    pub fn no_cluster(detail: impl Into<Cow<'static, str>>) -> Self {
+        Refusal::new(503, ResponseFlag::NoClusterFound, detail)
+    }
+
     /// 503 UH: the backend has no endpoint to send to.
     pub fn no_healthy_upstream(detail: impl Into<Cow<'static, str>>) -> Self {
         Refusal::new(503, ResponseFlag::NoHealthyUpstream, detail)
@@ -74,8 +79,8 @@ pub struct PreflightAnswer {
 struct LocalResponse {
     status: u16,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// A text body; none for redirects and preflights.
-    body: Option<String>,
+    /// The body, sent as is; none for redirects and preflights.
+    body: Option<Bytes>,
     flag: Option<ResponseFlag>,
 }
 
@@ -96,6 +101,25 @@ pub async fn answer(session: &mut Session, action: &Action) -> Result<bool> {
             flag: None,
         },
         Action::Refuse(refusal) => refusal_response(refusal)?,
+        Action::Direct {
+            status,
+            body,
+            modifiers,
+        } => {
+            let mut headers = http::HeaderMap::new();
+            for m in modifiers {
+                m.apply(&mut headers);
+            }
+            LocalResponse {
+                status: *status,
+                headers: headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect(),
+                body: (!body.is_empty()).then(|| body.clone()),
+                flag: None,
+            }
+        }
     };
     write(session, response).await?;
     Ok(true)
@@ -106,7 +130,7 @@ fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
         return Ok(LocalResponse {
             status: refusal.status,
             headers: Vec::new(),
-            body: Some(refusal.detail.to_string()),
+            body: Some(text_body(&refusal.detail)),
             flag: Some(refusal.flag),
         });
     };
@@ -149,7 +173,7 @@ pub async fn upstream_failure(
         let response = LocalResponse {
             status: failure.status,
             headers: super::admit::failure_headers(failure.flag),
-            body: Some(failure_text(failure.body, retried)),
+            body: Some(text_body(&failure_text(failure.body, retried))),
             flag: failure.flag,
         };
         if let Err(err) = write(session, response).await {
@@ -175,14 +199,19 @@ fn failure_text(body: &str, retried: bool) -> String {
     }
 }
 
-/// The one writer: status, headers, the reason header when there is a flag, and a text body.
+/// A one-line text body, as Envoy ends its own messages.
+fn text_body(text: &str) -> Bytes {
+    Bytes::from(format!("{text}\n"))
+}
+
+/// The one writer: status, headers, the reason header when there is a flag, and the body.
 async fn write(session: &mut Session, response: LocalResponse) -> Result<()> {
-    let body = response.body.map(|b| Bytes::from(format!("{b}\n")));
+    let body = response.body;
     let mut resp = ResponseHeader::build(response.status, Some(response.headers.len() + 3))?;
     for (name, value) in response.headers {
         resp.insert_header(name, value)?;
     }
-    if body.is_some() {
+    if body.is_some() && !resp.headers.contains_key(http::header::CONTENT_TYPE) {
         resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     }
     let length = body.as_ref().map_or(0, Bytes::len);

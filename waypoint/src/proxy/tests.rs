@@ -544,3 +544,63 @@ async fn faults_delay_then_abort_before_any_upstream_work() {
     .await;
     forwarded(&routed);
 }
+
+/// A request to `shop/web` port 80 through a tunnel from a client in `namespace`.
+fn tunnelled(namespace: &str) -> Downstream {
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
+    Downstream {
+        tunnel: Some(std::sync::Arc::new(crate::hbone::context::TunnelContext {
+            source: authz::Identity::new("cluster.local", namespace, "default"),
+            peer_addr: peer,
+            client_addr: None,
+            authority: "10.0.0.1:80".into(),
+            baggage: None,
+            traceparent: None,
+            destination: crate::snapshot::Destination::Service {
+                service: routing::ServiceKey {
+                    namespace: "shop".into(),
+                    name: "web".into(),
+                },
+                port: 80,
+            },
+            xfcc: std::sync::OnceLock::new(),
+        })),
+        ..Downstream::default()
+    }
+}
+
+#[test]
+fn a_virtual_service_routes_by_client_namespace_and_answers_directly() {
+    let s = snapshot(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - match: [{sourceNamespace: canary}]
+    route: [{destination: {host: v2}}]
+  - match: [{uri: {exact: /down}}]
+    directResponse: {status: 503, body: {string: down}}
+  - route: [{destination: {host: web}}]
+",
+    );
+    let req = request("web.shop", "/", &[]);
+    let from_canary = decide(&s, &req, &tunnelled("canary"), 0);
+    assert_eq!(forwarded(&from_canary).addr.to_string(), "127.0.0.4:9090");
+    assert_eq!(from_canary.route.as_deref(), Some("shop/web"));
+    let from_prod = decide(&s, &req, &tunnelled("prod"), 0);
+    assert_eq!(
+        forwarded(&from_prod)
+            .backend
+            .as_ref()
+            .map(|k| k.name.as_str()),
+        Some("web")
+    );
+    let down = route(&s, &request("web.shop", "/down", &[]), 0);
+    assert!(
+        matches!(&down.action, Action::Direct { status: 503, body, .. } if body.as_ref() == b"down"),
+        "{:?}",
+        down.action
+    );
+}

@@ -169,6 +169,9 @@ pub struct ServiceInfo {
     /// Every DestinationRule whose host names the service: the one in force, and why the
     /// others are not (`waypoint check`, `/config_dump`).
     pub destination_rules: Vec<PolicyInForce>,
+    /// Every VirtualService whose hosts name the service: the one in force, and why the
+    /// others are not (`waypoint check`, `/config_dump`).
+    pub virtual_services: Vec<PolicyInForce>,
 }
 
 /// One Istio policy resource (VirtualService, DestinationRule) that names a service, and

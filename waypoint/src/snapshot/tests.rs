@@ -2,7 +2,7 @@ use super::*;
 use crate::config::Loaded;
 use routing::RouteTable;
 
-const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: shop}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
+pub(super) const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: shop}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
 
 pub(super) fn build_with(yaml: &str, gateway: Option<GatewayRef>) -> (Option<Snapshot>, Report) {
     let mut loaded = Loaded::default();
@@ -25,15 +25,15 @@ fn build(yaml: &str) -> Snapshot {
     s.expect("snapshot")
 }
 
-fn ns(name: &str, labels: &str) -> String {
+pub(super) fn ns(name: &str, labels: &str) -> String {
     format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\n")
 }
 
-fn svc(ns: &str, name: &str, vip: &str, labels: &str, extra: &str) -> String {
+pub(super) fn svc(ns: &str, name: &str, vip: &str, labels: &str, extra: &str) -> String {
     format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\nspec:\n  clusterIP: {vip}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n{extra}")
 }
 
-fn docs(parts: &[String]) -> String {
+pub(super) fn docs(parts: &[String]) -> String {
     parts.join("---\n")
 }
 

@@ -17,6 +17,7 @@ mod http_routes;
 mod parents;
 mod services;
 mod tcp_routes;
+mod virtual_services;
 mod waypoint_binding;
 
 pub use services::pod_ip;
@@ -79,6 +80,7 @@ impl<'a> Builder<'a> {
         let listeners = self.attach_routes(&unique, &mut services, &by_key, opts, &served);
         self.attach_tcp_routes(&unique, &mut services, &by_key);
         self.destination_rules(&unique, &mut services, &served.gateway.namespace);
+        self.attach_virtual_services(&unique, &mut services, &served.gateway.namespace);
         served.role?;
         let workloads = self.workloads(&unique, &served);
         mark_hbone_endpoints(&mut services, &workloads);

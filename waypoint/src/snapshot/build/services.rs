@@ -107,6 +107,7 @@ impl<'a> Builder<'a> {
             ports,
             binding: self.binding(labels, ns, served),
             destination_rules: Vec::new(),
+            virtual_services: Vec::new(),
         };
         (info, issues)
     }
@@ -170,6 +171,7 @@ impl<'a> Builder<'a> {
             ports,
             binding: self.binding(labels, ns, served),
             destination_rules: Vec::new(),
+            virtual_services: Vec::new(),
         };
         (info, issues)
     }
