@@ -86,6 +86,7 @@ async fn run_demo(net: u8, mode: Mode) -> Result<(Demo, report::Report, String)>
         rate_per_sec: 60,
         connections: 2,
         duration: Duration::from_millis(1200),
+        served: Some(demo.backends.served()),
     };
     let (_stop_tx, stop) = watch::channel(false);
     let mut out = Vec::new();
