@@ -147,7 +147,13 @@ fn flags_come_from_the_reason_header_or_envoys_signs() {
     let ok = StatusCode::OK;
     let unavailable = StatusCode::SERVICE_UNAVAILABLE;
     /// (what, status, headers, body, the flag read)
-    type Case<'a> = (&'a str, StatusCode, HeaderMap, &'a [u8], Option<ResponseFlag>);
+    type Case<'a> = (
+        &'a str,
+        StatusCode,
+        HeaderMap,
+        &'a [u8],
+        Option<ResponseFlag>,
+    );
     let cases: &[Case] = &[
         ("a plain answer", ok, headers(&[]), b"{}", None),
         (
