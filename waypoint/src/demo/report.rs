@@ -349,8 +349,9 @@ pub enum Failure {
     NoTraffic,
     /// Some requests got no 2xx, and no policy explains why.
     #[error(
-        "{failed} of {total} requests got no 2xx answer ({kinds}); only fault-injection aborts \
-         (FI) and circuit-breaker overflows (UO) may, as the configured policy intends them"
+        "{failed} of {total} requests got no 2xx answer ({kinds}; to {destinations}); only \
+         fault-injection aborts (FI) and circuit-breaker overflows (UO) may, as the configured \
+         policy intends them"
     )]
     NotAll2xx {
         /// Requests without a 2xx and without a flag that explains it.
@@ -359,6 +360,8 @@ pub enum Failure {
         total: u64,
         /// The failures by kind, e.g. `3 4xx, 1 transport errors`.
         kinds: String,
+        /// The failures by destination, e.g. `discounts.travel-agency 3`.
+        destinations: String,
     },
 }
 
@@ -399,6 +402,13 @@ impl Report {
                 failed: all.unexpected(),
                 total: all.total(),
                 kinds: all.failure_kinds(),
+                destinations: self
+                    .labels
+                    .iter()
+                    .filter(|l| l.statuses.unexpected() > 0)
+                    .map(|l| format!("{} {}", l.label, l.statuses.unexpected()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         Ok(())

@@ -78,6 +78,7 @@ fn only_2xx_and_intended_answers_pass() {
                 failed: 2,
                 total: 2,
                 kinds: "2 4xx".into(),
+                destinations: "label-0 2".into(),
             }),
         ),
         (
@@ -87,6 +88,7 @@ fn only_2xx_and_intended_answers_pass() {
                 failed: 1,
                 total: 3,
                 kinds: "1 3xx".into(),
+                destinations: "label-1 1".into(),
             }),
         ),
         (
@@ -96,6 +98,7 @@ fn only_2xx_and_intended_answers_pass() {
                 failed: 1,
                 total: 3,
                 kinds: "1 5xx".into(),
+                destinations: "label-0 1".into(),
             }),
         ),
         (
@@ -109,6 +112,7 @@ fn only_2xx_and_intended_answers_pass() {
                 failed: 3,
                 total: 3,
                 kinds: "3 5xx".into(),
+                destinations: "label-0 3".into(),
             }),
         ),
         (
@@ -121,6 +125,7 @@ fn only_2xx_and_intended_answers_pass() {
                 failed: 3,
                 total: 4,
                 kinds: "1 5xx, 2 transport errors".into(),
+                destinations: "label-0 2, label-1 1".into(),
             }),
         ),
     ];
@@ -187,9 +192,9 @@ fn flags_come_from_the_reason_header_or_envoys_signs() {
         (
             "the reason header wins",
             unavailable,
-            headers(&[("x-envoy-overloaded", "true"), (REASON_HEADER, "UO")]),
+            headers(&[("x-envoy-overloaded", "true"), (REASON_HEADER, "URX")]),
             b"",
-            Some(ResponseFlag::UpstreamOverflow),
+            Some(ResponseFlag::UpstreamRetryLimitExceeded),
         ),
         (
             "a timeout",
