@@ -248,3 +248,89 @@ async fn stop_ends_early_and_transport_errors_are_counted() -> Result<()> {
     );
     Ok(())
 }
+
+/// A stand-in for a waypoint's local replies on loopback: `/uo` answers like an overflowing
+/// circuit breaker (Envoy's header), `/fi` like a fault abort (the waypoint's reason header),
+/// `/503` like a flaky pod no retry hid, anything else 200.
+async fn local_replies() -> Result<SocketAddr> {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioExecutor;
+    use hyper_util::server::conn::auto;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let mut response = http::Response::builder();
+                let status = match req.uri().path() {
+                    "/uo" => {
+                        response = response.header("x-envoy-overloaded", "true");
+                        503
+                    }
+                    "/fi" => {
+                        response = response.header(telemetry::REASON_HEADER, "FI");
+                        503
+                    }
+                    "/503" => 503,
+                    _ => 200,
+                };
+                response.status(status).body(Full::new(Bytes::new()))
+            });
+            tokio::spawn(async move {
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test]
+async fn flagged_answers_are_counted_and_only_unflagged_failures_fail() -> Result<()> {
+    let addr = local_replies().await?;
+    let plan = |flows: Vec<Flow>| TrafficPlan {
+        transport: Transport::Plain(addr),
+        flows,
+        rate_per_sec: 90,
+        connections: 2,
+        duration: Duration::from_millis(400),
+        served: None,
+    };
+    let intended = plan(vec![flow("policy", &["/ok", "/uo", "/fi"], 1)]);
+    let (_stop_tx, stop) = watch::channel(false);
+    let mut out = Vec::new();
+    let report = run(intended, stop.clone(), &mut out).await?;
+    let text = String::from_utf8(out)?;
+    let [policy] = report.per_label() else {
+        panic!("one label expected\n{text}");
+    };
+    assert!(
+        policy.flags.overflow > 0 && policy.flags.fault > 0,
+        "{text}"
+    );
+    assert_eq!(
+        policy.statuses.intended,
+        policy.flags.overflow + policy.flags.fault
+    );
+    assert_eq!(policy.statuses.server_error, 0, "{text}");
+    assert_eq!(report.verdict(), Ok(()), "{text}");
+    assert!(text.contains("verdict: PASS"), "{text}");
+
+    let leaked = plan(vec![flow("flaky", &["/ok", "/503"], 1)]);
+    let mut out = Vec::new();
+    let report = run(leaked, stop, &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert!(
+        matches!(
+            report.verdict(),
+            Err(crate::demo::report::Failure::NotAll2xx { .. })
+        ),
+        "{text}"
+    );
+    assert!(text.contains("verdict: FAIL"), "{text}");
+    Ok(())
+}
