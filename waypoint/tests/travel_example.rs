@@ -18,6 +18,7 @@ async fn agency_backends() -> Vec<conformance::EchoServer> {
         ("cars-v1-0", "cars", "127.0.40.6"),
         ("insurances-v1-0", "insurances", "127.0.40.7"),
         ("discounts-v1-0", "discounts", "127.0.40.8"),
+        ("discounts-v1-1", "discounts", "127.0.40.9"),
     ];
     let mut out = Vec::new();
     for (pod, service, ip) in pods {
@@ -110,12 +111,9 @@ async fn travel_example_routes_splits_and_reports_misses() {
         .get(addr, "discounts.travel-agency:80", "/discounts/u1", &[])
         .await
         .expect("request");
-    assert_eq!(
-        (r.status, r.pod()),
-        (200, "discounts-v1-0".to_string()),
-        "{}",
-        r.body
-    );
+    // Either replica: the example's second one (flaky in the demo) is an echo backend here.
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.pod().starts_with("discounts-v1-"), "{}", r.body);
     // By VIP:port, as an ambient client's original destination.
     let r = client
         .get(addr, "10.96.40.13:80", "/hotels/rome", &[])

@@ -7,12 +7,18 @@
 //! Every response names the namespace, service, pod and version that produced it in
 //! `x-demo-*` headers, which is how the traffic generator shows traffic splits.
 //!
-//! The answer to a request is decided by the pure [`Behaviour::answer`]; the server around it
+//! A pod may also misbehave as its annotations ask ([`Misbehaviour`]: a share of 503s, a
+//! latency), and every backend counts the requests it receives ([`Served`]), which is how the
+//! summary shows retries and ejections the client cannot see.
+//!
+//! The answer to a request is decided by the pure [`Behaviour::respond`]; the server around it
 //! only does I/O.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -26,6 +32,9 @@ use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+
+use super::misbehaviour::{Misbehaviour, FAIL_PERCENT};
+use super::served::{PodId, Served};
 
 const X_DEMO_SERVICE: HeaderName = HeaderName::from_static("x-demo-service");
 const X_DEMO_POD: HeaderName = HeaderName::from_static("x-demo-pod");
@@ -46,12 +55,15 @@ pub struct DemoBackendSpec {
     /// `v2` of a service adds a field to its answers so that a traffic split is visible in the
     /// payload as well as in the `x-demo-version` header.
     pub version: String,
+    /// The 503s and latency the pod's annotations ask for.
+    pub misbehaviour: Misbehaviour,
 }
 
 /// The running backends. Dropping this (or calling [`DemoBackends::shutdown`]) stops them all.
 #[derive(Debug)]
 pub struct DemoBackends {
     servers: Vec<RunningBackend>,
+    served: Served,
 }
 
 #[derive(Debug)]
@@ -64,6 +76,12 @@ impl DemoBackends {
     /// The bound addresses, in spec order; with port 0 in a spec, this is where to find it.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.servers.iter().map(|s| s.addr).collect()
+    }
+
+    /// The request counters of every pod, in spec order; they keep counting while the
+    /// backends run.
+    pub fn served(&self) -> Served {
+        self.served.clone()
     }
 
     /// Stops accepting and closes every connection; equivalent to dropping.
@@ -85,11 +103,16 @@ impl Drop for DemoBackends {
 /// Binds every spec's address and serves HTTP/1.1 and h2c on it. Fails, stopping whatever was
 /// already started, if a service is not part of the demo or an address cannot be bound.
 pub async fn spawn_backends(specs: Vec<DemoBackendSpec>) -> anyhow::Result<DemoBackends> {
+    let (served, counters) = Served::new(specs.iter().map(|spec| PodId {
+        service: format!("{}/{}", spec.namespace, spec.service),
+        pod: spec.pod.clone(),
+    }));
     let mut backends = DemoBackends {
         servers: Vec::with_capacity(specs.len()),
+        served,
     };
-    for spec in specs {
-        let behaviour = Arc::new(Behaviour::for_spec(&spec)?);
+    for (spec, counter) in specs.into_iter().zip(counters) {
+        let behaviour = Arc::new(Behaviour::for_spec(&spec)?.counting(counter));
         let listener = TcpListener::bind(spec.addr).await.with_context(|| {
             format!(
                 "cannot bind demo backend {}/{} ({}) to {}; is the address in use, or (on macOS) \
@@ -147,7 +170,11 @@ async fn serve(
             break;
         }
     }
-    let (status, json) = behaviour.answer(&parts.method, parts.uri.path());
+    let n = behaviour.served.fetch_add(1, Ordering::Relaxed);
+    let (delay, status, json) = behaviour.respond(&parts.method, parts.uri.path(), n);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut response = Response::new(Full::new(Bytes::from(json.to_string())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -228,6 +255,11 @@ struct Behaviour {
     service_header: HeaderValue,
     pod_header: HeaderValue,
     version_header: HeaderValue,
+    misbehaviour: Misbehaviour,
+    /// Draws the pod's misbehaviour from its name, so two flaky pods fail different requests.
+    seed: u64,
+    /// Requests received so far; also numbers them for the misbehaviour's draws.
+    served: Arc<AtomicU64>,
 }
 
 impl Behaviour {
@@ -252,8 +284,36 @@ impl Behaviour {
             service_header: header("namespace/service", &name)?,
             pod_header: header("pod", &spec.pod)?,
             version_header: header("version", &spec.version)?,
+            misbehaviour: spec.misbehaviour,
+            seed: fnv1a(&[&spec.namespace, &spec.pod]),
+            served: Arc::new(AtomicU64::new(0)),
             name,
         })
+    }
+
+    /// The same behaviour, counting its requests in `served`.
+    fn counting(self, served: Arc<AtomicU64>) -> Self {
+        Self { served, ..self }
+    }
+
+    /// How to answer request number `n` (from 0): after how long, with which status and body.
+    /// A failing request gets a 503 whatever it asked for, as from a replica in trouble.
+    fn respond(&self, method: &Method, path: &str, n: u64) -> (Duration, StatusCode, Value) {
+        let decision = self.misbehaviour.decide(self.seed, n);
+        let (status, body) = if decision.fail {
+            self.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{} pod {} fails this request on purpose ({FAIL_PERCENT}: {})",
+                    self.name,
+                    self.pod_header.to_str().unwrap_or_default(),
+                    self.misbehaviour.fail_percent
+                ),
+            )
+        } else {
+            self.answer(method, path)
+        };
+        (decision.delay, status, body)
     }
 
     /// The status and JSON body for `method path`.

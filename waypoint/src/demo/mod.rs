@@ -9,7 +9,9 @@
 pub mod backends;
 pub mod ca;
 pub mod hbone_endpoint;
+pub mod misbehaviour;
 pub mod report;
+pub mod served;
 pub mod traffic;
 pub mod waypoint_dialer;
 
@@ -20,6 +22,7 @@ use anyhow::Context;
 use authz::Identity;
 use backends::DemoBackendSpec;
 use hbone_endpoint::HboneEndpoint;
+use misbehaviour::Misbehaviour;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -117,6 +120,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         rate_per_sec: args.rate,
         connections: args.connections,
         duration,
+        served: Some(demo.backends.served()),
     };
     let mut stdout = std::io::stdout();
     let report = traffic::run(plan, stop_rx, &mut stdout).await;
@@ -188,7 +192,7 @@ impl Demo {
         let loaded = tokio::task::spawn_blocking(move || load_dir(&dir))
             .await?
             .with_context(|| format!("cannot read {}", config.display()))?;
-        let specs = backend_specs(&loaded.documents);
+        let specs = backend_specs(&loaded.documents)?;
         anyhow::ensure!(
             !specs.is_empty(),
             "{} has no Pod with a loopback status.podIP and a containerPort to start a demo backend on",
@@ -376,14 +380,17 @@ fn travel_flows(snapshot: &Snapshot) -> Vec<Flow> {
                 host,
                 paths: paths.iter().map(|p| p.to_string()).collect(),
                 weight: *weight,
+                service: Some(format!("{}/{service}", snapshot.gateway.namespace)),
             })
         })
         .collect()
 }
 
 /// A demo backend for every Pod with a loopback IP: it plays the service named by the pod's
-/// `app` label, at the version of its `version` label.
-pub fn backend_specs(documents: &[Document]) -> Vec<DemoBackendSpec> {
+/// `app` label, at the version of its `version` label, misbehaving as its
+/// `demo.waypoint.dev/*` annotations ask ([`misbehaviour`]). Fails on an annotation it cannot
+/// read, naming the pod.
+pub fn backend_specs(documents: &[Document]) -> anyhow::Result<Vec<DemoBackendSpec>> {
     let mut specs = Vec::new();
     for d in documents {
         let Resource::Pod(pod) = &d.resource else {
@@ -406,6 +413,14 @@ pub fn backend_specs(documents: &[Document]) -> Vec<DemoBackendSpec> {
             continue;
         };
         let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let misbehaviour =
+            Misbehaviour::from_annotations(&pod.metadata.annotations.clone().unwrap_or_default())
+                .with_context(|| {
+                format!(
+                    "Pod {}/{} in {}",
+                    d.object.namespace, d.object.name, d.origin
+                )
+            })?;
         specs.push(DemoBackendSpec {
             addr: SocketAddr::new(ip, port),
             namespace: d.object.namespace.clone(),
@@ -418,9 +433,10 @@ pub fn backend_specs(documents: &[Document]) -> Vec<DemoBackendSpec> {
                 .get("version")
                 .cloned()
                 .unwrap_or_else(|| "v1".into()),
+            misbehaviour,
         });
     }
-    specs
+    Ok(specs)
 }
 
 #[cfg(test)]

@@ -1,43 +1,66 @@
-//! What the demo's traffic generator saw: status counts, latency and version split per
-//! destination, the tables printed every second and at the end, and the run's verdict.
+//! What the demo's traffic generator saw: status counts, response flags, latency, version split,
+//! and the requests each pod received (hence retries and outlier ejections) per destination;
+//! the tables printed every second and at the end; and the run's verdict.
+//!
+//! The verdict tells the answers the configured policy intends from failures: a fault-injection
+//! abort (flag FI) or a circuit-breaker overflow (UO) is what the resilience YAML asks for, so
+//! it does not fail the run; any other answer but a 2xx does, including a 503 from a flaky pod
+//! that retries and outlier detection should have hidden.
+
+mod tables;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::Duration;
 
-use anyhow::Context;
-use http::StatusCode;
-use telemetry::LatencyHistogram;
+use http::{HeaderMap, StatusCode};
+use telemetry::{LatencyHistogram, ResponseFlag, REASON_HEADER};
 
-/// Responses by status class, plus requests that got no response at all.
+pub(super) use tables::{write_final, write_second};
+
+/// Responses by status class, plus requests that got no response at all. An answer the
+/// configured policy intends (see [`intended`]) is counted in `intended`, not in its class.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusCounts {
     /// 2xx answers: the only ones the demo counts as success.
     pub success: u64,
     /// 3xx answers.
     pub redirect: u64,
-    /// 4xx answers.
+    /// 4xx answers, but the intended ones.
     pub client_error: u64,
-    /// 5xx answers, and any status outside 2xx–4xx.
+    /// 5xx answers (but the intended ones), and any status outside 2xx–4xx.
     pub server_error: u64,
     /// Connect failures, broken connections and timeouts.
     pub transport_error: u64,
+    /// Non-2xx answers the configured policy intends: fault-injection aborts (FI) and
+    /// circuit-breaker overflows (UO).
+    pub intended: u64,
 }
 
 impl StatusCounts {
     /// Every request sent.
     pub fn total(&self) -> u64 {
-        self.success + self.redirect + self.client_error + self.server_error + self.transport_error
+        self.success
+            + self.redirect
+            + self.client_error
+            + self.server_error
+            + self.transport_error
+            + self.intended
     }
 
-    /// Requests that got no 2xx: a 3xx, a 4xx, a 5xx or no answer at all. The travel portals
-    /// only ask for what the travel services have, so anything but a 2xx means the waypoint
-    /// routed or forwarded wrongly (a waypoint answering 404 to everything must not pass).
+    /// Requests that got no 2xx: a 3xx, a 4xx, a 5xx or no answer at all, intended or not.
     pub fn failures(&self) -> u64 {
         self.total() - self.success
     }
 
-    /// `2 3xx, 1 transport error`: the failures by kind, for the verdict's message.
+    /// Requests that got no 2xx for a reason no policy explains. The travel portals only ask
+    /// for what the travel services have, so such an answer means the waypoint routed or
+    /// forwarded wrongly (a waypoint answering 404 to everything must not pass), or let a
+    /// failure through that its retries and outlier detection should have hidden.
+    pub fn unexpected(&self) -> u64 {
+        self.failures() - self.intended
+    }
+
+    /// `2 3xx, 1 transport error`: the unexpected failures by kind, for the verdict's message.
     fn failure_kinds(&self) -> String {
         [
             (self.redirect, "3xx"),
@@ -54,10 +77,11 @@ impl StatusCounts {
 
     fn record(&mut self, outcome: &Outcome) {
         let counter = match outcome {
-            Outcome::Status(status) if status.is_success() => &mut self.success,
-            Outcome::Status(status) if status.is_redirection() => &mut self.redirect,
-            Outcome::Status(status) if status.is_client_error() => &mut self.client_error,
-            Outcome::Status(_) => &mut self.server_error,
+            Outcome::Status(status, _) if status.is_success() => &mut self.success,
+            Outcome::Status(_, Some(flag)) if intended(*flag) => &mut self.intended,
+            Outcome::Status(status, _) if status.is_redirection() => &mut self.redirect,
+            Outcome::Status(status, _) if status.is_client_error() => &mut self.client_error,
+            Outcome::Status(..) => &mut self.server_error,
             Outcome::Transport(_) => &mut self.transport_error,
         };
         *counter += 1;
@@ -69,7 +93,65 @@ impl StatusCounts {
         self.client_error += other.client_error;
         self.server_error += other.server_error;
         self.transport_error += other.transport_error;
+        self.intended += other.intended;
     }
+}
+
+/// Whether a non-2xx answer with `flag` is what the configured policy asks for: a fault
+/// injection abort, or a circuit breaker turning away what exceeds its limits.
+pub fn intended(flag: ResponseFlag) -> bool {
+    matches!(
+        flag,
+        ResponseFlag::FaultInjected | ResponseFlag::UpstreamOverflow
+    )
+}
+
+/// Answers by the response flag the waypoint gave them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagCounts {
+    /// `UO`: circuit-breaker overflows.
+    pub overflow: u64,
+    /// `UT`: route or per-try timeouts.
+    pub timeout: u64,
+    /// `FI`: fault-injection aborts.
+    pub fault: u64,
+    /// Any other flag, by Envoy's short name (`URX`, `UH`…).
+    pub other: BTreeMap<&'static str, u64>,
+}
+
+impl FlagCounts {
+    fn record(&mut self, flag: ResponseFlag) {
+        match flag {
+            ResponseFlag::UpstreamOverflow => self.overflow += 1,
+            ResponseFlag::UpstreamRequestTimeout => self.timeout += 1,
+            ResponseFlag::FaultInjected => self.fault += 1,
+            other => *self.other.entry(other.as_str()).or_default() += 1,
+        }
+    }
+}
+
+/// The flag a response carries, as a client can tell: the waypoint's `x-waypoint-reason`
+/// header on its own answers; else Envoy's ways, so that the same client reads an Envoy
+/// waypoint: `x-envoy-overloaded: true` on an overflow, a 504 on a timeout, and the body of a
+/// fault-injection abort.
+pub fn flag_of(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Option<ResponseFlag> {
+    if let Some(flag) = headers
+        .get(REASON_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| ResponseFlag::from_short_name(v.trim()))
+    {
+        return Some(flag);
+    }
+    if headers
+        .get("x-envoy-overloaded")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+    {
+        return Some(ResponseFlag::UpstreamOverflow);
+    }
+    if status == StatusCode::GATEWAY_TIMEOUT {
+        return Some(ResponseFlag::UpstreamRequestTimeout);
+    }
+    (body == b"fault filter abort").then_some(ResponseFlag::FaultInjected)
 }
 
 /// One finished request, as a worker reports it.
@@ -86,7 +168,8 @@ pub(super) struct Sample {
 /// How one request ended.
 #[derive(Debug)]
 pub(super) enum Outcome {
-    Status(StatusCode),
+    /// An answer, with the flag it carried ([`flag_of`]).
+    Status(StatusCode, Option<ResponseFlag>),
     /// No response: why, for the summary's "last error" line.
     Transport(String),
 }
@@ -98,12 +181,26 @@ pub struct LabelReport {
     pub label: String,
     /// Responses by status class.
     pub statuses: StatusCounts,
+    /// Responses by response flag.
+    pub flags: FlagCounts,
     /// Responses per `x-demo-version` value; responses without the header are not counted.
     pub versions: BTreeMap<String, u64>,
     /// Time from sending the request to the end of the response body.
     pub latency: LatencyHistogram,
     /// The most recent transport error, so that an `err` count comes with a reason.
     pub last_error: Option<String>,
+    /// Requests each pod of the destination's service received (every upstream attempt), by
+    /// pod name; empty when the pods are not known.
+    pub pods: Vec<(String, u64)>,
+    /// Requests sent so far, including those still in flight (the completed ones are
+    /// [`LabelReport::total`]): set on the cumulative report each second, so that a request a
+    /// pod already counts is not taken for a retry while its answer is on the way.
+    pub sent: u64,
+    /// Times a pod that had received traffic got none for a whole second while its service
+    /// still got some: outlier ejections, as the pods see them.
+    pub ejections: u64,
+    /// Pods out of the traffic as of the last second judged.
+    ejected: Vec<String>,
 }
 
 impl LabelReport {
@@ -111,9 +208,14 @@ impl LabelReport {
         Self {
             label,
             statuses: StatusCounts::default(),
+            flags: FlagCounts::default(),
             versions: BTreeMap::new(),
             latency: LatencyHistogram::new(),
             last_error: None,
+            pods: Vec::new(),
+            sent: 0,
+            ejections: 0,
+            ejected: Vec::new(),
         }
     }
 
@@ -150,22 +252,85 @@ impl LabelReport {
             .join(" ")
     }
 
+    /// Requests the destination's pods received, or `None` when they are not known.
+    pub fn attempts(&self) -> Option<u64> {
+        (!self.pods.is_empty()).then(|| self.pods.iter().map(|(_, n)| n).sum())
+    }
+
+    /// Upstream attempts beyond one per request that reached a pod: the waypoint's retries.
+    /// Fault aborts and overflows never reach a pod, so they are left out of the requests;
+    /// requests still in flight are in (see [`LabelReport::sent`]), so a live figure may miss
+    /// a retry in flight but never shows one that did not happen. `None` when the pods are
+    /// not known.
+    pub fn retries(&self) -> Option<u64> {
+        let reached = self
+            .sent
+            .max(self.total())
+            .saturating_sub(self.flags.fault + self.flags.overflow);
+        self.attempts().map(|a| a.saturating_sub(reached))
+    }
+
+    /// Pods of a service with more than one that received nothing this second while the
+    /// service got at least two requests per pod, in order; `None` when there is too little
+    /// traffic to tell an ejected pod from an unlucky one.
+    pub fn idle_pods(&self) -> Option<Vec<&str>> {
+        let attempts = self.attempts()?;
+        if self.pods.len() < 2 || attempts < 2 * self.pods.len() as u64 {
+            return None;
+        }
+        Some(
+            self.pods
+                .iter()
+                .filter(|(_, n)| *n == 0)
+                .map(|(pod, _)| pod.as_str())
+                .collect(),
+        )
+    }
+
     pub(super) fn record(&mut self, sample: &Sample) {
         self.statuses.record(&sample.outcome);
         self.latency.record(sample.latency);
         if let Some(version) = &sample.version {
             *self.versions.entry(version.clone()).or_default() += 1;
         }
-        if let Outcome::Transport(error) = &sample.outcome {
-            self.last_error = Some(error.clone());
+        match &sample.outcome {
+            Outcome::Status(_, Some(flag)) => self.flags.record(*flag),
+            Outcome::Status(_, None) => {}
+            Outcome::Transport(error) => self.last_error = Some(error.clone()),
         }
+    }
+
+    /// Pods out of the traffic as of the last second judged: idle then, after receiving
+    /// traffic before (a pod no route sends to is not ejected, only unused).
+    pub fn ejected(&self) -> &[String] {
+        &self.ejected
+    }
+
+    /// On the cumulative report (whose pod counts already include `second`): notes the pods
+    /// that had traffic before and got none in `second` (the window's report), counting those
+    /// that were not out already. A second with too little traffic to judge changes nothing.
+    pub(super) fn observe_second(&mut self, second: &LabelReport) {
+        let Some(idle) = second.idle_pods() else {
+            return;
+        };
+        let had_traffic = |pod: &&str| self.pods.iter().any(|(p, n)| p == pod && *n > 0);
+        let ejected: Vec<String> = idle
+            .into_iter()
+            .filter(had_traffic)
+            .map(str::to_owned)
+            .collect();
+        let newly = ejected.iter().filter(|pod| !self.ejected.contains(pod));
+        self.ejections += newly.count() as u64;
+        self.ejected = ejected;
     }
 
     pub(super) fn reset(&mut self) {
         self.statuses = StatusCounts::default();
+        self.flags = FlagCounts::default();
         self.versions.clear();
         self.latency.reset();
         self.last_error = None;
+        self.pods.iter_mut().for_each(|(_, n)| *n = 0);
     }
 }
 
@@ -182,15 +347,21 @@ pub enum Failure {
     /// Nothing was sent (stopped at once, or a zero duration).
     #[error("the demo sent no request")]
     NoTraffic,
-    /// Some requests got no 2xx.
-    #[error("{failed} of {total} requests got no 2xx answer ({kinds})")]
+    /// Some requests got no 2xx, and no policy explains why.
+    #[error(
+        "{failed} of {total} requests got no 2xx answer ({kinds}; to {destinations}); only \
+         fault-injection aborts (FI) and circuit-breaker overflows (UO) may, as the configured \
+         policy intends them"
+    )]
     NotAll2xx {
-        /// Requests without a 2xx.
+        /// Requests without a 2xx and without a flag that explains it.
         failed: u64,
         /// Requests sent.
         total: u64,
         /// The failures by kind, e.g. `3 4xx, 1 transport errors`.
         kinds: String,
+        /// The failures by destination, e.g. `discounts.travel-agency 3`.
+        destinations: String,
     },
 }
 
@@ -204,7 +375,7 @@ impl Report {
         self.labels.iter().map(LabelReport::total).sum()
     }
 
-    /// Requests that got no 2xx, over all labels.
+    /// Requests that got no 2xx, over all labels, intended or not.
     pub fn failures(&self) -> u64 {
         self.labels.iter().map(LabelReport::failures).sum()
     }
@@ -219,197 +390,65 @@ impl Report {
         self.elapsed
     }
 
-    /// The demo's verdict: it passes only if it sent requests and every one got a 2xx.
+    /// The demo's verdict: it passes only if it sent requests and every one got a 2xx, or an
+    /// answer the configured policy intends (FI, UO).
     pub fn verdict(&self) -> Result<(), Failure> {
-        let mut all = StatusCounts::default();
-        for label in &self.labels {
-            all.add(&label.statuses);
-        }
+        let all = self.statuses();
         if all.total() == 0 {
             return Err(Failure::NoTraffic);
         }
-        if all.failures() > 0 {
+        if all.unexpected() > 0 {
             return Err(Failure::NotAll2xx {
-                failed: all.failures(),
+                failed: all.unexpected(),
                 total: all.total(),
                 kinds: all.failure_kinds(),
+                destinations: self
+                    .labels
+                    .iter()
+                    .filter(|l| l.statuses.unexpected() > 0)
+                    .map(|l| format!("{} {}", l.label, l.statuses.unexpected()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         Ok(())
     }
-}
 
-/// One line of a summary table.
-struct Row<'a> {
-    label: &'a str,
-    rate: f64,
-    statuses: &'a StatusCounts,
-    latency: &'a LabelReport,
-    versions: String,
-}
-
-fn write_table<'a>(
-    out: &mut (dyn Write + Send),
-    heading: &str,
-    rows: impl Iterator<Item = Row<'a>> + Clone,
-) -> std::io::Result<()> {
-    let width = rows
-        .clone()
-        .map(|r| r.label.len())
-        .max()
-        .unwrap_or(0)
-        .max("destination".len());
-    writeln!(out, "{heading}")?;
-    writeln!(
-        out,
-        "  {:<width$}  {:>7}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>8} {:>8}  versions",
-        "destination", "req/s", "2xx", "3xx", "4xx", "5xx", "err", "p50 ms", "p99 ms"
-    )?;
-    for row in rows {
-        let s = row.statuses;
-        writeln!(
-            out,
-            "  {:<width$}  {:>7.1}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>8.2} {:>8.2}  {}",
-            row.label,
-            row.rate,
-            s.success,
-            s.redirect,
-            s.client_error,
-            s.server_error,
-            s.transport_error,
-            millis(row.latency.p50()),
-            millis(row.latency.p99()),
-            row.versions,
-        )?;
-    }
-    out.flush()
-}
-
-/// The table of one second: `window` is what that second saw, `cumulative` everything so far;
-/// rates and latency are the second's, status counts the run's.
-pub(super) fn write_second(
-    out: &mut (dyn Write + Send),
-    heading: &str,
-    window: &[LabelReport],
-    cumulative: &[LabelReport],
-    seconds: Duration,
-) -> std::io::Result<()> {
-    let seconds = seconds.as_secs_f64().max(f64::EPSILON);
-    let rows = window.iter().zip(cumulative).map(|(last, all)| Row {
-        label: &last.label,
-        rate: last.total() as f64 / seconds,
-        statuses: &all.statuses,
-        latency: last,
-        versions: last.version_split(),
-    });
-    write_table(out, heading, rows)
-}
-
-pub(super) fn write_final(out: &mut (dyn Write + Send), report: &Report) -> anyhow::Result<()> {
-    let seconds = report.elapsed.as_secs_f64().max(f64::EPSILON);
-    let heading = format!(
-        "total after {seconds:.1}s: {} requests, {} without a 2xx",
-        report.total(),
-        report.failures()
-    );
-    let rows = report.labels.iter().map(|label| Row {
-        label: &label.label,
-        rate: label.total() as f64 / seconds,
-        statuses: &label.statuses,
-        latency: label,
-        versions: label.version_split(),
-    });
-    write_table(out, &heading, rows).context("cannot write the traffic summary")?;
-    for label in &report.labels {
-        if let Some(error) = &label.last_error {
-            writeln!(out, "  last error for {}: {error}", label.label)?;
+    /// The verdict in one line, with what the policies did: the summary's last line.
+    pub fn verdict_line(&self) -> String {
+        let mut flags = FlagCounts::default();
+        let mut retries = 0;
+        let mut ejections = 0;
+        for label in &self.labels {
+            flags.fault += label.flags.fault;
+            flags.overflow += label.flags.overflow;
+            retries += label.retries().unwrap_or(0);
+            ejections += label.ejections;
+        }
+        let policy =
+            format!("the waypoint retried {retries} times and ejected a pod {ejections} times");
+        match self.verdict() {
+            Err(failure) => format!("verdict: FAIL: {failure} ({policy})"),
+            Ok(()) if self.statuses().intended == 0 => {
+                format!("verdict: PASS: every request got a 2xx; {policy}, keeping upstream failures from the client")
+            }
+            Ok(()) => format!(
+                "verdict: PASS: every request got a 2xx but {} fault-injection aborts (FI) and \
+                 {} circuit-breaker overflows (UO), which the configured policy intends; \
+                 {policy}, keeping upstream failures from the client",
+                flags.fault, flags.overflow
+            ),
         }
     }
-    Ok(())
-}
 
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    fn statuses(&self) -> StatusCounts {
+        let mut all = StatusCounts::default();
+        for label in &self.labels {
+            all.add(&label.statuses);
+        }
+        all
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_split_rounds_to_percent() {
-        let mut report = LabelReport::new("x".into());
-        assert_eq!(report.version_split(), "-");
-        report.versions.insert("v1".into(), 9);
-        report.versions.insert("v2".into(), 1);
-        assert_eq!(report.version_split(), "v1 90% v2 10%");
-    }
-
-    /// A report with one label per entry, each answered with the given outcomes.
-    fn report(labels: &[&[Outcome]]) -> Report {
-        let labels = labels
-            .iter()
-            .enumerate()
-            .map(|(i, outcomes)| {
-                let mut label = LabelReport::new(format!("label-{i}"));
-                for outcome in *outcomes {
-                    label.statuses.record(outcome);
-                }
-                label
-            })
-            .collect();
-        Report::new(labels, Duration::from_secs(1))
-    }
-
-    fn status(code: u16) -> Outcome {
-        Outcome::Status(StatusCode::from_u16(code).expect("a valid status"))
-    }
-
-    #[test]
-    fn only_all_2xx_passes() {
-        let broken = || Outcome::Transport("connection reset".into());
-        let cases: [(&str, Report, Result<(), Failure>); 6] = [
-            ("nothing sent", report(&[]), Err(Failure::NoTraffic)),
-            (
-                "a label with no traffic",
-                report(&[&[]]),
-                Err(Failure::NoTraffic),
-            ),
-            (
-                "all 2xx",
-                report(&[&[status(200), status(204)], &[status(201)]]),
-                Ok(()),
-            ),
-            (
-                "a waypoint answering 404 to everything",
-                report(&[&[status(404), status(404)]]),
-                Err(Failure::NotAll2xx {
-                    failed: 2,
-                    total: 2,
-                    kinds: "2 4xx".into(),
-                }),
-            ),
-            (
-                "one redirect among successes",
-                report(&[&[status(200)], &[status(200), status(301)]]),
-                Err(Failure::NotAll2xx {
-                    failed: 1,
-                    total: 3,
-                    kinds: "1 3xx".into(),
-                }),
-            ),
-            (
-                "5xx and broken connections",
-                report(&[&[status(503), broken()], &[status(200), broken()]]),
-                Err(Failure::NotAll2xx {
-                    failed: 3,
-                    total: 4,
-                    kinds: "1 5xx, 2 transport errors".into(),
-                }),
-            ),
-        ];
-        for (what, report, expected) in cases {
-            assert_eq!(report.verdict(), expected, "{what}");
-        }
-    }
-}
+mod tests;

@@ -6,11 +6,14 @@
 //! listener, or an HBONE tunnel through the waypoint to the flow's service address, as a mesh
 //! client's ztunnel would open it. Flows are spread with a smooth weighted round-robin, so that a 9:1 split
 //! is visible within a second. Every second a table of the last second (rate, latency, version
-//! split from `x-demo-version`) is written next to cumulative status counts; at the end a
-//! cumulative table is written and returned as a [`Report`], whose verdict is the demo's.
+//! split from `x-demo-version`) is written next to cumulative status, response flag and retry
+//! counts; at the end a cumulative table is written and returned as a [`Report`], whose verdict
+//! is the demo's. When the plan knows the pods' request counters ([`Served`]), each label also
+//! shows what only the pods see: the waypoint's retries, and pods ejected from the traffic.
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -21,13 +24,15 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use telemetry::ResponseFlag;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 
-use super::report::{write_final, write_second, LabelReport, Outcome, Report, Sample};
+use super::report::{flag_of, write_final, write_second, LabelReport, Outcome, Report, Sample};
+use super::served::{PodTally, Served};
 use super::waypoint_dialer::{DialError, WaypointDialer};
 
 /// Longest a request may take before it counts as a transport error. Generous, because a demo
@@ -49,6 +54,9 @@ pub struct Flow {
     pub paths: Vec<String>,
     /// Share of the total rate, relative to the other flows; 0 disables the flow.
     pub weight: u32,
+    /// `namespace/service` of the pods that answer the flow, as [`Served`] names them (the
+    /// pods' `app` label): their request counts give the label's retries and ejections.
+    pub service: Option<String>,
 }
 
 /// How requests reach the waypoint.
@@ -77,6 +85,8 @@ pub struct TrafficPlan {
     pub connections: usize,
     /// How long to send (a stop signal may end it earlier).
     pub duration: Duration,
+    /// The pods' request counters, if the backends are the demo's own.
+    pub served: Option<Served>,
 }
 
 /// Sends the plan's traffic until its duration elapses or `stop` turns true, writing a summary
@@ -89,7 +99,8 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Report> {
-    let compiled = CompiledPlan::new(&plan)?;
+    let compiled = Arc::new(CompiledPlan::new(&plan)?);
+    let mut pods = PodTally::new(plan.served.clone(), &compiled.label_services);
     let mut cumulative: Vec<LabelReport> = compiled
         .labels
         .iter()
@@ -107,14 +118,7 @@ pub async fn run(
 
     let (finish_tx, finish) = watch::channel(false);
     let (samples_tx, mut samples) = mpsc::unbounded_channel();
-    let mut tasks = spawn_workers(
-        Arc::new(compiled),
-        workers,
-        start,
-        period,
-        samples_tx,
-        finish,
-    );
+    let mut tasks = spawn_workers(compiled.clone(), workers, start, period, samples_tx, finish);
 
     let mut summary = interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     summary.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -137,6 +141,8 @@ pub async fn run(
                 now = summary.tick() => {
                     let heading = format!("t={:.0}s", now.duration_since(start).as_secs_f64());
                     let seconds = now.duration_since(window_start);
+                    compiled.note_sent(&mut cumulative);
+                    pods.second(&mut window, &mut cumulative);
                     write_second(out, &heading, &window, &cumulative, seconds)?;
                     window.iter_mut().for_each(LabelReport::reset);
                     window_start = now;
@@ -151,6 +157,8 @@ pub async fn run(
     let elapsed = start.elapsed();
     let _ = finish_tx.send(true);
     wind_down(tasks, samples, &mut cumulative).await;
+    compiled.note_sent(&mut cumulative);
+    pods.total(&mut cumulative);
     let report = Report::new(cumulative, elapsed);
     write_final(out, &report)?;
     Ok(report)
@@ -204,6 +212,10 @@ struct CompiledPlan {
     transport: Transport,
     /// Distinct labels, in order of first appearance.
     labels: Vec<String>,
+    /// Per label, the service of its first flow that names one.
+    label_services: Vec<Option<String>>,
+    /// Per label, requests the workers have started.
+    sent: Vec<AtomicU64>,
     /// Connections a worker keeps: one for plain traffic, one per distinct authority over
     /// HBONE.
     connections_per_worker: usize,
@@ -234,6 +246,7 @@ impl CompiledPlan {
             bail!("no traffic flow has a weight above 0; nothing would be sent");
         }
         let mut labels: Vec<String> = Vec::new();
+        let mut label_services: Vec<Option<String>> = Vec::new();
         let mut authorities: Vec<SocketAddr> = Vec::new();
         let mut flows = Vec::with_capacity(plan.flows.len());
         for flow in &plan.flows {
@@ -241,9 +254,13 @@ impl CompiledPlan {
                 Some(i) => i,
                 None => {
                     labels.push(flow.label.clone());
+                    label_services.push(None);
                     labels.len() - 1
                 }
             };
+            if label_services[label].is_none() {
+                label_services[label].clone_from(&flow.service);
+            }
             let host = HeaderValue::from_str(&flow.host).with_context(|| {
                 format!(
                     "flow {:?}: host {:?} is not a valid Host header",
@@ -286,10 +303,19 @@ impl CompiledPlan {
         Ok(Self {
             transport: plan.transport.clone(),
             connections_per_worker: authorities.len().max(1),
+            sent: labels.iter().map(|_| AtomicU64::new(0)).collect(),
             labels,
+            label_services,
             flows,
             picker: Mutex::new(Picker::new(weights)),
         })
+    }
+
+    /// Sets each cumulative report's [`LabelReport::sent`].
+    fn note_sent(&self, cumulative: &mut [LabelReport]) {
+        for (report, sent) in cumulative.iter_mut().zip(&self.sent) {
+            report.sent = sent.load(Ordering::Relaxed);
+        }
     }
 
     /// The next request to send: (flow index, path).
@@ -384,6 +410,7 @@ async fn worker(
         }
         let (flow_index, path) = plan.next_request();
         let flow = &plan.flows[flow_index];
+        plan.sent[flow.label].fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
         let connection = &mut connections[flow.connection];
         let result = timeout(
@@ -394,7 +421,7 @@ async fn worker(
         .unwrap_or(Err(ExchangeError::Timeout));
         let latency = began.elapsed();
         let (outcome, version) = match result {
-            Ok((status, version)) => (Outcome::Status(status), version),
+            Ok((status, flag, version)) => (Outcome::Status(status, flag), version),
             Err(error) => {
                 tracing::debug!(%error, path, "demo traffic request failed");
                 // The connection may be mid-response; never reuse it.
@@ -420,7 +447,7 @@ async fn exchange(
     transport: &Transport,
     flow: &CompiledFlow,
     path: &str,
-) -> Result<(StatusCode, Option<String>), ExchangeError> {
+) -> Result<(StatusCode, Option<ResponseFlag>, Option<String>), ExchangeError> {
     let reused = matches!(connection, Some(sender) if !sender.is_closed());
     let mut sender = match connection.take() {
         Some(sender) if reused => sender,
@@ -439,16 +466,16 @@ async fn exchange(
         .header(HOST, &flow.host)
         .body(Empty::new())
         .map_err(|_| ExchangeError::InvalidPath(path.to_owned()))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
+    let (response, body) = sender.send_request(request).await?.into_parts();
     let version = response
-        .headers()
+        .headers
         .get("x-demo-version")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    response.into_body().collect().await?;
+    let body = body.collect().await?.to_bytes();
+    let flag = flag_of(response.status, &response.headers, &body);
     *connection = Some(sender);
-    Ok((status, version))
+    Ok((response.status, flag, version))
 }
 
 async fn connect(

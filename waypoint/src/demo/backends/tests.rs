@@ -1,4 +1,5 @@
 use super::*;
+use crate::demo::misbehaviour::Misbehaviour;
 use anyhow::Result;
 use tokio::net::TcpStream;
 
@@ -9,6 +10,7 @@ fn spec(service: &str, version: &str) -> DemoBackendSpec {
         service: service.into(),
         pod: format!("{service}-{version}-0"),
         version: version.into(),
+        misbehaviour: Misbehaviour::default(),
     }
 }
 
@@ -163,6 +165,107 @@ async fn serves_http1_and_h2c_with_identity_headers() -> Result<()> {
         assert_eq!(response.headers()["x-demo-version"], "v1");
     }
 
+    backends.shutdown();
+    Ok(())
+}
+
+fn misbehaving(service: &str, misbehaviour: Misbehaviour) -> DemoBackendSpec {
+    DemoBackendSpec {
+        misbehaviour,
+        ..spec(service, "v1")
+    }
+}
+
+#[test]
+fn a_flaky_pod_fails_its_share_with_a_503_naming_itself() {
+    let always = Behaviour::for_spec(&misbehaving(
+        "discounts",
+        Misbehaviour {
+            fail_percent: 100,
+            latency_ms: None,
+        },
+    ))
+    .expect("valid spec");
+    let (delay, status, body) = always.respond(&Method::GET, "/discounts/alice", 0);
+    assert_eq!(
+        (delay, status),
+        (Duration::ZERO, StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(body["code"], 503);
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("discounts-v1-0"), "{message}");
+    assert!(message.contains(FAIL_PERCENT), "{message}");
+
+    // A healthy pod answers as before, at once.
+    let healthy = behaviour("discounts", "v1");
+    let (delay, status, body) = healthy.respond(&Method::GET, "/discounts/alice", 0);
+    assert_eq!(delay, Duration::ZERO);
+    assert_eq!(
+        (status, body),
+        healthy.answer(&Method::GET, "/discounts/alice")
+    );
+
+    let slow = Behaviour::for_spec(&misbehaving(
+        "hotels",
+        Misbehaviour {
+            fail_percent: 0,
+            latency_ms: Some((5, 40)),
+        },
+    ))
+    .expect("valid spec");
+    for n in 0..100 {
+        let (delay, status, _) = slow.respond(&Method::GET, "/hotels/Rome", n);
+        assert_eq!(status, StatusCode::OK);
+        assert!((5..=40).contains(&delay.as_millis()), "{delay:?}");
+    }
+}
+
+#[tokio::test]
+async fn backends_count_every_request_and_the_flaky_one_fails_half() -> Result<()> {
+    let flaky = Misbehaviour {
+        fail_percent: 50,
+        latency_ms: None,
+    };
+    let mut second = misbehaving("discounts", flaky);
+    second.pod = "discounts-v1-1".into();
+    let backends = spawn_backends(vec![spec("discounts", "v1"), second]).await?;
+    let served = backends.served();
+    let ids: Vec<(&str, &str)> = served
+        .pods()
+        .map(|id| (id.service.as_str(), id.pod.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("travel-agency/discounts", "discounts-v1-0"),
+            ("travel-agency/discounts", "discounts-v1-1"),
+        ]
+    );
+    assert_eq!(served.counts(), [0, 0]);
+
+    let addrs = backends.addrs();
+    let stream = TcpStream::connect(addrs[1]).await?;
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut failed = 0;
+    for _ in 0..200 {
+        let req = Request::get("/discounts/bob")
+            .header("host", "discounts.travel-agency")
+            .body(Full::new(Bytes::new()))?;
+        let response = h1.send_request(req).await?;
+        let status = response.status();
+        // The failure still names the pod, as every answer does.
+        assert_eq!(response.headers()["x-demo-pod"], "discounts-v1-1");
+        response.into_body().collect().await?;
+        match status {
+            StatusCode::OK => {}
+            StatusCode::SERVICE_UNAVAILABLE => failed += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // Binomial(200, 0.5): ±30 is more than four standard deviations.
+    assert!((70..=130).contains(&failed), "{failed} of 200 failed");
+    assert_eq!(served.counts(), [0, 200]);
     backends.shutdown();
     Ok(())
 }

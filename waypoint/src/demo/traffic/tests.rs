@@ -9,6 +9,7 @@ fn flow(label: &str, paths: &[&str], weight: u32) -> Flow {
         authority: None,
         paths: paths.iter().map(|p| (*p).to_owned()).collect(),
         weight,
+        service: None,
     }
 }
 
@@ -27,6 +28,7 @@ fn paths_cycle_per_flow() -> Result<()> {
         rate_per_sec: 1,
         connections: 1,
         duration: Duration::from_secs(1),
+        served: None,
     };
     let compiled = CompiledPlan::new(&plan)?;
     let sent: Vec<(usize, String)> = (0..6)
@@ -55,6 +57,7 @@ fn unusable_plans_are_rejected() {
         rate_per_sec: 10,
         connections: 1,
         duration: Duration::from_secs(1),
+        served: None,
     };
     let broken = [
         TrafficPlan {
@@ -92,6 +95,7 @@ async fn one_travels_backend() -> Result<DemoBackends> {
         service: "travels".into(),
         pod: "travels-v1-0".into(),
         version: "v1".into(),
+        misbehaviour: Default::default(),
     }])
     .await
 }
@@ -102,12 +106,16 @@ async fn drives_a_backend_and_summarises_it() -> Result<()> {
     let plan = TrafficPlan {
         transport: Transport::Plain(backends.addrs()[0]),
         flows: vec![
-            flow("travels.travel-agency", &["/travels", "/travels/Rome"], 3),
+            Flow {
+                service: Some("travel-agency/travels".into()),
+                ..flow("travels.travel-agency", &["/travels", "/travels/Rome"], 3)
+            },
             flow("missing.travel-agency", &["/no/such/path"], 1),
         ],
         rate_per_sec: 100,
         connections: 4,
         duration: Duration::from_millis(1500),
+        served: Some(backends.served()),
     };
     let (_stop_tx, stop) = watch::channel(false);
     let mut out = Vec::new();
@@ -129,6 +137,19 @@ async fn drives_a_backend_and_summarises_it() -> Result<()> {
     assert_eq!(missing.statuses.client_error, missing.total());
     assert!(travels.total() > 2 * missing.total(), "{text}");
     assert!(travels.p99() > Duration::ZERO);
+    // The one pod saw every request of both labels (the plan sends them all to it), and the
+    // label that names its service counts them: attempts beyond its own requests, which with
+    // no waypoint in between are the other label's, not retries.
+    assert_eq!(
+        travels.pods,
+        [("travels-v1-0".to_owned(), report.total())],
+        "{text}"
+    );
+    assert_eq!(travels.retries(), Some(missing.total()), "{text}");
+    assert_eq!(travels.sent, travels.total());
+    assert_eq!((missing.pods.len(), missing.retries()), (0, None));
+    assert!(text.contains("retries"), "{text}");
+    assert!(text.contains("verdict: FAIL"), "{text}");
     assert!(text.contains("t=1s"), "{text}");
     assert!(text.contains("travels.travel-agency"), "{text}");
     assert!(text.contains("v1 100%"), "{text}");
@@ -165,6 +186,7 @@ async fn drives_a_backend_over_hbone_with_a_tunnel_per_authority() -> Result<()>
         rate_per_sec: 80,
         connections: 2,
         duration: Duration::from_millis(1200),
+        served: None,
     };
     let no_authority = TrafficPlan {
         flows: vec![flow("a", &["/"], 1)],
@@ -207,6 +229,7 @@ async fn stop_ends_early_and_transport_errors_are_counted() -> Result<()> {
         rate_per_sec: 50,
         connections: 2,
         duration: Duration::from_secs(30),
+        served: None,
     };
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
@@ -223,5 +246,91 @@ async fn stop_ends_early_and_transport_errors_are_counted() -> Result<()> {
         text.contains("last error for nowhere: cannot connect"),
         "{text}"
     );
+    Ok(())
+}
+
+/// A stand-in for a waypoint's local replies on loopback: `/uo` answers like an overflowing
+/// circuit breaker (Envoy's header), `/fi` like a fault abort (the waypoint's reason header),
+/// `/503` like a flaky pod no retry hid, anything else 200.
+async fn local_replies() -> Result<SocketAddr> {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioExecutor;
+    use hyper_util::server::conn::auto;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let mut response = http::Response::builder();
+                let status = match req.uri().path() {
+                    "/uo" => {
+                        response = response.header("x-envoy-overloaded", "true");
+                        503
+                    }
+                    "/fi" => {
+                        response = response.header(telemetry::REASON_HEADER, "FI");
+                        503
+                    }
+                    "/503" => 503,
+                    _ => 200,
+                };
+                response.status(status).body(Full::new(Bytes::new()))
+            });
+            tokio::spawn(async move {
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test]
+async fn flagged_answers_are_counted_and_only_unflagged_failures_fail() -> Result<()> {
+    let addr = local_replies().await?;
+    let plan = |flows: Vec<Flow>| TrafficPlan {
+        transport: Transport::Plain(addr),
+        flows,
+        rate_per_sec: 90,
+        connections: 2,
+        duration: Duration::from_millis(400),
+        served: None,
+    };
+    let intended = plan(vec![flow("policy", &["/ok", "/uo", "/fi"], 1)]);
+    let (_stop_tx, stop) = watch::channel(false);
+    let mut out = Vec::new();
+    let report = run(intended, stop.clone(), &mut out).await?;
+    let text = String::from_utf8(out)?;
+    let [policy] = report.per_label() else {
+        panic!("one label expected\n{text}");
+    };
+    assert!(
+        policy.flags.overflow > 0 && policy.flags.fault > 0,
+        "{text}"
+    );
+    assert_eq!(
+        policy.statuses.intended,
+        policy.flags.overflow + policy.flags.fault
+    );
+    assert_eq!(policy.statuses.server_error, 0, "{text}");
+    assert_eq!(report.verdict(), Ok(()), "{text}");
+    assert!(text.contains("verdict: PASS"), "{text}");
+
+    let leaked = plan(vec![flow("flaky", &["/ok", "/503"], 1)]);
+    let mut out = Vec::new();
+    let report = run(leaked, stop, &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert!(
+        matches!(
+            report.verdict(),
+            Err(crate::demo::report::Failure::NotAll2xx { .. })
+        ),
+        "{text}"
+    );
+    assert!(text.contains("verdict: FAIL"), "{text}");
     Ok(())
 }
