@@ -67,6 +67,11 @@ impl Waypoint {
         self.child.id()
     }
 
+    /// Every log line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
     /// Whether one log line contains all of `needles`.
     pub fn log_contains(&self, needles: &[&str]) -> bool {
         self.log

@@ -1,0 +1,181 @@
+//! Scenario 2: Istio's circuit-breaking task (its DestinationRule verbatim, but for the host)
+//! under 20 concurrent clients. With one connection, one pending request and one request per
+//! connection, the backend never has more than one request in flight; the overflow is
+//! answered at once with 503, flag UO and `x-envoy-overloaded: true`, and is not retried (Envoy
+//! never retries an overflow, even under Istio's default retry policy, which retries 503).
+
+use super::client::{Client, Outcome, Probe};
+use super::istio_envoy::{bootstrap, cluster, cluster_name, prefix, route, virtual_host};
+use super::mesh::Mesh;
+use super::proxies::Side;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const YAML: &str = "---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: shop}
+spec:
+  host: web
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        maxConnections: 1
+      http:
+        http1MaxPendingRequests: 1
+        maxRequestsPerConnection: 1
+    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 1s
+      baseEjectionTime: 3m
+      maxEjectionPercent: 100
+";
+
+const CLIENTS: usize = 20;
+/// Requests per client, one at a time with a pause between, as a load generator paces them.
+const EACH: usize = 10;
+const PAUSE: Duration = Duration::from_millis(20);
+/// How long the backend holds each request: long enough for the queue to fill.
+const HOLD: &str = "40ms";
+/// An overflow is answered locally, well within this.
+const FAST: Duration = Duration::from_millis(50);
+
+/// What one run observed.
+#[derive(Debug)]
+pub struct Report {
+    /// Every outcome.
+    pub outcomes: Vec<Outcome>,
+    /// The response flags of the 503s.
+    pub overflow_flags: Vec<String>,
+    /// The most requests the backend ever had in flight.
+    pub max_in_flight: usize,
+}
+
+impl Report {
+    fn overflowed(&self) -> Vec<&Outcome> {
+        self.outcomes.iter().filter(|o| o.status == 503).collect()
+    }
+
+    fn statuses(&self) -> BTreeSet<u16> {
+        self.outcomes.iter().map(|o| o.status).collect()
+    }
+}
+
+fn envoy_config(mesh: &Mesh) -> Value {
+    let name = cluster_name("web", "");
+    let mut web = cluster(&name, &mesh.endpoints("web", None));
+    // istiod: maxConnections and http1MaxPendingRequests become the DEFAULT thresholds (the
+    // rest stay at their maximum), maxRequestsPerConnection the upstream protocol option.
+    web["circuit_breakers"]["thresholds"][0]["max_connections"] = json!(1);
+    web["circuit_breakers"]["thresholds"][0]["max_pending_requests"] = json!(1);
+    web["typed_extension_protocol_options"] = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "common_http_protocol_options": { "max_requests_per_connection": 1 },
+            "explicit_http_config": { "http_protocol_options": {} },
+        },
+    });
+    web["outlier_detection"] = json!({
+        "consecutive_5xx": 1,
+        "enforcing_consecutive_5xx": 100,
+        "enforcing_success_rate": 0,
+        "interval": "1s",
+        "base_ejection_time": "180s",
+        "max_ejection_percent": 100,
+    });
+    web["common_lb_config"]["healthy_panic_threshold"] = json!({ "value": 0.0 });
+    bootstrap(
+        vec![virtual_host("web", vec![route(prefix("/"), &name)])],
+        vec![web],
+    )
+}
+
+/// Runs the scenario on `side`.
+pub async fn run(side: Side) -> Report {
+    let mut mesh = Mesh::new();
+    mesh.service("web", &[("web-0", "v1")]).await;
+    let proxy = side.start(&mesh, YAML, envoy_config);
+    let (client, addr) = (Client::new(), proxy.addr());
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let client = client.clone();
+        clients.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for n in 0..EACH {
+                let probe = Probe::get("web.shop", format!("/cb/{c}-{n}?hold={HOLD}"));
+                mine.push(client.send(addr, &probe).await);
+                tokio::time::sleep(PAUSE).await;
+            }
+            mine
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for c in clients {
+        outcomes.extend(c.await.expect("client task"));
+    }
+    let overflowed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.status == 503)
+        .map(|o| o.id.as_str())
+        .collect();
+    let overflow_flags = proxy.flags(&overflowed).await;
+    Report {
+        max_in_flight: mesh.pod("web-0").max_in_flight(),
+        outcomes,
+        overflow_flags,
+    }
+}
+
+/// Istio's documented behaviour for this configuration.
+pub fn check(who: &str, r: &Report) {
+    let overflowed = r.overflowed();
+    let mut latencies: Vec<Duration> = overflowed.iter().map(|o| o.done_after).collect();
+    latencies.sort();
+    let p95 = latencies
+        .get(latencies.len() * 95 / 100)
+        .copied()
+        .unwrap_or_default();
+    let flags: BTreeSet<&str> = r.overflow_flags.iter().map(String::as_str).collect();
+    let brief = format!(
+        "{who}: statuses {:?}, {} overflowed (flags {flags:?}, p95 {p95:?}), backend max in flight {}",
+        r.statuses(),
+        overflowed.len(),
+        r.max_in_flight
+    );
+    eprintln!("{brief}");
+    assert_eq!(r.max_in_flight, 1, "{brief}");
+    assert_eq!(
+        r.statuses(),
+        BTreeSet::from([200, 503]),
+        "some pass, the rest overflow: {brief}"
+    );
+    assert_eq!(flags, BTreeSet::from(["UO"]), "{brief}");
+    for o in &overflowed {
+        assert_eq!(
+            o.header("x-envoy-overloaded"),
+            Some("true"),
+            "{who}: overflow answer {} without x-envoy-overloaded: {:?}",
+            o.id,
+            o.headers
+        );
+        assert!(
+            o.pod().is_empty(),
+            "{who}: a 503 came from the backend: {o:?}"
+        );
+    }
+    // Local answers: immediate. The 95th percentile, so one scheduling hiccup on a loaded
+    // 2-core runner does not fail the run; none may take more than five times as long.
+    assert!(p95 < FAST, "{brief}");
+    assert!(
+        latencies.iter().all(|l| *l < FAST * 5),
+        "{brief}: {latencies:?}"
+    );
+}
+
+/// The same pattern: the same statuses, and overflows flagged alike.
+pub fn compare(envoy: &Report, waypoint: &Report) {
+    assert_eq!(envoy.statuses(), waypoint.statuses());
+    let flags = |r: &Report| r.overflow_flags.iter().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(flags(envoy), flags(waypoint));
+}

@@ -1,0 +1,142 @@
+//! The two proxies a scenario runs against, behind one interface: Envoy configured as istiod
+//! would (the reference, which checks the test itself) and the waypoint binary with the YAML.
+//! Both log one access record per request; [`Proxy::flags`] reads the response flags from it,
+//! keyed by the request's `x-test-id` (Envoy) or path (the waypoint: its probes' paths are
+//! their ids).
+
+use crate::support::child::Waypoint;
+use crate::support::envoy::Envoy;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::istio_envoy::LISTENER;
+use super::mesh::Mesh;
+
+/// Which proxy a scenario runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Side {
+    /// The reference: Envoy as istiod configures it.
+    Envoy,
+    /// The waypoint under test.
+    Waypoint,
+}
+
+impl Side {
+    /// Starts this side's proxy for `mesh`: the waypoint reads the mesh's objects plus
+    /// `istio_yaml` (DestinationRules, VirtualServices, HTTPRoutes); Envoy runs what
+    /// `envoy_config` makes of the same.
+    pub fn start(
+        self,
+        mesh: &Mesh,
+        istio_yaml: &str,
+        envoy_config: impl FnOnce(&Mesh) -> serde_json::Value,
+    ) -> Proxy {
+        match self {
+            Side::Envoy => Proxy::envoy(&envoy_config(mesh)),
+            Side::Waypoint => Proxy::waypoint(&format!("{}{istio_yaml}", mesh.yaml())),
+        }
+    }
+}
+
+/// How long a proxy gets to write a finished request's access record.
+const LOG_PATIENCE: Duration = Duration::from_secs(5);
+
+/// One proxy under test.
+pub enum Proxy {
+    /// Envoy with a static Istio-shaped bootstrap.
+    Envoy(Envoy),
+    /// `waypoint run --config DIR --http-listen ADDR`; the folder lives as long as it.
+    Waypoint {
+        /// The child process.
+        waypoint: Waypoint,
+        /// Its config folder, removed when the proxy is dropped.
+        _config: tempfile::TempDir,
+    },
+}
+
+impl Proxy {
+    /// Envoy running `bootstrap`.
+    pub fn envoy(bootstrap: &serde_json::Value) -> Proxy {
+        // Envoy's start blocks (it polls the admin API); the backends keep serving meanwhile.
+        tokio::task::block_in_place(|| Proxy::Envoy(Envoy::start(bootstrap, LISTENER)))
+    }
+
+    /// The waypoint binary reading `yaml` from a fresh config folder, access log on.
+    pub fn waypoint(yaml: &str) -> Proxy {
+        let dir = tempfile::tempdir().expect("config tempdir");
+        std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config");
+        let waypoint = tokio::task::block_in_place(|| {
+            Waypoint::start(
+                dir.path(),
+                &["--http-listen", "127.0.0.1:0"],
+                "info,access=debug",
+            )
+        });
+        Proxy::Waypoint {
+            waypoint,
+            _config: dir,
+        }
+    }
+
+    /// Where clients send plain HTTP.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Proxy::Envoy(envoy) => envoy.listener,
+            Proxy::Waypoint { waypoint, .. } => waypoint.addr("http"),
+        }
+    }
+
+    /// The response flags of the requests `ids`, in order (`-` for none), once all are logged;
+    /// `?` for a request the proxy did not log within a few seconds.
+    pub async fn flags(&self, ids: &[&str]) -> Vec<String> {
+        let deadline = Instant::now() + LOG_PATIENCE;
+        loop {
+            let logged = self.logged_flags();
+            if ids.iter().all(|id| logged.contains_key(*id)) || Instant::now() > deadline {
+                return ids
+                    .iter()
+                    .map(|id| logged.get(*id).cloned().unwrap_or_else(|| "?".into()))
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The flags of the one request `id`.
+    pub async fn flag(&self, id: &str) -> String {
+        self.flags(&[id]).await.remove(0)
+    }
+
+    /// Every logged request's flags by id.
+    fn logged_flags(&self) -> HashMap<String, String> {
+        match self {
+            Proxy::Envoy(envoy) => envoy
+                .access_log_entries()
+                .iter()
+                .filter_map(|e| {
+                    let id = e["id"].as_str()?.to_owned();
+                    Some((id, e["flags"].as_str().unwrap_or("?").to_owned()))
+                })
+                .collect(),
+            Proxy::Waypoint { waypoint, .. } => waypoint
+                .log_lines()
+                .iter()
+                .filter_map(|line| waypoint_access_record(line))
+                .collect(),
+        }
+    }
+}
+
+/// `(path, flag)` of one waypoint access log line (`... access: method=GET path=/x status=503
+/// ... flag="UO" ...`); `-` when the line has no flag.
+fn waypoint_access_record(line: &str) -> Option<(String, String)> {
+    let (_, fields) = line.split_once(" access: ")?;
+    let field = |name: &str| {
+        fields
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.trim_matches('"').to_owned())
+    };
+    Some((field("path")?, field("flag").unwrap_or_else(|| "-".into())))
+}
