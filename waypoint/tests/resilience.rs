@@ -29,57 +29,54 @@ mod retries;
 #[path = "resilience/routing.rs"]
 mod routing_vs;
 
+#[path = "resilience/verdict.rs"]
+mod verdict;
+
 use proxies::Side;
+use std::future::Future;
+use verdict::Verdict;
 
 /// One scenario at a time in this binary (tokio's mutex: held across awaits, any runtime).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Runs a scenario against Envoy, checks Envoy shows the documented behaviour (else the test
+/// itself is wrong), then against the waypoint, checks the same and compares with Envoy.
+async fn side_by_side<R, F: Future<Output = R>>(
+    run: impl Fn(Side) -> F,
+    check: fn(&mut Verdict, &R),
+    compare: fn(&mut Verdict, &R, &R),
+) {
+    let _one_at_a_time = SERIAL.lock().await;
+    let envoy = run(Side::Envoy).await;
+    Verdict::judge("envoy", |v| check(v, &envoy));
+    let waypoint = run(Side::Waypoint).await;
+    Verdict::judge("waypoint", |v| {
+        check(v, &waypoint);
+        compare(v, &envoy, &waypoint);
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outlier_detection_ejects_a_failing_endpoint_and_returns_it() {
-    let _one_at_a_time = SERIAL.lock().await;
-    let envoy = outlier::run(Side::Envoy).await;
-    outlier::check("envoy", &envoy);
-    let waypoint = outlier::run(Side::Waypoint).await;
-    outlier::check("waypoint", &waypoint);
-    outlier::compare(&envoy, &waypoint);
+    side_by_side(outlier::run, outlier::check, outlier::compare).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn circuit_breaker_task_config_overflows_with_503_uo() {
-    let _one_at_a_time = SERIAL.lock().await;
-    let envoy = breaker::run(Side::Envoy).await;
-    breaker::check("envoy", &envoy);
-    let waypoint = breaker::run(Side::Waypoint).await;
-    breaker::check("waypoint", &waypoint);
-    breaker::compare(&envoy, &waypoint);
+    side_by_side(breaker::run, breaker::check, breaker::compare).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fault_injection_and_timeouts_fire_on_time() {
-    let _one_at_a_time = SERIAL.lock().await;
-    let envoy = faults::run(Side::Envoy).await;
-    faults::check("envoy", &envoy);
-    let waypoint = faults::run(Side::Waypoint).await;
-    faults::check("waypoint", &waypoint);
-    faults::compare(&envoy, &waypoint);
+    side_by_side(faults::run, faults::check, faults::compare).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retries_go_elsewhere_respect_the_buffer_limit_and_default_as_istio() {
-    let _one_at_a_time = SERIAL.lock().await;
-    let envoy = retries::run(Side::Envoy).await;
-    retries::check("envoy", &envoy);
-    let waypoint = retries::run(Side::Waypoint).await;
-    retries::check("waypoint", &waypoint);
-    retries::compare(&envoy, &waypoint);
+    side_by_side(retries::run, retries::check, retries::compare).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn virtual_service_routing_matches_envoy() {
-    let _one_at_a_time = SERIAL.lock().await;
-    let envoy = routing_vs::run(Side::Envoy).await;
-    routing_vs::check("envoy", &envoy);
-    let waypoint = routing_vs::run(Side::Waypoint).await;
-    routing_vs::check("waypoint", &waypoint);
-    routing_vs::compare(&envoy, &waypoint);
+    side_by_side(routing_vs::run, routing_vs::check, routing_vs::compare).await;
 }

@@ -6,7 +6,10 @@
 //! - `?trickle=100ms`: send the headers at once, then one body byte that often, 30 times;
 //! - `?fail-first=N[&fail-status=S]`: the first N sightings of this request's id (the
 //!   `x-test-id` header), counted across every pod sharing the [`Ledger`], answer S (503);
-//! - [`Backend::set_failing`]: answer 503 to everything from now on (a pod going bad mid-load).
+//!   `fail-mode=reset` closes the connection instead of answering, `fail-mode=hold` holds
+//!   those sightings for `hold` (and answers the others at once);
+//! - [`Backend::set_failing`]: answer 503 to everything from now on (a pod going bad mid-load);
+//!   [`Backend::stop`]: refuse connections (a pod gone).
 //!
 //! Every answer carries `x-pod` (who answered), `x-seen-path` and `x-seen-host` (what arrived,
 //! for rewrites) and `x-body-len` (the request body length received, for replays).
@@ -110,6 +113,11 @@ impl Backend {
         }
     }
 
+    /// Stops listening: new connections are refused, as to a pod that went away.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+
     /// From now on every request gets 503 (`false`: back to normal).
     pub fn set_failing(&self, failing: bool) {
         self.state.failing.store(failing, Ordering::SeqCst);
@@ -137,7 +145,7 @@ type Reply = http::Response<BoxBody<Bytes, Infallible>>;
 async fn answer(
     state: Arc<State>,
     req: http::Request<hyper::body::Incoming>,
-) -> Result<Reply, Infallible> {
+) -> Result<Reply, std::io::Error> {
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
@@ -171,16 +179,23 @@ async fn answer(
     let fail_first: usize = param("fail-first")
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    let fail_now = sighting < fail_first;
+    let mode = param("fail-mode").unwrap_or("status");
     let status = if state.failing.load(Ordering::SeqCst) {
         503
-    } else if sighting < fail_first {
+    } else if fail_now && mode == "status" {
         param("fail-status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(503)
     } else {
         200
     };
-    if let Some(hold) = duration("hold") {
+    if fail_now && mode == "reset" {
+        // hyper closes the connection without an answer when the service fails.
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        return Err(std::io::Error::other("asked to reset"));
+    }
+    if let Some(hold) = duration("hold").filter(|_| mode != "hold" || fail_now) {
         tokio::time::sleep(hold).await;
     }
     let body = match duration("trickle") {

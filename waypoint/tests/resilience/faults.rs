@@ -10,7 +10,9 @@ use super::istio_envoy::{
 };
 use super::mesh::Mesh;
 use super::proxies::{Proxy, Side};
+use super::verdict::Verdict;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 const YAML: &str = "---
@@ -194,34 +196,42 @@ async fn timed_probes(
 }
 
 /// Istio's documented behaviour for this configuration.
-pub fn check(who: &str, r: &Report) {
+pub fn check(v: &mut Verdict, r: &Report) {
     let share = r.aborted as f64 / ABORTS as f64;
+    let flags: BTreeSet<&str> = r.abort_flags.iter().map(String::as_str).collect();
     let brief = format!(
-        "{who}: {} aborted ({share:.3}), {} passed, {} reached the backend, flags {:?}",
-        r.aborted,
-        r.passed,
-        r.abort_hits,
-        r.abort_flags
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
+        "{} aborted ({share:.3}), {} passed, {} reached the backend, abort flags {flags:?}",
+        r.aborted, r.passed, r.abort_hits,
     );
-    eprintln!("{brief}");
-    assert_eq!(r.aborted + r.passed, ABORTS, "only 500 or 200: {brief}");
-    assert!((share - ABORT_SHARE).abs() <= 0.03, "{brief}");
-    assert!(r.abort_flags.iter().all(|f| f == "FI"), "{brief}");
-    assert_eq!(
-        r.abort_hits, r.passed,
-        "aborted requests reached the backend: {brief}"
+    eprintln!("{}: {brief}", v.who());
+    v.equal(
+        r.aborted + r.passed,
+        ABORTS,
+        format!("only 500 or 200: {brief}"),
+    );
+    v.check(
+        (share - ABORT_SHARE).abs() <= 0.03,
+        format!("30 % ± 3 % aborted: {brief}"),
+    );
+    v.equal(
+        flags,
+        BTreeSet::from(["FI"]),
+        format!("abort flags: {brief}"),
+    );
+    v.equal(
+        r.abort_hits,
+        r.passed,
+        format!("only the requests not aborted reach the backend: {brief}"),
     );
     for t in &r.timed {
-        check_timed(who, t);
+        check_timed(v, t);
     }
 }
 
-/// Every probe got the expected status (and, for a trickle, a cut body) no earlier than the
-/// setting, and the median within 50 ms of it. A cut body's time is when its last bytes came
-/// (Envoy closes the connection up to its delayed_close_timeout, 1 s, later).
-fn check_timed(who: &str, t: &Timed) {
+/// Every probe got the expected status and flag (and, for a trickle, a cut body) no earlier
+/// than the setting, and the median within 50 ms of it. A cut body's time is when its last
+/// bytes came (Envoy closes the connection up to its delayed_close_timeout, 1 s, later).
+fn check_timed(v: &mut Verdict, t: &Timed) {
     let trickle = t.what.contains("trickling");
     let mut took: Vec<Duration> = t
         .outcomes
@@ -235,65 +245,74 @@ fn check_timed(who: &str, t: &Timed) {
         })
         .collect();
     took.sort();
+    let statuses: Vec<u16> = t.outcomes.iter().map(|(o, _)| o.status).collect();
     let flags: Vec<&str> = t.outcomes.iter().map(|(_, f)| f.as_str()).collect();
+    let cut: Vec<bool> = t.outcomes.iter().map(|(o, _)| o.body.is_err()).collect();
     let brief = format!(
-        "{who}: {}: statuses {:?}, flags {flags:?}, took {took:?}",
-        t.what,
-        t.outcomes.iter().map(|(o, _)| o.status).collect::<Vec<_>>()
+        "{}: statuses {statuses:?}, flags {flags:?}, bodies cut {cut:?}, took {took:?}",
+        t.what
     );
-    eprintln!("{brief}");
-    let expected_flag = if t.status == 504 || trickle {
+    eprintln!("{}: {brief}", v.who());
+    let flag = if t.status == 504 || trickle {
         "UT"
     } else {
         "DI"
     };
-    for (o, flag) in &t.outcomes {
-        assert_eq!(o.status, t.status, "{brief}");
-        assert_eq!(flag, expected_flag, "{brief}");
-        assert_eq!(
-            o.body.is_err(),
-            trickle,
-            "a trickling body is cut, every other one complete: {brief}: {:?}",
-            o.body
-        );
-    }
+    v.equal(
+        statuses,
+        vec![t.status; TIMED],
+        format!("statuses: {brief}"),
+    );
+    v.equal(flags, vec![flag; TIMED], format!("flags: {brief}"));
+    v.equal(
+        cut,
+        vec![trickle; TIMED],
+        format!("only a trickling body is cut: {brief}"),
+    );
     if trickle {
         // One byte every 50 ms until the cut: the last came in the 100 ms before the timeout,
         // and about ten came in all (the backend would send thirty).
-        assert!(
+        v.check(
             took[0] >= t.setting - Duration::from_millis(100),
-            "cut early: {brief}"
+            format!("cut no earlier than the timeout: {brief}"),
         );
-        for (o, _) in &t.outcomes {
-            assert!(o.received <= 11, "{brief}: {} bytes came", o.received);
-        }
+        let received: Vec<usize> = t.outcomes.iter().map(|(o, _)| o.received).collect();
+        v.check(
+            received.iter().all(|n| *n <= 11),
+            format!("cut at the timeout, not later: {brief}: bytes received {received:?}"),
+        );
     } else {
-        assert!(
+        v.check(
             took[0] >= t.setting - Duration::from_millis(5),
-            "fired early: {brief}"
+            format!("fires no earlier than its setting: {brief}"),
         );
     }
-    assert!(took[TIMED / 2] <= t.setting + SLACK, "fired late: {brief}");
+    v.check(
+        took[TIMED / 2] <= t.setting + SLACK,
+        format!("fires within {SLACK:?} of its setting (median): {brief}"),
+    );
 }
 
 /// The same statuses and flags on both sides; the abort shares within the binomial spread of
 /// each other.
-pub fn compare(envoy: &Report, waypoint: &Report) {
+pub fn compare(v: &mut Verdict, envoy: &Report, waypoint: &Report) {
     let shape = |r: &Report| {
-        let timed: Vec<(u16, Vec<String>)> = r
+        let timed: Vec<(&str, Vec<(u16, String)>)> = r
             .timed
             .iter()
             .map(|t| {
-                (
-                    t.status,
-                    t.outcomes.iter().map(|(_, f)| f.clone()).collect(),
-                )
+                let got = t.outcomes.iter().map(|(o, f)| (o.status, f.clone()));
+                (t.what, got.collect())
             })
             .collect();
-        let flags: std::collections::BTreeSet<String> = r.abort_flags.iter().cloned().collect();
+        let flags: BTreeSet<String> = r.abort_flags.iter().cloned().collect();
         (flags, timed)
     };
-    assert_eq!(shape(envoy), shape(waypoint));
+    v.equal(
+        shape(waypoint),
+        shape(envoy),
+        "abort flags and timed probes as with Envoy",
+    );
     let diff = envoy.aborted.abs_diff(waypoint.aborted) as f64 / ABORTS as f64;
-    assert!(diff <= 0.04, "abort shares differ by {diff:.3}");
+    v.check(diff <= 0.04, format!("abort shares differ by {diff:.3}"));
 }

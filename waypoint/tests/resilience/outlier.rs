@@ -10,6 +10,7 @@ use super::istio_envoy::{
 };
 use super::mesh::Mesh;
 use super::proxies::Side;
+use super::verdict::Verdict;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -60,6 +61,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// Hits on the bad endpoint per 500 ms since it started failing.
+    fn timeline(&self) -> Vec<usize> {
+        let mut buckets = Vec::new();
+        for at in &self.bad_hits {
+            let bucket = ((*at - self.flip_at).as_millis() / 500) as usize;
+            if buckets.len() <= bucket {
+                buckets.resize(bucket + 1, 0);
+            }
+            buckets[bucket] += 1;
+        }
+        buckets
+    }
+
     /// The first ejection: (last hit before a silence of at least a second, first hit after).
     fn ejection(&self) -> Option<(Duration, Option<Duration>)> {
         let hits = &self.bad_hits;
@@ -140,45 +154,60 @@ pub async fn run(side: Side) -> Report {
 }
 
 /// Istio's documented behaviour for this configuration.
-pub fn check(who: &str, r: &Report) {
+pub fn check(v: &mut Verdict, r: &Report) {
     let brief = format!(
-        "{who}: sent {}, ok {}, bad endpoint hit {} times after failing at {:?}, first ejection {:?}",
+        "sent {}, ok {}, bad endpoint hit {} times after failing at {:?} (per 500 ms from then: \
+         {:?}), first ejection (last hit, next hit) {:?}",
         r.sent,
         r.ok,
         r.bad_hits.len(),
         r.flip_at,
+        r.timeline(),
         r.ejection()
     );
-    eprintln!("{brief}");
-    assert!(r.sent >= REQUESTS, "{brief}");
-    assert!(
+    eprintln!("{}: {brief}", v.who());
+    v.check(
+        r.sent >= REQUESTS,
+        format!("at least {REQUESTS} requests: {brief}"),
+    );
+    v.check(
         r.ok * 1000 >= r.sent * 999,
-        "fewer than 99.9 % succeeded: {brief}"
+        format!("at least 99.9 % succeed: {brief}"),
     );
     let Some((ejected, back)) = r.ejection() else {
-        panic!("the failing endpoint was never ejected: {brief}");
+        v.check(false, format!("the failing endpoint is ejected: {brief}"));
+        return;
     };
-    assert!(
+    v.check(
         ejected - r.flip_at <= INTERVAL,
-        "ejected more than one interval after it started failing: {brief}"
+        format!("ejected within one interval of failing: {brief}"),
     );
-    let back =
-        back.unwrap_or_else(|| panic!("the ejected endpoint never got traffic again: {brief}"));
+    let Some(back) = back else {
+        v.check(
+            false,
+            format!("the ejected endpoint gets traffic again: {brief}"),
+        );
+        return;
+    };
     let out_for = back - ejected;
     // Unejected on the first sweep after baseEjectionTime: at most one interval late (plus
     // slack for a loaded machine).
-    assert!(
+    v.check(
         out_for >= BASE_EJECTION - Duration::from_millis(50)
             && out_for <= BASE_EJECTION + INTERVAL + Duration::from_millis(500),
-        "out of rotation for {out_for:?}, expected baseEjectionTime (2s) up to one interval more: {brief}"
+        format!(
+            "out of rotation for baseEjectionTime (2s) up to one interval more, not {out_for:?}: \
+             {brief}"
+        ),
     );
 }
 
-/// The waypoint behaves as Envoy does: both eject and return the endpoint, both succeed.
-pub fn compare(envoy: &Report, waypoint: &Report) {
-    assert_eq!(
-        envoy.ejection().map(|(_, back)| back.is_some()),
-        waypoint.ejection().map(|(_, back)| back.is_some()),
-        "ejection and return differ: envoy {envoy:?}\nwaypoint {waypoint:?}"
+/// The waypoint behaves as Envoy does: both eject the endpoint and return it.
+pub fn compare(v: &mut Verdict, envoy: &Report, waypoint: &Report) {
+    let shape = |r: &Report| r.ejection().map(|(_, back)| back.is_some());
+    v.equal(
+        shape(waypoint),
+        shape(envoy),
+        "ejected and returned (Some(true)) as with Envoy",
     );
 }

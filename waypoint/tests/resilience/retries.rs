@@ -3,7 +3,8 @@
 //! the retry buffer limit is not retried (and one under it is replayed whole); exhausted
 //! retries answer the backend's 503 with flag URX. On service `plain` (three endpoints, round
 //! robin, no VirtualService, no HTTPRoute) Istio's default policy applies: two retries of a 503,
-//! each on an endpoint not tried yet, and no retry of a 500.
+//! each on an endpoint not tried yet, a connection failure retried, and no retry of a 500 or
+//! of a reset. A reset and a per-try timeout are retried under `retryOn: 5xx`.
 
 use super::client::{Client, Outcome, Probe};
 use super::istio_envoy::{
@@ -11,8 +12,10 @@ use super::istio_envoy::{
 };
 use super::mesh::Mesh;
 use super::proxies::{Proxy, Side};
+use super::verdict::Verdict;
 use bytes::Bytes;
 use serde_json::Value;
+use std::time::Duration;
 
 const YAML: &str = "---
 apiVersion: networking.istio.io/v1
@@ -30,12 +33,23 @@ spec:
   - match: [{uri: {prefix: /always}}]
     retries: {attempts: 2, retryOn: 5xx}
     route: [{destination: {host: web}}]
+  - match: [{uri: {prefix: /pertry}}]
+    retries: {attempts: 2, perTryTimeout: 100ms, retryOn: 5xx}
+    route: [{destination: {host: web}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: plain, namespace: shop}
 spec:
   host: plain.shop.svc.cluster.local
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: dead, namespace: shop}
+spec:
+  host: dead
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
 ";
@@ -59,6 +73,110 @@ pub struct Traced {
     pub attempts: Vec<String>,
 }
 
+/// A probe sent once, and what Istio's documented behaviour gives for it.
+struct Single {
+    what: &'static str,
+    probe: Probe,
+    status: u16,
+    flag: &'static str,
+    /// Attempts that reached a backend.
+    attempts: usize,
+}
+
+/// The single probes; `big` is the body over the buffer limit.
+fn singles(big: Bytes) -> Vec<Single> {
+    let small = Bytes::from(vec![b'x'; SMALL_BODY]);
+    let get = Probe::get;
+    let single = |what, probe, status, flag, attempts| Single {
+        what,
+        probe,
+        status,
+        flag,
+        attempts,
+    };
+    vec![
+        single(
+            "body over the buffer limit",
+            Probe::post("web.shop", "/upload/big?fail-first=1", big),
+            503,
+            "-",
+            1,
+        ),
+        single(
+            "body under the buffer limit",
+            Probe::post("web.shop", "/upload/small?fail-first=1", small),
+            200,
+            "-",
+            2,
+        ),
+        single(
+            "always 503",
+            get("web.shop", "/always/1?fail-first=100"),
+            503,
+            "URX",
+            3,
+        ),
+        single(
+            "reset, retryOn 5xx",
+            get("web.shop", "/once/reset?fail-first=1&fail-mode=reset"),
+            200,
+            "-",
+            2,
+        ),
+        single(
+            "per-try timeout, retryOn 5xx",
+            get("web.shop", "/pertry/1?fail-first=1&fail-mode=hold&hold=1s"),
+            200,
+            "-",
+            2,
+        ),
+        single(
+            "default policy: two 503s",
+            get("plain.shop", "/plain/twice?fail-first=2"),
+            200,
+            "-",
+            3,
+        ),
+        single(
+            "default policy: three 503s",
+            get("plain.shop", "/plain/thrice?fail-first=3"),
+            503,
+            "URX",
+            3,
+        ),
+        single(
+            "default policy: a 500",
+            get("plain.shop", "/plain/500?fail-first=1&fail-status=500"),
+            500,
+            "-",
+            1,
+        ),
+        single(
+            "default policy: a reset",
+            get("plain.shop", "/plain/reset?fail-first=1&fail-mode=reset"),
+            503,
+            "UC",
+            1,
+        ),
+        // Round robin over a stopped pod and a live one: at least one of the two tries the
+        // stopped one first, and connect-failure is in the default policy.
+        single(
+            "default policy: connect failure",
+            get("dead.shop", "/dead/1"),
+            200,
+            "-",
+            1,
+        ),
+        single(
+            "default policy: connect failure",
+            get("dead.shop", "/dead/2"),
+            200,
+            "-",
+            1,
+        ),
+    ]
+}
+
 /// What one run observed.
 #[derive(Debug)]
 pub struct Report {
@@ -77,14 +195,26 @@ fn envoy_config(mesh: &Mesh) -> Value {
     upload["route"]["retry_policy"] = retry_policy(Some((2, "503")));
     let mut always = route(prefix("/always"), &web);
     always["route"]["retry_policy"] = retry_policy(Some((2, "5xx")));
-    let mut plain_cluster = cluster(&plain, &mesh.endpoints("plain", None));
-    plain_cluster["lb_policy"] = "ROUND_ROBIN".into();
+    let mut pertry = route(prefix("/pertry"), &web);
+    pertry["route"]["retry_policy"] = retry_policy(Some((2, "5xx")));
+    pertry["route"]["retry_policy"]["per_try_timeout"] = "0.100s".into();
+    let dead = cluster_name("dead", "");
+    let round_robin = |name: &str, service: &str| {
+        let mut c = cluster(name, &mesh.endpoints(service, None));
+        c["lb_policy"] = "ROUND_ROBIN".into();
+        c
+    };
     bootstrap(
         vec![
-            virtual_host("web", vec![once, upload, always]),
+            virtual_host("web", vec![once, upload, always, pertry]),
             virtual_host("plain", vec![route(prefix("/"), &plain)]),
+            virtual_host("dead", vec![route(prefix("/"), &dead)]),
         ],
-        vec![cluster(&web, &mesh.endpoints("web", None)), plain_cluster],
+        vec![
+            cluster(&web, &mesh.endpoints("web", None)),
+            round_robin(&plain, "plain"),
+            round_robin(&dead, "dead"),
+        ],
     )
 }
 
@@ -98,6 +228,8 @@ pub async fn run(side: Side) -> Report {
         &[("plain-0", "v1"), ("plain-1", "v1"), ("plain-2", "v1")],
     )
     .await;
+    mesh.service("dead", &[("dead-0", "v1"), ("dead-1", "v1")])
+        .await;
     let proxy = side.start(&mesh, YAML, envoy_config);
     let client = Client::new();
     let mut once = Vec::new();
@@ -105,37 +237,10 @@ pub async fn run(side: Side) -> Report {
         let probe = Probe::get("web.shop", format!("/once/{n}?fail-first=1"));
         once.push(trace(&client, &proxy, &mesh, "first attempt 503", probe).await);
     }
-    let big = Bytes::from(vec![b'x'; BIG_BODY]);
-    let small = Bytes::from(vec![b'x'; SMALL_BODY]);
-    let singles = [
-        (
-            "body over the buffer limit",
-            Probe::post("web.shop", "/upload/big?fail-first=1", big),
-        ),
-        (
-            "body under the buffer limit",
-            Probe::post("web.shop", "/upload/small?fail-first=1", small),
-        ),
-        (
-            "always 503",
-            Probe::get("web.shop", "/always/1?fail-first=100"),
-        ),
-        (
-            "default policy: two 503s",
-            Probe::get("plain.shop", "/plain/twice?fail-first=2"),
-        ),
-        (
-            "default policy: three 503s",
-            Probe::get("plain.shop", "/plain/thrice?fail-first=3"),
-        ),
-        (
-            "default policy: a 500",
-            Probe::get("plain.shop", "/plain/500?fail-first=1&fail-status=500"),
-        ),
-    ];
+    mesh.pod("dead-0").stop();
     let mut traced = Vec::new();
-    for (what, probe) in singles {
-        traced.push(trace(&client, &proxy, &mesh, what, probe).await);
+    for single in singles(Bytes::from(vec![b'x'; BIG_BODY])) {
+        traced.push(trace(&client, &proxy, &mesh, single.what, single.probe).await);
     }
     Report {
         once,
@@ -169,68 +274,80 @@ impl Report {
 }
 
 /// Istio's documented behaviour for this configuration.
-pub fn check(who: &str, r: &Report) {
+pub fn check(v: &mut Verdict, r: &Report) {
     for t in r.once.iter().chain(&r.singles) {
         eprintln!(
-            "{who}: {}: {} {} flag {} attempts {:?} body-len {:?}",
+            "{}: {}: {} {} flag {} attempts {:?} body-len {:?} took {:?}",
+            v.who(),
             t.what,
             t.outcome.id,
             t.outcome.status,
             t.flag,
             t.attempts,
-            t.outcome.header("x-body-len")
+            t.outcome.header("x-body-len"),
+            t.outcome.done_after,
         );
     }
-    for t in &r.once {
-        assert_eq!(t.outcome.status, 200, "{who}: {t:?}");
-        assert_eq!(t.attempts.len(), 2, "{who}: one retry: {t:?}");
-    }
+    let once: Vec<(u16, usize)> = r
+        .once
+        .iter()
+        .map(|t| (t.outcome.status, t.attempts.len()))
+        .collect();
+    v.equal(
+        once,
+        vec![(200, 2); ONCE],
+        "first attempt 503: (status, attempts)",
+    );
     let same_host = r
         .once
         .iter()
-        .filter(|t| t.attempts[0] == t.attempts[1])
+        .filter(|t| t.attempts.len() == 2 && t.attempts[0] == t.attempts[1])
         .count();
-    assert!(
+    v.check(
         same_host <= SAME_HOST_ALLOWED,
-        "{who}: {same_host} of {ONCE} retries went back to the endpoint that failed"
+        format!("{same_host} of {ONCE} retries went back to the endpoint that failed"),
     );
-    let expect = |what: &str, status: u16, flag: &str, attempts: usize| {
-        let t = r.single(what);
-        assert_eq!(
+    for (single, t) in singles(Bytes::new()).iter().zip(&r.singles) {
+        v.equal(
             (t.outcome.status, t.flag.as_str(), t.attempts.len()),
-            (status, flag, attempts),
-            "{who}: {what}: (status, flag, attempts) {t:?}"
+            (single.status, single.flag, single.attempts),
+            format!("{}: (status, flag, attempts reaching a backend)", t.what),
         );
-        t
-    };
-    expect("body over the buffer limit", 503, "-", 1);
-    let small = expect("body under the buffer limit", 200, "-", 2);
-    assert_eq!(
+    }
+    let small = r.single("body under the buffer limit");
+    v.equal(
         small.outcome.header("x-body-len"),
         Some(SMALL_BODY.to_string().as_str()),
-        "{who}: the retry replays the whole body"
+        "the retry replays the whole body",
     );
-    expect("always 503", 503, "URX", 3);
-    let twice = expect("default policy: two 503s", 200, "-", 3);
+    let twice = r.single("default policy: two 503s");
     let mut distinct = twice.attempts.clone();
     distinct.sort();
     distinct.dedup();
-    assert_eq!(
+    v.equal(
         distinct.len(),
         3,
-        "{who}: each retry on an endpoint not tried yet: {twice:?}"
+        format!("default policy: each retry on an endpoint not tried yet: {twice:?}"),
     );
-    expect("default policy: three 503s", 503, "URX", 3);
-    expect("default policy: a 500", 500, "-", 1);
+    // perTryTimeout 100 ms, then a retry after Envoy's backoff (at most 25 ms the first time).
+    let took = r.single("per-try timeout, retryOn 5xx").outcome.done_after;
+    v.check(
+        took >= Duration::from_millis(100) && took <= Duration::from_millis(175),
+        format!("per-try timeout: answered after 100 ms + backoff, not {took:?}"),
+    );
 }
 
 /// The same statuses, flags and attempt counts on both sides.
-pub fn compare(envoy: &Report, waypoint: &Report) {
+pub fn compare(v: &mut Verdict, envoy: &Report, waypoint: &Report) {
     let shape = |r: &Report| {
         r.singles
             .iter()
             .map(|t| (t.what, t.outcome.status, t.flag.clone(), t.attempts.len()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(shape(envoy), shape(waypoint));
+    v.equal(
+        shape(waypoint),
+        shape(envoy),
+        "(status, flag, attempts) as with Envoy",
+    );
 }

@@ -7,7 +7,9 @@ use super::client::{Client, Outcome, Probe};
 use super::istio_envoy::{bootstrap, cluster, cluster_name, prefix, route, virtual_host};
 use super::mesh::Mesh;
 use super::proxies::Side;
+use super::verdict::Verdict;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 const YAML: &str = "---
 apiVersion: networking.istio.io/v1
@@ -69,7 +71,7 @@ pub struct Report {
     /// How many of the split probes each version answered, and the statuses seen.
     pub v1: usize,
     pub v2: usize,
-    pub split_statuses: std::collections::BTreeSet<u16>,
+    pub split_statuses: BTreeSet<u16>,
     /// Probes to `api`.
     pub api: Vec<Outcome>,
 }
@@ -147,53 +149,60 @@ pub async fn run(side: Side) -> Report {
 }
 
 /// Istio's documented behaviour for this configuration.
-pub fn check(who: &str, r: &Report) {
+pub fn check(v: &mut Verdict, r: &Report) {
     let share = r.v2 as f64 / SPLIT as f64;
+    let answers = |outcomes: &[Outcome]| {
+        outcomes
+            .iter()
+            .map(|o| (o.status, o.pod().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let o = &r.rewritten;
+    let rewritten = (
+        o.status,
+        o.pod(),
+        o.header("x-seen-path"),
+        o.header("x-seen-host"),
+    );
     eprintln!(
-        "{who}: jason → {:?}; rewrite → {} {:?} {:?} {:?}; split v1 {} v2 {} ({share:.3}); api → {:?}",
-        r.jason.iter().map(|o| (o.status, o.pod())).collect::<Vec<_>>(),
-        r.rewritten.status,
-        r.rewritten.pod(),
-        r.rewritten.header("x-seen-path"),
-        r.rewritten.header("x-seen-host"),
+        "{}: jason → {:?}; rewrite → {rewritten:?}; split v1 {} v2 {} ({share:.3}); api → {:?}",
+        v.who(),
+        answers(&r.jason),
         r.v1,
         r.v2,
-        r.api.iter().map(|o| (o.status, o.pod())).collect::<Vec<_>>(),
+        answers(&r.api),
     );
-    for o in &r.jason {
-        assert_eq!(
-            (o.status, o.pod()),
-            (200, "web-v2"),
-            "{who}: header match: {o:?}"
-        );
-    }
-    let o = &r.rewritten;
-    assert_eq!(
-        (
-            o.status,
-            o.pod(),
-            o.header("x-seen-path"),
-            o.header("x-seen-host")
-        ),
+    v.equal(
+        answers(&r.jason),
+        vec![(200, "web-v2".to_owned()); r.jason.len()],
+        "header match end-user: jason → subset v2",
+    );
+    v.equal(
+        rewritten,
         (200, "web-v1", Some("/new/page?q=1"), Some("rewritten.shop")),
-        "{who}: rewrite: {o:?}"
+        "rewrite uri /old → /new and authority, to subset v1: (status, pod, path, host)",
     );
-    assert_eq!(r.v1 + r.v2, SPLIT, "{who}: statuses {:?}", r.split_statuses);
-    assert!(
+    v.equal(
+        r.split_statuses.clone(),
+        BTreeSet::from([200]),
+        "split statuses",
+    );
+    v.check(
         (share - V2_SHARE).abs() <= 0.03,
-        "{who}: v2 got {share:.3} of the split"
+        format!(
+            "weights 80/20: v2 got {share:.3} ({} v1, {} v2)",
+            r.v1, r.v2
+        ),
     );
-    for o in &r.api {
-        assert_eq!(
-            (o.status, o.pod()),
-            (200, "api-0"),
-            "{who}: the HTTPRoute wins over the VirtualService: {o:?}"
-        );
-    }
+    v.equal(
+        answers(&r.api),
+        vec![(200, "api-0".to_owned()); r.api.len()],
+        "the HTTPRoute wins over the VirtualService (no 418 abort)",
+    );
 }
 
 /// The same answers on both sides (the split within its binomial spread).
-pub fn compare(envoy: &Report, waypoint: &Report) {
+pub fn compare(v: &mut Verdict, envoy: &Report, waypoint: &Report) {
     let shape = |r: &Report| {
         (
             r.jason
@@ -208,7 +217,7 @@ pub fn compare(envoy: &Report, waypoint: &Report) {
             r.api.iter().map(|o| o.status).collect::<Vec<_>>(),
         )
     };
-    assert_eq!(shape(envoy), shape(waypoint));
+    v.equal(shape(waypoint), shape(envoy), "answers as with Envoy");
     let diff = envoy.v2.abs_diff(waypoint.v2) as f64 / SPLIT as f64;
-    assert!(diff <= 0.04, "v2 shares differ by {diff:.3}");
+    v.check(diff <= 0.04, format!("v2 shares differ by {diff:.3}"));
 }
