@@ -34,7 +34,7 @@ spec:
 ";
 
 const CLIENTS: usize = 20;
-/// Requests per client, one at a time with a pause between, as a load generator paces them.
+/// Requests per client, one at a time with a pause after each, as a load generator paces them.
 const EACH: usize = 10;
 const PAUSE: Duration = Duration::from_millis(20);
 /// How long the backend holds each request: long enough for the queue to fill.
@@ -97,30 +97,12 @@ pub async fn run(side: Side) -> Report {
     let mut mesh = Mesh::new();
     mesh.service("web", &[("web-0", "v1")]).await;
     let proxy = side.start(&mesh, YAML, envoy_config);
-    let (client, addr) = (Client::new(), proxy.addr());
-    let mut clients = Vec::new();
-    for c in 0..CLIENTS {
-        let client = client.clone();
-        clients.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            for n in 0..EACH {
-                let probe = Probe::get("web.shop", format!("/cb/{c}-{n}?hold={HOLD}"));
-                mine.push(client.send(addr, &probe).await);
-                tokio::time::sleep(PAUSE).await;
-            }
-            mine
-        }));
-    }
-    let mut outcomes = Vec::new();
-    for c in clients {
-        outcomes.extend(c.await.expect("client task"));
-    }
-    let overflowed: Vec<&str> = outcomes
-        .iter()
-        .filter(|o| o.status == 503)
-        .map(|o| o.id.as_str())
-        .collect();
-    let overflow_flags = proxy.flags(&overflowed).await;
+    let outcomes = Client::new()
+        .many(proxy.addr(), CLIENTS * EACH, CLIENTS, PAUSE, |i| {
+            Probe::get("web.shop", format!("/cb/{i}?hold={HOLD}"))
+        })
+        .await;
+    let overflow_flags = proxy.flags_of_status(&outcomes, 503).await;
     Report {
         max_in_flight: mesh.pod("web-0").max_in_flight(),
         outcomes,

@@ -183,12 +183,14 @@ impl Client {
     }
 
     /// Sends `count` probes made by `probe(i)` from `clients` concurrent tasks (each one
-    /// request at a time, as `clients` independent callers would); the outcomes in probe order.
+    /// request at a time, pausing `pause` after each, as `clients` independent callers would);
+    /// the outcomes in probe order.
     pub async fn many(
         &self,
         addr: SocketAddr,
         count: usize,
         clients: usize,
+        pause: Duration,
         probe: impl Fn(usize) -> Probe + Send + Sync + 'static,
     ) -> Vec<Outcome> {
         let next = Arc::new(AtomicUsize::new(0));
@@ -204,6 +206,9 @@ impl Client {
                         return mine;
                     }
                     mine.push((i, client.send(addr, &probe(i)).await));
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
                 }
             }));
         }

@@ -118,16 +118,11 @@ pub async fn run(side: Side) -> Report {
     let proxy = side.start(&mesh, YAML, envoy_config);
     let client = Client::new();
     let outcomes = client
-        .many(proxy.addr(), ABORTS, 16, |i| {
+        .many(proxy.addr(), ABORTS, 16, Duration::ZERO, |i| {
             Probe::get("web.shop", format!("/abort/{i}"))
         })
         .await;
-    let aborted_ids: Vec<&str> = outcomes
-        .iter()
-        .filter(|o| o.status == 500)
-        .map(|o| o.id.as_str())
-        .collect();
-    let abort_flags = proxy.flags(&aborted_ids).await;
+    let abort_flags = proxy.flags_of_status(&outcomes, 500).await;
     let abort_hits = mesh.pod("web-0").hits().len();
     let mut timed = Vec::new();
     for (what, host, path, setting, status) in [
@@ -169,7 +164,7 @@ pub async fn run(side: Side) -> Report {
         });
     }
     Report {
-        aborted: aborted_ids.len(),
+        aborted: abort_flags.len(),
         passed: outcomes.iter().filter(|o| o.status == 200).count(),
         abort_flags,
         abort_hits,

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::client::Outcome;
 use super::istio_envoy::LISTENER;
 use super::mesh::Mesh;
 
@@ -101,6 +102,16 @@ impl Proxy {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The flags of the `outcomes` answered with `status`, in order.
+    pub async fn flags_of_status(&self, outcomes: &[Outcome], status: u16) -> Vec<String> {
+        let ids: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| o.status == status)
+            .map(|o| o.id.as_str())
+            .collect();
+        self.flags(&ids).await
     }
 
     /// The flags of the one request `id`.

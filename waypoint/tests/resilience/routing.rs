@@ -10,6 +10,7 @@ use super::proxies::Side;
 use super::verdict::Verdict;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 const YAML: &str = "---
 apiVersion: networking.istio.io/v1
@@ -126,7 +127,7 @@ pub async fn run(side: Side) -> Report {
         .send(addr, &Probe::get("web.shop", "/old/page?q=1"))
         .await;
     let split = client
-        .many(addr, SPLIT, 8, |i| {
+        .many(addr, SPLIT, 8, Duration::ZERO, |i| {
             Probe::get("web.shop", format!("/split/{i}"))
         })
         .await;
