@@ -10,6 +10,8 @@ mod support;
 
 #[path = "resilience/backends.rs"]
 mod backends;
+#[path = "resilience/balancing.rs"]
+mod balancing;
 #[path = "resilience/breaker.rs"]
 mod breaker;
 #[path = "resilience/client.rs"]
@@ -79,4 +81,9 @@ async fn retries_go_elsewhere_respect_the_buffer_limit_and_default_as_istio() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn virtual_service_routing_matches_envoy() {
     side_by_side(routing_vs::run, routing_vs::check, routing_vs::compare).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consistent_hash_keeps_users_and_cookies_on_one_pod() {
+    side_by_side(balancing::run, balancing::check, balancing::compare).await;
 }
