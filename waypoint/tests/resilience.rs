@@ -14,6 +14,8 @@ mod backends;
 mod balancing;
 #[path = "resilience/breaker.rs"]
 mod breaker;
+#[path = "resilience/check.rs"]
+mod check;
 #[path = "resilience/client.rs"]
 mod client;
 #[path = "resilience/faults.rs"]
@@ -86,4 +88,14 @@ async fn virtual_service_routing_matches_envoy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consistent_hash_keeps_users_and_cookies_on_one_pod() {
     side_by_side(balancing::run, balancing::check, balancing::compare).await;
+}
+
+#[test]
+fn waypoint_check_names_bad_resilience_values() {
+    check::bad_values_are_named();
+}
+
+#[test]
+fn waypoint_check_reports_a_virtual_service_an_http_route_overrides() {
+    check::overridden_virtual_service_is_reported();
 }

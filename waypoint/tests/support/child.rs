@@ -94,6 +94,21 @@ impl Waypoint {
     }
 }
 
+/// Runs `waypoint check DIR`: its exit code and what it printed (stdout, then stderr).
+pub fn check(dir: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+        .arg("check")
+        .arg(dir)
+        .output()
+        .expect("run waypoint check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 impl Drop for Waypoint {
     fn drop(&mut self) {
         let _ = self.child.kill();
