@@ -73,106 +73,82 @@ pub struct Traced {
     pub attempts: Vec<String>,
 }
 
-/// A probe sent once, and what Istio's documented behaviour gives for it.
+/// A probe sent once, and what Istio's documented behaviour gives for it: (status, flag,
+/// attempts reaching a backend).
 struct Single {
     what: &'static str,
     probe: Probe,
-    status: u16,
-    flag: &'static str,
-    /// Attempts that reached a backend.
-    attempts: usize,
+    expect: (u16, &'static str, usize),
 }
 
 /// The single probes; `big` is the body over the buffer limit.
 fn singles(big: Bytes) -> Vec<Single> {
     let small = Bytes::from(vec![b'x'; SMALL_BODY]);
-    let get = Probe::get;
-    let single = |what, probe, status, flag, attempts| Single {
+    let single = |what, probe, expect| Single {
         what,
         probe,
-        status,
-        flag,
-        attempts,
+        expect,
     };
+    let web = |path| Probe::get("web.shop", path);
+    let plain = |path| Probe::get("plain.shop", path);
+    let dead = |path| Probe::get("dead.shop", path);
     vec![
         single(
             "body over the buffer limit",
             Probe::post("web.shop", "/upload/big?fail-first=1", big),
-            503,
-            "-",
-            1,
+            (503, "-", 1),
         ),
         single(
             "body under the buffer limit",
             Probe::post("web.shop", "/upload/small?fail-first=1", small),
-            200,
-            "-",
-            2,
+            (200, "-", 2),
         ),
         single(
             "always 503",
-            get("web.shop", "/always/1?fail-first=100"),
-            503,
-            "URX",
-            3,
+            web("/always/1?fail-first=100"),
+            (503, "URX", 3),
         ),
         single(
             "reset, retryOn 5xx",
-            get("web.shop", "/once/reset?fail-first=1&fail-mode=reset"),
-            200,
-            "-",
-            2,
+            web("/once/reset?fail-first=1&fail-mode=reset"),
+            (200, "-", 2),
         ),
         single(
             "per-try timeout, retryOn 5xx",
-            get("web.shop", "/pertry/1?fail-first=1&fail-mode=hold&hold=1s"),
-            200,
-            "-",
-            2,
+            web("/pertry/1?fail-first=1&fail-mode=hold&hold=1s"),
+            (200, "-", 2),
         ),
         single(
             "default policy: two 503s",
-            get("plain.shop", "/plain/twice?fail-first=2"),
-            200,
-            "-",
-            3,
+            plain("/plain/twice?fail-first=2"),
+            (200, "-", 3),
         ),
         single(
             "default policy: three 503s",
-            get("plain.shop", "/plain/thrice?fail-first=3"),
-            503,
-            "URX",
-            3,
+            plain("/plain/thrice?fail-first=3"),
+            (503, "URX", 3),
         ),
         single(
             "default policy: a 500",
-            get("plain.shop", "/plain/500?fail-first=1&fail-status=500"),
-            500,
-            "-",
-            1,
+            plain("/plain/500?fail-first=1&fail-status=500"),
+            (500, "-", 1),
         ),
         single(
             "default policy: a reset",
-            get("plain.shop", "/plain/reset?fail-first=1&fail-mode=reset"),
-            503,
-            "UC",
-            1,
+            plain("/plain/reset?fail-first=1&fail-mode=reset"),
+            (503, "UC", 1),
         ),
         // Round robin over a stopped pod and a live one: at least one of the two tries the
         // stopped one first, and connect-failure is in the default policy.
         single(
             "default policy: connect failure",
-            get("dead.shop", "/dead/1"),
-            200,
-            "-",
-            1,
+            dead("/dead/1"),
+            (200, "-", 1),
         ),
         single(
             "default policy: connect failure",
-            get("dead.shop", "/dead/2"),
-            200,
-            "-",
-            1,
+            dead("/dead/2"),
+            (200, "-", 1),
         ),
     ]
 }
@@ -310,7 +286,7 @@ pub fn check(v: &mut Verdict, r: &Report) {
     for (single, t) in singles(Bytes::new()).iter().zip(&r.singles) {
         v.equal(
             (t.outcome.status, t.flag.as_str(), t.attempts.len()),
-            (single.status, single.flag, single.attempts),
+            single.expect,
             format!("{}: (status, flag, attempts reaching a backend)", t.what),
         );
     }
