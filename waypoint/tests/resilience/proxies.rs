@@ -8,6 +8,7 @@ use crate::support::child::Waypoint;
 use crate::support::envoy::Envoy;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::client::Outcome;
@@ -40,11 +41,19 @@ impl Side {
     }
 }
 
-/// How long a proxy gets to write a finished request's access record.
+/// How long a proxy gets to write a finished request's access record; once it missed one,
+/// the short wait, so a proxy that does not log (or logs differently) fails fast.
 const LOG_PATIENCE: Duration = Duration::from_secs(5);
+const LOG_PATIENCE_AFTER_A_MISS: Duration = Duration::from_millis(200);
 
 /// One proxy under test.
-pub enum Proxy {
+pub struct Proxy {
+    running: Running,
+    /// Cleared once a request was not logged in time.
+    patient: AtomicBool,
+}
+
+enum Running {
     /// Envoy with a static Istio-shaped bootstrap.
     Envoy(Envoy),
     /// `waypoint run --config DIR --http-listen ADDR`; the folder lives as long as it.
@@ -60,7 +69,8 @@ impl Proxy {
     /// Envoy running `bootstrap`.
     pub fn envoy(bootstrap: &serde_json::Value) -> Proxy {
         // Envoy's start blocks (it polls the admin API); the backends keep serving meanwhile.
-        tokio::task::block_in_place(|| Proxy::Envoy(Envoy::start(bootstrap, LISTENER)))
+        let envoy = tokio::task::block_in_place(|| Envoy::start(bootstrap, LISTENER));
+        Proxy::new(Running::Envoy(envoy))
     }
 
     /// The waypoint binary reading `yaml` from a fresh config folder, access log on.
@@ -74,27 +84,43 @@ impl Proxy {
                 "info,access=debug",
             )
         });
-        Proxy::Waypoint {
+        Proxy::new(Running::Waypoint {
             waypoint,
             _config: dir,
+        })
+    }
+
+    fn new(running: Running) -> Proxy {
+        Proxy {
+            running,
+            patient: AtomicBool::new(true),
         }
     }
 
     /// Where clients send plain HTTP.
     pub fn addr(&self) -> SocketAddr {
-        match self {
-            Proxy::Envoy(envoy) => envoy.listener,
-            Proxy::Waypoint { waypoint, .. } => waypoint.addr("http"),
+        match &self.running {
+            Running::Envoy(envoy) => envoy.listener,
+            Running::Waypoint { waypoint, .. } => waypoint.addr("http"),
         }
     }
 
     /// The response flags of the requests `ids`, in order (`-` for none), once all are logged;
     /// `?` for a request the proxy did not log within a few seconds.
     pub async fn flags(&self, ids: &[&str]) -> Vec<String> {
-        let deadline = Instant::now() + LOG_PATIENCE;
+        let patience = if self.patient.load(Ordering::Relaxed) {
+            LOG_PATIENCE
+        } else {
+            LOG_PATIENCE_AFTER_A_MISS
+        };
+        let deadline = Instant::now() + patience;
         loop {
             let logged = self.logged_flags();
-            if ids.iter().all(|id| logged.contains_key(*id)) || Instant::now() > deadline {
+            let all = ids.iter().all(|id| logged.contains_key(*id));
+            if !all && Instant::now() > deadline {
+                self.patient.store(false, Ordering::Relaxed);
+            }
+            if all || Instant::now() > deadline {
                 return ids
                     .iter()
                     .map(|id| logged.get(*id).cloned().unwrap_or_else(|| "?".into()))
@@ -121,8 +147,8 @@ impl Proxy {
 
     /// Every logged request's flags by id.
     fn logged_flags(&self) -> HashMap<String, String> {
-        match self {
-            Proxy::Envoy(envoy) => envoy
+        match &self.running {
+            Running::Envoy(envoy) => envoy
                 .access_log_entries()
                 .iter()
                 .filter_map(|e| {
@@ -130,7 +156,7 @@ impl Proxy {
                     Some((id, e["flags"].as_str().unwrap_or("?").to_owned()))
                 })
                 .collect(),
-            Proxy::Waypoint { waypoint, .. } => waypoint
+            Running::Waypoint { waypoint, .. } => waypoint
                 .log_lines()
                 .iter()
                 .filter_map(|line| waypoint_access_record(line))
