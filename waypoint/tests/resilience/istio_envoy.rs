@@ -126,6 +126,20 @@ pub fn route(matcher: Value, cluster: &str) -> Value {
     })
 }
 
+/// The route istiod gives a waypoint for a service no VirtualService or HTTPRoute names (its
+/// inbound default route): no timeout, and 2 retries of a request reset before it was sent
+/// (ENABLE_INBOUND_RETRY_POLICY, on by default since Istio 1.24), nothing else.
+pub fn inbound_default_route(cluster: &str) -> Value {
+    json!({
+        "match": prefix("/"),
+        "route": {
+            "cluster": cluster,
+            "timeout": "0s",
+            "retry_policy": { "retry_on": "reset-before-request", "num_retries": 2 },
+        },
+    })
+}
+
 /// A path prefix match.
 pub fn prefix(path: &str) -> Value {
     json!({ "prefix": path })

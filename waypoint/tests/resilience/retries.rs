@@ -1,14 +1,17 @@
 //! Scenario 4: retries. On service `web` (two endpoints, Istio's default load balancer) a
 //! request whose first attempt gets 503 is retried on the other endpoint; a request body over
 //! the retry buffer limit is not retried (and one under it is replayed whole); exhausted
-//! retries answer the backend's 503 with flag URX. On service `plain` (three endpoints, round
-//! robin, no VirtualService, no HTTPRoute) Istio's default policy applies: two retries of a 503,
-//! each on an endpoint not tried yet, a connection failure retried, and no retry of a 500 or
-//! of a reset. A reset and a per-try timeout are retried under `retryOn: 5xx`.
+//! retries answer the backend's 503 with flag URX; a reset and a per-try timeout are retried
+//! under `retryOn: 5xx`. On service `plain` (three endpoints, round robin, an HTTPRoute rule
+//! with no `retry`) Istio's default policy applies: two retries of a 503, each on an endpoint
+//! not tried yet, and no retry of a 500 or of a reset. Service `bare` has no route at all: a
+//! waypoint then uses istiod's inbound default route, which retries only requests reset before
+//! they were sent (a refused connection), not a 503.
 
 use super::client::{Client, Outcome, Probe};
 use super::istio_envoy::{
-    bootstrap, cluster, cluster_name, prefix, retry_policy, route, virtual_host,
+    bootstrap, cluster, cluster_name, inbound_default_route, prefix, retry_policy, route,
+    virtual_host,
 };
 use super::mesh::Mesh;
 use super::proxies::{Proxy, Side};
@@ -45,11 +48,19 @@ spec:
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
 ---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: plain, namespace: shop}
+spec:
+  parentRefs: [{group: '', kind: Service, name: plain, port: 80}]
+  rules:
+  - backendRefs: [{name: plain, port: 80}]
+---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {name: dead, namespace: shop}
+metadata: {name: bare, namespace: shop}
 spec:
-  host: dead
+  host: bare
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
 ";
@@ -91,7 +102,7 @@ fn singles(big: Bytes) -> Vec<Single> {
     };
     let web = |path| Probe::get("web.shop", path);
     let plain = |path| Probe::get("plain.shop", path);
-    let dead = |path| Probe::get("dead.shop", path);
+    let bare = |path| Probe::get("bare.shop", path);
     vec![
         single(
             "body over the buffer limit",
@@ -119,36 +130,33 @@ fn singles(big: Bytes) -> Vec<Single> {
             (200, "-", 2),
         ),
         single(
-            "default policy: two 503s",
+            "HTTPRoute default policy: two 503s",
             plain("/plain/twice?fail-first=2"),
             (200, "-", 3),
         ),
         single(
-            "default policy: three 503s",
+            "HTTPRoute default policy: three 503s",
             plain("/plain/thrice?fail-first=3"),
             (503, "URX", 3),
         ),
         single(
-            "default policy: a 500",
+            "HTTPRoute default policy: a 500",
             plain("/plain/500?fail-first=1&fail-status=500"),
             (500, "-", 1),
         ),
         single(
-            "default policy: a reset",
+            "HTTPRoute default policy: a reset",
             plain("/plain/reset?fail-first=1&fail-mode=reset"),
             (503, "UC", 1),
         ),
         // Round robin over a stopped pod and a live one: at least one of the two tries the
-        // stopped one first, and connect-failure is in the default policy.
+        // stopped one first; a refused connection is reset before the request was sent.
+        single("no route: connect failure", bare("/bare/1"), (200, "-", 1)),
+        single("no route: connect failure", bare("/bare/2"), (200, "-", 1)),
         single(
-            "default policy: connect failure",
-            dead("/dead/1"),
-            (200, "-", 1),
-        ),
-        single(
-            "default policy: connect failure",
-            dead("/dead/2"),
-            (200, "-", 1),
+            "no route: a 503",
+            bare("/bare/503?fail-first=1"),
+            (503, "-", 1),
         ),
     ]
 }
@@ -174,7 +182,7 @@ fn envoy_config(mesh: &Mesh) -> Value {
     let mut pertry = route(prefix("/pertry"), &web);
     pertry["route"]["retry_policy"] = retry_policy(Some((2, "5xx")));
     pertry["route"]["retry_policy"]["per_try_timeout"] = "0.100s".into();
-    let dead = cluster_name("dead", "");
+    let bare = cluster_name("bare", "");
     let round_robin = |name: &str, service: &str| {
         let mut c = cluster(name, &mesh.endpoints(service, None));
         c["lb_policy"] = "ROUND_ROBIN".into();
@@ -184,12 +192,12 @@ fn envoy_config(mesh: &Mesh) -> Value {
         vec![
             virtual_host("web", vec![once, upload, always, pertry]),
             virtual_host("plain", vec![route(prefix("/"), &plain)]),
-            virtual_host("dead", vec![route(prefix("/"), &dead)]),
+            virtual_host("bare", vec![inbound_default_route(&bare)]),
         ],
         vec![
             cluster(&web, &mesh.endpoints("web", None)),
             round_robin(&plain, "plain"),
-            round_robin(&dead, "dead"),
+            round_robin(&bare, "bare"),
         ],
     )
 }
@@ -204,7 +212,7 @@ pub async fn run(side: Side) -> Report {
         &[("plain-0", "v1"), ("plain-1", "v1"), ("plain-2", "v1")],
     )
     .await;
-    mesh.service("dead", &[("dead-0", "v1"), ("dead-1", "v1")])
+    mesh.service("bare", &[("bare-0", "v1"), ("bare-1", "v1")])
         .await;
     let proxy = side.start(&mesh, YAML, envoy_config);
     let client = Client::new();
@@ -213,7 +221,7 @@ pub async fn run(side: Side) -> Report {
         let probe = Probe::get("web.shop", format!("/once/{n}?fail-first=1"));
         once.push(trace(&client, &proxy, &mesh, "first attempt 503", probe).await);
     }
-    mesh.pod("dead-0").stop();
+    mesh.pod("bare-0").stop();
     let mut traced = Vec::new();
     for single in singles(Bytes::from(vec![b'x'; BIG_BODY])) {
         traced.push(trace(&client, &proxy, &mesh, single.what, single.probe).await);
@@ -296,14 +304,14 @@ pub fn check(v: &mut Verdict, r: &Report) {
         Some(SMALL_BODY.to_string().as_str()),
         "the retry replays the whole body",
     );
-    let twice = r.single("default policy: two 503s");
+    let twice = r.single("HTTPRoute default policy: two 503s");
     let mut distinct = twice.attempts.clone();
     distinct.sort();
     distinct.dedup();
     v.equal(
         distinct.len(),
         3,
-        format!("default policy: each retry on an endpoint not tried yet: {twice:?}"),
+        format!("HTTPRoute default policy: each retry on an endpoint not tried yet: {twice:?}"),
     );
     // perTryTimeout 100 ms, then a retry after Envoy's backoff (at most 25 ms the first time).
     let took = r.single("per-try timeout, retryOn 5xx").outcome.done_after;
