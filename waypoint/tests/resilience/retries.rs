@@ -6,7 +6,7 @@
 //! with no `retry`) Istio's default policy applies: two retries of a 503, each on an endpoint
 //! not tried yet, and no retry of a 500 or of a reset. Service `bare` has no route at all: a
 //! waypoint then uses istiod's inbound default route, which retries only requests reset before
-//! they were sent (a refused connection), not a 503.
+//! they were sent (a refused connection), not a 503 nor a reset after the request went out.
 
 use super::client::{Client, Outcome, Probe};
 use super::istio_envoy::{
@@ -157,6 +157,12 @@ fn singles(big: Bytes) -> Vec<Single> {
             "no route: a 503",
             bare("/bare/503?fail-first=1"),
             (503, "-", 1),
+        ),
+        // Reset after the request went out: not "before request", so not retried.
+        single(
+            "no route: a reset",
+            bare("/bare/reset?fail-first=1&fail-mode=reset"),
+            (503, "UC", 1),
         ),
     ]
 }
