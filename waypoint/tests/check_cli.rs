@@ -3,22 +3,8 @@
 
 mod support;
 
-use std::process::Command;
+use support::child::check;
 use support::{mesh_config, write};
-
-fn check(dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_waypoint"))
-        .arg("check")
-        .arg(dir)
-        .output()
-        .expect("run waypoint check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
 
 #[test]
 fn the_travel_example_is_valid() {

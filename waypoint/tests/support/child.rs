@@ -67,6 +67,11 @@ impl Waypoint {
         self.child.id()
     }
 
+    /// Every log line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
     /// Whether one log line contains all of `needles`.
     pub fn log_contains(&self, needles: &[&str]) -> bool {
         self.log
@@ -87,6 +92,21 @@ impl Waypoint {
         }
         false
     }
+}
+
+/// Runs `waypoint check DIR`: its exit code and what it printed (stdout, then stderr).
+pub fn check(dir: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+        .arg("check")
+        .arg(dir)
+        .output()
+        .expect("run waypoint check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
 }
 
 impl Drop for Waypoint {

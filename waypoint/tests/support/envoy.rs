@@ -324,7 +324,9 @@ impl Envoy {
         })
     }
 
-    fn start(config: &Value, listener_name: &str) -> Envoy {
+    /// Runs Envoy with `config` (admin and the access log path filled in) and returns once it
+    /// is ready, with the address of its listener `listener_name`.
+    pub fn start(config: &Value, listener_name: &str) -> Envoy {
         // Unique per Envoy in this machine: several test binaries run Envoys at once.
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let base_id = std::process::id() * 64 + NEXT.fetch_add(1, Ordering::Relaxed) % 64;
@@ -434,7 +436,8 @@ impl Drop for Envoy {
 /// Stands for the access log path in a config until [`Envoy::start`] knows its directory.
 const ACCESS_LOG_PLACEHOLDER: &str = "@ACCESS_LOG@";
 
-fn file_access_log(format: &Value) -> Value {
+/// A file access log in `format` (JSON), written where [`Envoy::access_log`] reads.
+pub fn file_access_log(format: &Value) -> Value {
     json!({
         "name": "envoy.access_loggers.file",
         "typed_config": {
@@ -469,11 +472,13 @@ fn h2_options() -> Value {
     })
 }
 
-fn loopback(port: u16) -> Value {
+/// Envoy's `address` for 127.0.0.1:`port`.
+pub fn loopback(port: u16) -> Value {
     socket_address(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-fn socket_address(addr: SocketAddr) -> Value {
+/// Envoy's `address` for `addr`.
+pub fn socket_address(addr: SocketAddr) -> Value {
     json!({ "socket_address": { "address": addr.ip().to_string(), "port_value": addr.port() } })
 }
 
