@@ -204,7 +204,9 @@ impl ProxyHttp for WaypointProxy {
         admit::on_error(ctx, &e, client_reused);
         let mut e = e.more_context(format!("Peer: {peer}"));
         if retry::stale_pooled_connection(&e, client_reused, session, ctx) {
-            // pingora's own retry: not an attempt of the route's policy.
+            // pingora's own retry: not an attempt of the route's policy. pingora insists the
+            // error's retry be decided by now.
+            e.retry.decide_reuse(client_reused);
             return e;
         }
         let failure = retry::attempt_failure(&e, retry::request_timed_out(ctx));
