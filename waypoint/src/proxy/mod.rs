@@ -203,12 +203,8 @@ impl ProxyHttp for WaypointProxy {
     ) -> Box<Error> {
         admit::on_error(ctx, &e, client_reused);
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if retry::stale_pooled_connection(&e, client_reused, session, ctx) {
-            // pingora's own retry: not an attempt of the route's policy. pingora insists the
-            // error's retry be decided by now.
-            e.retry.decide_reuse(client_reused);
-            return e;
-        }
+        // A reused connection the endpoint closed after taking the request is a reset like any
+        // other, retried only as the route's policy says (Envoy answers 503 UC without one).
         let failure = retry::attempt_failure(&e, retry::request_timed_out(ctx));
         e.set_retry(retry::decide(session, ctx, failure));
         e

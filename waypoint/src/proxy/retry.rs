@@ -10,7 +10,7 @@ use super::decide::Action;
 use super::reply::is_connect_failure;
 use crate::endpoint;
 use crate::snapshot::Snapshot;
-use pingora_error::{Error, ErrorType, RetryType};
+use pingora_error::{Error, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use resilience::{AttemptFailure, ResponseView, RoutePolicy};
@@ -127,25 +127,6 @@ pub fn decide(session: &Session, ctx: &mut RequestCtx, failure: Option<AttemptFa
     let possible = replayable && downstream_untouched;
     let allowed = possible && (!ctx.attempt.retry.is_pending() || within_budget(ctx));
     ctx.attempt.retry.confirm(allowed)
-}
-
-/// Whether the attempt failed only because pingora picked a pooled connection the endpoint
-/// had already closed, before anything of the request or response crossed it: pingora retries
-/// that on a fresh connection by itself, as Envoy's pool never hands out such a connection, so
-/// it neither counts against the route's retries nor fails the request.
-pub fn stale_pooled_connection(
-    e: &Error,
-    client_reused: bool,
-    session: &Session,
-    ctx: &RequestCtx,
-) -> bool {
-    let mut pingora_retry = e.retry;
-    pingora_retry.decide_reuse(client_reused);
-    client_reused
-        && pingora_retry == RetryType::Decided(true)
-        && !ctx.attempt.retry.is_pending()
-        && session.response_written().is_none()
-        && !session.as_ref().retry_buffer_truncated()
 }
 
 /// Whether the route's request timeout, which covers all attempts and the response body, has
