@@ -135,6 +135,19 @@ impl AsyncWrite for H2Tunnel {
     }
 }
 
+impl Drop for H2Tunnel {
+    /// Closing a tunnel is closing a TCP connection: what was written arrives, then the end.
+    /// h2 would otherwise reset a stream dropped open (RST_STREAM CANCEL) and may discard the
+    /// DATA still queued, so an answer written just before the proxy closes the connection
+    /// (a local 503 after an upstream failure, say) never reached the client.
+    fn drop(&mut self) {
+        if !self.shut_down {
+            self.shut_down = true;
+            let _ = self.send.send_data(Bytes::new(), true);
+        }
+    }
+}
+
 impl VirtualSocket for H2Tunnel {
     fn set_socket_option(&self, _opt: VirtualSockOpt) -> io::Result<()> {
         // Nagle and keepalive belong to the TCP connection under the h2 session, not a stream.
