@@ -333,3 +333,29 @@ async fn rotated_certificates_reach_new_handshakes_and_spare_open_tunnels() {
     assert_eq!(status, 200);
     m.wp.shutdown().await;
 }
+
+/// A local answer written just before the waypoint closes the downstream stream (here the 503
+/// for an endpoint that refuses connections) reaches the tunnelled client instead of a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_failure_is_answered_through_the_tunnel() {
+    let ca = TestCa::new("cluster.local");
+    // A port that was free a moment ago: nothing listens there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let (config, certs) = support::shop_folders(&ca, &[("a", dead)]);
+    let wp = start(config.path(), certs.path()).await;
+    let hbone = wp.hbone_addr.expect("HBONE listener");
+    let client = ca.issue("frontend", "shop-ui");
+    let conn = connect(hbone, Some(&client), &ca.root_pem())
+        .await
+        .expect("mTLS + h2");
+    for _ in 0..3 {
+        let (status, body) = conn
+            .get("10.0.0.10:80", "web.shop.svc.cluster.local", "/", &[])
+            .await
+            .expect("an answer, not a broken tunnel");
+        assert_eq!(status, 503, "{body}");
+    }
+    wp.shutdown().await;
+}
