@@ -1,6 +1,7 @@
 //! VirtualService spec types (Istio `networking.istio.io/v1`): every field a waypoint acts on
 //! or reports; unknown fields are reported by the config layer.
 
+pub use resilience::destination_rule::PortSelector;
 use resilience::{HttpFaultInjection, HttpRetry, Percent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -131,14 +132,6 @@ pub struct VsDestination {
     pub subset: Option<String>,
     /// The service port; may be left out when the service has one port.
     pub port: Option<PortSelector>,
-}
-
-/// `port: {number: N}`.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub struct PortSelector {
-    /// The port number.
-    #[serde(default)]
-    pub number: u32,
 }
 
 /// One weighted destination of a rule.

@@ -165,17 +165,10 @@ pub async fn upstream_failure(
     retried: bool,
 ) -> (FailToProxy, Option<ResponseFlag>) {
     let failure = classify_failure(e);
-    // An overflow is refused before any upstream work, so the client's connection is as good
-    // as before and Envoy keeps it, as long as no request body is left unread on it.
-    let keep = failure.flag == Some(ResponseFlag::UpstreamOverflow)
-        && session.response_written().is_none()
-        && session.as_mut().is_body_done();
-    // Otherwise pingora closes the client connection after an upstream failure (once the
-    // response header went out, closing is the only honest signal left); the response says
+    // Once the response header went out, the only honest signal left is closing the stream.
+    // pingora closes the client connection after an upstream failure; make the response say
     // `Connection: close`, or an HTTP/1.1 client races the close with its next request.
-    if !keep {
-        session.set_keepalive(None);
-    }
+    session.set_keepalive(None);
     if failure.status > 0 && session.response_written().is_none() {
         let response = LocalResponse {
             status: failure.status,
@@ -189,7 +182,7 @@ pub async fn upstream_failure(
     }
     let fail = FailToProxy {
         error_code: failure.status,
-        can_reuse_downstream: keep,
+        can_reuse_downstream: false,
     };
     (fail, failure.flag)
 }
