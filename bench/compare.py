@@ -1,0 +1,62 @@
+"""Same-machine A/B of two waypoint release binaries, for the cost of a change on the hot path:
+S2 (HBONE tunnels, one route) and S3 (20 routes; with --s3-resilience the AFTER binary also gets
+S3's retry policy and outlier detector, the BEFORE one not), runs interleaved so a shared
+machine's drift hits both alike, medians of --runs runs of --seconds each.
+
+  bench/run --quick                      # builds target/release/{waypoint,hbone-load}
+  python3 bench/compare.py --before OLD/waypoint --after target/release/waypoint --s3-resilience
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+
+import bench
+import mesh
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", required=True, help="the waypoint binary before the change")
+    ap.add_argument("--after", default="target/release/waypoint", help="the waypoint binary after it")
+    ap.add_argument("--hbone-load", default="target/release/hbone-load")
+    ap.add_argument("--s3-resilience", action="store_true",
+                    help="give the AFTER waypoint S3's retry policy and outlier detector")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=10)
+    args = ap.parse_args()
+    load = {"hbone-load": args.hbone_load}
+    shutil.rmtree(bench.RUN_DIR, ignore_errors=True)
+    os.makedirs(bench.RUN_DIR)
+    certs = os.path.join(bench.RUN_DIR, "certs")
+    subprocess.run([args.hbone_load, "certs", "--out", certs], check=True)
+    origin = bench.Origin()
+    procs = [origin.proc]
+    try:
+        for scenario, routes in (("S2", 1), ("S3", 20)):
+            waypoints = {}
+            for name, binary, resilience in (("before", args.before, False),
+                                             ("after", args.after, routes > 1 and args.s3_resilience)):
+                cfg = os.path.join(bench.RUN_DIR, f"cfg-{scenario}-{name}")
+                mesh.write_folder(cfg, origin.port, route_count=routes, resilience=resilience)
+                waypoints[name] = bench.Waypoint({"waypoint": binary}, f"wp-{scenario}-{name}", cfg, certs)
+                procs.append(waypoints[name].proc)
+            for wp in waypoints.values():
+                bench.hbone_load(load, wp.hbone_port, certs, 1)  # warm-up
+            report = bench.Report()
+            cells = [(name, wp.proc, lambda wp=wp: bench.hbone_load(load, wp.hbone_port, certs, args.seconds), 0)
+                     for name, wp in waypoints.items()]
+            bench.measure_interleaved(report, scenario, cells, origin, args.runs)
+            for wp in waypoints.values():
+                wp.proc.stop()
+            for row in report.rows:
+                print(f"{row['scenario']} {row['proxy']:>6}: {row['rps'] or 0:>9.0f} req/s  p99 {row['p99_ms'] or 0:.3f} ms"
+                      f"  CPU {row['cpu_ms_per_1k'] or 0:.1f} ms per 1 000 requests", flush=True)
+    finally:
+        for p in procs:
+            p.stop()
+
+
+if __name__ == "__main__":
+    main()
