@@ -114,8 +114,8 @@ pub struct Rule {
 pub struct DirectResponse {
     /// The status sent.
     pub status: u16,
-    /// The body sent, byte for byte; empty for none.
-    pub body: Vec<u8>,
+    /// The body sent, byte for byte; empty for none. `Bytes`, so each answer shares it.
+    pub body: bytes::Bytes,
 }
 
 impl Rule {

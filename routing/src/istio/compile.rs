@@ -566,5 +566,8 @@ fn compile_direct_response(
             (None, None) => Vec::new(),
         },
     };
-    DirectResponse { status, body }
+    DirectResponse {
+        status,
+        body: body.into(),
+    }
 }

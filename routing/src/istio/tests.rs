@@ -459,8 +459,8 @@ fn direct_responses() {
     );
     let direct = |i: usize| route.rules[i].direct_response.clone().expect("direct");
     assert_eq!(direct(0).status, 503);
-    assert_eq!(direct(0).body, b"unavailable");
-    assert_eq!(direct(1).body, b"hello");
+    assert_eq!(direct(0).body, &b"unavailable"[..]);
+    assert_eq!(direct(1).body, &b"hello"[..]);
     assert_eq!(direct(2).status, 500);
 }
 

@@ -357,8 +357,6 @@ async fn a_flaky_pods_503s_fail_the_run_when_nothing_retries() -> Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "needs issue 11's VirtualService retries and DestinationRule outlier detection, \
-            built on other branches: run with --ignored once they are merged"]
 async fn retries_and_outlier_detection_hide_a_flaky_pod() -> Result<()> {
     let route = travels_route(
         "    timeout: 2s\n    retries: {attempts: 3, perTryTimeout: 500ms, retryOn: 5xx}\n",

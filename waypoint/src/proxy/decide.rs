@@ -273,27 +273,10 @@ fn apply_rule(
         let detail = format!("route {} cannot be applied: {why}", m.route.id);
         return Action::Refuse(Refusal::invalid_backend(detail));
     }
+    if let Some(answer) = local_answer(req, scheme, m, routed.listener_port) {
+        return answer;
+    }
     let path = req.uri.path();
-    if let Some(redirect) = &rule.redirect {
-        let authority = request_authority(req).unwrap_or_default();
-        let (status, location) = redirect.response(&RedirectInput {
-            scheme,
-            host: host_without_port(authority),
-            listener_port: routed.listener_port,
-            request_port: Authority::parse(authority).ok().and_then(|a| a.port),
-            path,
-            query: req.uri.query(),
-            matched: &m.request_match.path,
-        });
-        return Action::Redirect { status, location };
-    }
-    if let Some(direct) = &rule.direct_response {
-        return Action::Direct {
-            status: direct.status,
-            body: bytes::Bytes::from(direct.body.clone()),
-            modifiers: rule.response_header_modifier.iter().cloned().collect(),
-        };
-    }
     let filters = &mut routed.filters;
     if let Some(rewrite) = &rule.rewrite {
         filters.rewrite_host = rewrite.hostname.clone();
@@ -324,7 +307,55 @@ fn apply_rule(
         &backend.response_header_modifier,
     );
     let mirrors = mirror::endpoints(snapshot, rule, random, routed.listener_port);
-    match &backend.target {
+    to_backend(
+        snapshot,
+        m,
+        &backend.target,
+        affinity,
+        routed.listener_port,
+        mirrors,
+    )
+}
+
+/// The answer a rule gives without any backend: a redirect or a direct response.
+fn local_answer(
+    req: &RequestHeader,
+    scheme: &'static str,
+    m: &RouteMatch<'_>,
+    listener_port: u16,
+) -> Option<Action> {
+    let rule = m.rule;
+    if let Some(redirect) = &rule.redirect {
+        let authority = request_authority(req).unwrap_or_default();
+        let (status, location) = redirect.response(&RedirectInput {
+            scheme,
+            host: host_without_port(authority),
+            listener_port,
+            request_port: Authority::parse(authority).ok().and_then(|a| a.port),
+            path: req.uri.path(),
+            query: req.uri.query(),
+            matched: &m.request_match.path,
+        });
+        return Some(Action::Redirect { status, location });
+    }
+    rule.direct_response.as_ref().map(|direct| Action::Direct {
+        status: direct.status,
+        body: direct.body.clone(),
+        modifiers: rule.response_header_modifier.iter().cloned().collect(),
+    })
+}
+
+/// Forwards to the chosen backend of matched rule `m`, or refuses an invalid one: 500 for a
+/// Gateway API route, 503 NC for a VirtualService (Envoy has no such cluster).
+fn to_backend(
+    snapshot: &Snapshot,
+    m: &RouteMatch<'_>,
+    target: &BackendTarget,
+    affinity: endpoint::Affinity<'_>,
+    listener_port: u16,
+    mirrors: Vec<SocketAddr>,
+) -> Action {
+    match target {
         BackendTarget::Service {
             service,
             port,
@@ -336,7 +367,7 @@ fn apply_rule(
                 affinity: Some(affinity),
                 // 0: a VirtualService destination without a port on a service with several
                 // goes to the port the request arrived on, as Istio routes it.
-                ..endpoint::Pick::any(service, backend_port(*port, routed.listener_port))
+                ..endpoint::Pick::any(service, backend_port(*port, listener_port))
             },
             mirrors,
         ),
