@@ -29,6 +29,8 @@ pub mod listener;
 pub mod live;
 /// The pingora `ProxyHttp` implementation: each request's phases, step by step.
 pub mod proxy;
+/// The I/O side of security: JWKS fetching, JWT authentication, ext_authz calls.
+pub mod security;
 /// The compiled, immutable view of the configuration that a request reads.
 pub mod snapshot;
 /// Folder watches that reload the configuration and rotate the certificate.

@@ -6,6 +6,7 @@
 
 mod files;
 mod generations;
+mod mesh;
 mod resources;
 
 /// Parsing text without a folder, for the unit tests of the modules that consume documents.
@@ -16,6 +17,7 @@ pub(crate) mod files_for_tests {
 
 pub use files::{load_dir, Document, LoadError, Loaded};
 pub use generations::Generations;
+pub use mesh::{MeshConfig, MESH_CONFIG_MAP};
 pub use resources::{
     Resolution, Resource, ServiceEntry, ServiceEntryEndpoint, ServiceEntryPort, ServiceEntrySpec,
 };

@@ -11,7 +11,7 @@ use gateway_api::experimental::httproutes::HttpRoute;
 use gateway_api::experimental::listenersets::ListenerSet;
 use gateway_api::experimental::referencegrants::ReferenceGrant;
 use gateway_api::experimental::tcproutes::TcpRoute;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,17 @@ pub enum Resource {
     VirtualService(Box<IstioObject<routing::istio::VirtualServiceSpec>>),
     /// An Istio DestinationRule.
     DestinationRule(Box<IstioObject<resilience::destination_rule::DestinationRuleSpec>>),
+    /// An Istio RequestAuthentication. Security specs stay JSON here: `authz` compiles them,
+    /// so that an invalid one is loaded fail closed and reported rather than rejecting the
+    /// folder (Istio's behaviour for security policies).
+    RequestAuthentication(Box<IstioObject<serde_json::Value>>),
+    /// An Istio AuthorizationPolicy (spec compiled by `authz::policy`).
+    AuthorizationPolicy(Box<IstioObject<serde_json::Value>>),
+    /// An Istio PeerAuthentication (spec compiled by `authz::peer`).
+    PeerAuthentication(Box<IstioObject<serde_json::Value>>),
+    /// A ConfigMap: `istio-system/istio` carries the MeshConfig (`data.mesh`); others are
+    /// read and not acted on.
+    ConfigMap(Box<ConfigMap>),
     /// A kind this version does not act on. Kept so that it is reported, never silently lost.
     Unsupported {
         /// The apiVersion it was written with.
@@ -280,7 +291,11 @@ pub(super) fn parse_object(mut value: serde_json::Value) -> Result<Parsed, Parse
 /// The versions of a kind this waypoint reads; `None` for a kind it does not act on.
 fn supported_versions(group: &str, kind: &str) -> Option<&'static [&'static str]> {
     let versions: &[&str] = match (group, kind) {
-        ("", "Namespace" | "Service" | "Pod") => &["v1"],
+        ("", "Namespace" | "Service" | "Pod" | "ConfigMap") => &["v1"],
+        (
+            "security.istio.io",
+            "RequestAuthentication" | "AuthorizationPolicy" | "PeerAuthentication",
+        ) => &["v1", "v1beta1"],
         ("discovery.k8s.io", "EndpointSlice") => &["v1"],
         ("networking.istio.io", "ServiceEntry" | "VirtualService" | "DestinationRule") => {
             &["v1", "v1beta1", "v1alpha3"]
@@ -337,6 +352,14 @@ fn typed_resource(
         "ServiceEntry" => Resource::ServiceEntry(typed(value, object, unknown_fields)?),
         "VirtualService" => Resource::VirtualService(typed(value, object, unknown_fields)?),
         "DestinationRule" => Resource::DestinationRule(typed(value, object, unknown_fields)?),
+        "ConfigMap" => Resource::ConfigMap(typed(value, object, unknown_fields)?),
+        "RequestAuthentication" => {
+            Resource::RequestAuthentication(typed(value, object, unknown_fields)?)
+        }
+        "AuthorizationPolicy" => {
+            Resource::AuthorizationPolicy(typed(value, object, unknown_fields)?)
+        }
+        "PeerAuthentication" => Resource::PeerAuthentication(typed(value, object, unknown_fields)?),
         "Gateway" => Resource::Gateway(typed(value, object, unknown_fields)?),
         "HTTPRoute" => Resource::HttpRoute(typed(value, object, unknown_fields)?),
         "TCPRoute" => Resource::TcpRoute(typed(value, object, unknown_fields)?),
@@ -409,10 +432,10 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_kept_as_unsupported() {
-        let p = parse("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: n}\n")
+        let p = parse("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: a, namespace: n}\n")
             .expect("parses");
         assert!(matches!(p.resource, Resource::Unsupported { .. }));
-        assert_eq!(p.object.to_string(), "AuthorizationPolicy n/a");
+        assert_eq!(p.object.to_string(), "Telemetry n/a");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod gateway;
 mod model;
 mod protocol;
 mod report;
+mod security;
 
 pub use build::pod_ip;
 pub use gateway::{GatewayPort, GatewayStatus, Grants, ListenerRoutes, RouteStatus};
@@ -27,6 +28,7 @@ pub use model::{
 };
 pub use protocol::Protocol;
 pub use report::{Report, ResourceStatus, State, StatusIssue};
+pub use security::{Security, SecurityPolicies};
 
 /// The gateway class of Istio waypoints.
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";
@@ -66,6 +68,9 @@ pub struct Snapshot {
     by_vip: HashMap<IpAddr, usize>,
     /// Every scheduled pod, by IP.
     pub workloads: HashMap<IpAddr, WorkloadInfo>,
+    /// RequestAuthentication, AuthorizationPolicy, PeerAuthentication and the MeshConfig.
+    #[serde(skip)]
+    pub security: Security,
 }
 
 /// Which part this proxy plays for the served Gateway.

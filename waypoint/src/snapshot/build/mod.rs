@@ -94,6 +94,7 @@ impl<'a> Builder<'a> {
             by_host,
             by_vip,
             workloads,
+            security: super::Security::default(),
         })
     }
 
