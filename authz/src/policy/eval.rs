@@ -69,13 +69,9 @@ impl Rule {
                 return false;
             }
         }
-        let ok = self.when.iter().all(|f| f.check(a, rec))
+        self.when.iter().all(|f| f.check(a, rec))
             && any_entry(&self.from, a, rec, "from")
-            && any_entry(&self.to, a, rec, "to");
-        if ok && R::ON && self.from.is_empty() && self.to.is_empty() && self.when.is_empty() {
-            rec.note("the rule is empty: it matches every request".to_string());
-        }
-        ok
+            && any_entry(&self.to, a, rec, "to")
     }
 }
 
@@ -198,7 +194,7 @@ impl Field {
             (Attr::Path, Value::Str(m)) => http.is_some_and(|h| m.matches(h.path)),
             (Attr::Path, Value::Template(t)) => http.is_some_and(|h| t.matches(h.path)),
             (Attr::Header(name), Value::Str(m)) => {
-                http.is_some_and(|h| m.matches_header(header(h.headers, name).as_deref()))
+                http.is_some_and(|h| m.matches_header_list(header(h.headers, name).as_deref()))
             }
             (Attr::Claim(path), Value::Str(m)) => auth.is_some_and(|t| {
                 claim(&t.claims, path).is_some_and(|c| match c {

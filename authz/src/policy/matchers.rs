@@ -52,6 +52,27 @@ impl StrMatch {
         }
     }
 
+    /// istiod's `request.headers` matcher: the value (every occurrence of the header joined
+    /// with `,`) matches when it, or one of its comma-separated elements, fits (the regex
+    /// `^v$|^v,.*|.*,v,.*|.*,v$`); `*` is "present".
+    pub(crate) fn matches_header_list(&self, v: Option<&str>) -> bool {
+        let Some(v) = v else {
+            return false;
+        };
+        match self {
+            StrMatch::Any => true,
+            StrMatch::Exact(e) => {
+                v == e
+                    || v.strip_prefix(e.as_str())
+                        .is_some_and(|r| r.starts_with(','))
+                    || v.strip_suffix(e.as_str()).is_some_and(|l| l.ends_with(','))
+                    || v.contains(&format!(",{e},"))
+            }
+            StrMatch::Prefix(p) => v.starts_with(p.as_str()) || v.contains(&format!(",{p}")),
+            StrMatch::Suffix(s) => v.ends_with(s.as_str()) || v.contains(&format!("{s},")),
+        }
+    }
+
     /// ASCII case-insensitive match (istiod's host matcher ignores case).
     pub(crate) fn matches_ignore_case(&self, v: &str) -> bool {
         let (vb, len) = (v.as_bytes(), v.len());

@@ -138,10 +138,10 @@ impl AuthorizationPolicy {
                 let mut notes = Vec::new();
                 let hit = rule.matches(a, lean, &mut notes);
                 let verb = if hit { "matched" } else { "did not match" };
-                let why = if hit {
-                    notes.join(" and ")
-                } else {
-                    notes.pop().unwrap_or_default()
+                let why = match (hit, notes.is_empty()) {
+                    (true, true) => "it has no conditions".to_string(),
+                    (true, false) => notes.join(" and "),
+                    (false, _) => notes.pop().unwrap_or_default(),
                 };
                 rec.note(format!("rule {i} {verb}: {why}"));
                 if hit {

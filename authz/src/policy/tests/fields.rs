@@ -337,6 +337,7 @@ fn headers_and_sni() {
             ("x-multi", "a"),
             ("x-multi", "b"),
             ("x-empty", ""),
+            ("x-list", "one,two,three"),
         ],
         sni: Some("svc.example"),
         ..req()
@@ -350,6 +351,13 @@ fn headers_and_sni() {
         (when("request.headers[x-absent]", &["*"]), false),
         (when_not("request.headers[x-absent]", &["*"]), true),
         (when("request.headers[x-multi]", &["a,b"]), true),
+        (when("request.headers[x-multi]", &["b"]), true),
+        (when("request.headers[x-multi]", &["a"]), true),
+        (when("request.headers[x-multi]", &["c"]), false),
+        (when("request.headers[x-list]", &["two"]), true),
+        (when("request.headers[x-list]", &["tw*"]), true),
+        (when("request.headers[x-list]", &["*ne"]), true),
+        (when("request.headers[x-list]", &["wo"]), false),
         (when("connection.sni", &["*.example"]), true),
         (when("connection.sni", &["other"]), false),
     ];
