@@ -49,14 +49,14 @@ struct RuleDoc {
 #[serde(deny_unknown_fields)]
 struct FromDoc {
     #[serde(default)]
-    source: Option<serde_json::Map<String, serde_json::Value>>,
+    source: Option<JsonMap>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ToDoc {
     #[serde(default)]
-    operation: Option<serde_json::Map<String, serde_json::Value>>,
+    operation: Option<JsonMap>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +104,9 @@ pub(crate) struct Compiled {
 
 /// Compiles `spec`; `namespace` is the policy's (the default of `serviceAccounts`).
 pub(crate) fn compile(spec: &serde_json::Value, namespace: &str, trust: &TrustDomains) -> Compiled {
+    // A policy without a spec is the empty spec `{}` (ALLOW nothing).
+    let empty = serde_json::Value::Object(JsonMap::new());
+    let spec = if spec.is_null() { &empty } else { spec };
     let doc: SpecDoc = match serde_path_to_error::deserialize(spec) {
         Ok(doc) => doc,
         Err(e) => return unreadable(spec, format!("spec.{}", e.path()), e.inner().to_string()),
@@ -257,17 +260,11 @@ impl Context<'_> {
             return rule;
         };
         if let Some(from) = &doc.from {
-            let from: Vec<Option<&serde_json::Map<_, _>>> = from
-                .iter()
-                .map(|f| f.as_ref().and_then(|f| f.source.as_ref()))
-                .collect();
+            let from = inner_maps(from, |f: &FromDoc| f.source.as_ref());
             self.entries_of(&mut rule, &at, "from", "source", &from, true);
         }
         if let Some(to) = &doc.to {
-            let to: Vec<Option<&serde_json::Map<_, _>>> = to
-                .iter()
-                .map(|t| t.as_ref().and_then(|t| t.operation.as_ref()))
-                .collect();
+            let to = inner_maps(to, |t: &ToDoc| t.operation.as_ref());
             self.entries_of(&mut rule, &at, "to", "operation", &to, false);
         }
         for (j, cond) in doc.when.iter().flatten().enumerate() {
@@ -287,7 +284,7 @@ impl Context<'_> {
         at: &str,
         list: &str,
         inner: &str,
-        entries: &[Option<&serde_json::Map<String, serde_json::Value>>],
+        entries: &[Option<&JsonMap>],
         source: bool,
     ) {
         if entries.is_empty() {
@@ -313,13 +310,7 @@ impl Context<'_> {
         }
     }
 
-    fn fields(
-        &mut self,
-        rule: &mut Rule,
-        at: &str,
-        map: &serde_json::Map<String, serde_json::Value>,
-        source: bool,
-    ) -> Vec<Field> {
+    fn fields(&mut self, rule: &mut Rule, at: &str, map: &JsonMap, source: bool) -> Vec<Field> {
         let table: &[(&str, &str, Attr)] = if source {
             &SOURCE_FIELDS
         } else {
@@ -435,7 +426,17 @@ impl Context<'_> {
     }
 }
 
-fn has_any(map: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -> bool {
+type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// `from[].source` / `to[].operation`: the maps inside a list's entries.
+fn inner_maps<T>(
+    list: &[Option<T>],
+    inner: impl Fn(&T) -> Option<&JsonMap>,
+) -> Vec<Option<&JsonMap>> {
+    list.iter().map(|e| e.as_ref().and_then(&inner)).collect()
+}
+
+fn has_any(map: &JsonMap, keys: &[&str]) -> bool {
     keys.iter()
         .any(|k| map.get(*k).is_some_and(|v| !v.is_null()))
 }

@@ -16,8 +16,23 @@ fn empty_spec_missing_rules_and_empty_rule() {
     // `{}` is ALLOW with no rules: it matches nothing, so everything is denied.
     assert!(!allowed(vec![json!({})], &req()));
     assert!(!allowed(vec![json!({"action": "ALLOW"})], &req()));
+    assert!(!allowed(vec![serde_json::Value::Null], &req()));
+    assert!(compile_named("p", serde_json::Value::Null)
+        .issues
+        .is_empty());
     // `rules: [{}]` matches everything.
     assert!(allowed(vec![json!({"rules": [{}]})], &req()));
+    let set = set_of(vec![json!({"rules": [{}]})]);
+    let v = req().with(|a| set.explain(a));
+    assert_eq!(
+        v.trace,
+        vec!["ALLOW foo/p0: rule 0 matched: it has no conditions → allowed"]
+    );
+    let d = v.decided_by.expect("decided");
+    assert_eq!(
+        d.detail,
+        "rules[0] has no conditions: it matches every request"
+    );
     // DENY without rules matches nothing; DENY `rules: [{}]` everything.
     assert!(allowed(vec![json!({"action": "DENY"})], &req()));
     assert!(!allowed(
