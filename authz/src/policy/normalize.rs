@@ -3,9 +3,25 @@
 
 use std::net::IpAddr;
 
-/// Why a request path cannot be normalized (Envoy answers 400).
+/// Why a request path cannot be normalized (Envoy answers 400, or 404 for a path that is not
+/// relative: see [`BadPath::status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPath(pub String);
+
+/// How the message of a path that does not start with `/` begins.
+const NOT_RELATIVE: &str = "not a relative path: ";
+
+impl BadPath {
+    /// The status Envoy answers with: 404 for a path that does not start with `/` (its
+    /// connection manager's `absolute_path_rejected`), 400 for one it cannot canonicalize.
+    pub fn status(&self) -> u16 {
+        if self.0.starts_with(NOT_RELATIVE) {
+            404
+        } else {
+            400
+        }
+    }
+}
 
 /// Istio's default path normalization (BASE): `\` to `/`, percent-decoded unreserved
 /// characters, dot segments removed, `//` kept, `%2F` kept encoded. Takes a path with its
@@ -29,7 +45,7 @@ pub fn normalize_path(path_and_query: &str) -> Result<String, BadPath> {
     }
     if !path.starts_with('/') && !path.starts_with('\\') {
         return Err(BadPath(format!(
-            "the path \"{path}\" does not start with '/'"
+            "{NOT_RELATIVE}\"{path}\" does not start with '/'"
         )));
     }
     let decoded = canonical_chars(path)?;

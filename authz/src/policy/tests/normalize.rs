@@ -31,6 +31,20 @@ fn base_normalization() {
         ("/x?a=/../b", "/x?a=/../b"),
         ("/a/../x?q", "/x?q"),
         ("/x#frag", "/x"),
+        // Envoy's own canonicalization cases.
+        ("/a/b/../c", "/a/c"),
+        ("/a/b/../../../../c", "/c"),
+        ("/a/..\\c", "/c"),
+        ("/%c0%af", "/%c0%af"),
+        ("/%5c%25", "/%5c%25"),
+        ("/a/b/%2E%2E/c", "/a/c"),
+        // Istio's normalization integration cases for BASE.
+        ("/app#foo", "/app"),
+        ("/app//", "/app//"),
+        ("/app/%2f", "/app/%2f"),
+        ("/xyz%30..//abc", "/xyz0..//abc"),
+        ("/app/%2E./admin", "/admin"),
+        ("/app\\admin", "/app/admin"),
         ("*", "*"),
     ];
     for (input, expected) in table {
@@ -43,12 +57,21 @@ fn envoy_rejects() {
     for bad in [
         "/a%00b",
         "/xyz/.%00../abc",
-        "relative/path",
-        "",
-        "?q",
-        "*?x",
+        "/xyz/%00.%00./abc",
+        "/xyz/AAAAA%%0000/abc",
     ] {
-        assert!(normalize_path(bad).is_err(), "{bad}");
+        assert_eq!(
+            normalize_path(bad).map_err(|e| e.status()),
+            Err(400),
+            "{bad}"
+        );
+    }
+    for bad in ["relative/path", "", "?q", "*?x", "http://host/x"] {
+        assert_eq!(
+            normalize_path(bad).map_err(|e| e.status()),
+            Err(404),
+            "{bad}"
+        );
     }
 }
 
