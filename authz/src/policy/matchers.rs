@@ -249,41 +249,47 @@ impl fmt::Display for PathTemplate {
     }
 }
 
-/// istiod's `namespaces` matcher: the regex `.*/ns/<value>/.*` over the peer's SPIFFE ID, with
-/// `*` in the value meaning any characters.
+/// istiod's `namespaces` matcher: the regex `.*/ns/<value>/.*` over the peer's SPIFFE ID
+/// (`spiffe://` + principal), with `*` in the value meaning any characters. Allocation-free:
+/// it runs per request.
 pub(crate) fn namespace_matches(pattern: &str, principal: &str) -> bool {
-    let text = format!("spiffe://{principal}");
-    glob_matches(&format!("*/ns/{pattern}/*"), &text)
+    // "spiffe://" ends with '/', so a principal starting with "ns/" has a "/ns/" at its start.
+    let at_start = principal.strip_prefix("ns/");
+    let inside = principal
+        .match_indices("/ns/")
+        .map(|(i, _)| &principal[i + 4..]);
+    at_start.into_iter().chain(inside).any(|rest| {
+        rest.match_indices('/')
+            .any(|(k, _)| glob_matches(pattern.as_bytes(), &rest.as_bytes()[..k]))
+    })
 }
 
-/// A glob where `*` matches any run of characters (including `/`).
-fn glob_matches(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
-        }
+/// A glob where `*` matches any run of bytes (including `/`); patterns have few stars.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_matches(rest, &text[i..])),
+        Some((c, rest)) => text.first() == Some(c) && glob_matches(rest, &text[1..]),
     }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// istiod's `serviceAccounts` matcher, `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?`, over the
-/// principal's `/`-separated segments.
+/// principal. Allocation-free: it runs per request.
 pub(crate) fn service_account_matches(ns: &str, sa: &str, principal: &str) -> bool {
-    let segs: Vec<&str> = principal.split('/').collect();
-    (1..segs.len().saturating_sub(1)).any(|i| {
-        segs[i] == "ns"
-            && segs[i + 1] == ns
-            && (i + 2..segs.len().saturating_sub(1)).any(|j| segs[j] == "sa" && segs[j + 1] == sa)
+    principal.match_indices("/ns/").any(|(i, _)| {
+        if i == 0 {
+            return false;
+        }
+        let after = &principal[i + 4..];
+        let Some(rest) = after.strip_prefix(ns).and_then(|r| r.strip_prefix('/')) else {
+            return false;
+        };
+        // `sa/<sa>` either starts `rest` or follows a '/' after a non-empty run.
+        rest.match_indices("sa/").any(|(j, _)| {
+            let boundary = j == 0 || (j >= 2 && rest.as_bytes()[j - 1] == b'/');
+            let tail = rest[j + 3..].strip_prefix(sa);
+            boundary && tail.is_some_and(|t| t.is_empty() || (t.starts_with('/') && t.len() > 1))
+        })
     })
 }
 

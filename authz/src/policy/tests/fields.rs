@@ -385,3 +385,37 @@ fn rules_or_entries_and_fields_and() {
     let both = to(json!({"paths": ["/get"], "notPaths": ["/get"]}));
     assert!(!matches(both, &req()));
 }
+
+#[test]
+fn principal_shaped_matchers_follow_istiods_regexes() {
+    use crate::policy::matchers::{namespace_matches, service_account_matches};
+    let p = "cluster.local/ns/foo/sa/sleep";
+    for (pattern, expected) in [
+        ("foo", true),
+        ("f*", true),
+        ("*o", true),
+        ("*", true),
+        ("bar", false),
+        ("fo", false),
+    ] {
+        assert_eq!(namespace_matches(pattern, p), expected, "{pattern}");
+    }
+    assert!(namespace_matches("foo", "ns/foo/sa/x"));
+    assert!(!namespace_matches("foo", "cluster.local/ns/foo"));
+    for (ns, sa, principal, expected) in [
+        ("foo", "sleep", p, true),
+        ("foo", "sleep", "td/ns/foo/extra/sa/sleep", true),
+        ("foo", "sleep", "td/ns/foo/sa/sleep/more", true),
+        ("foo", "sleep", "td/ns/foo/sa/sleeper", false),
+        ("foo", "sleep", "td/ns/foo/sa/sleep/", false),
+        ("foo", "sleep", "/ns/foo/sa/sleep", false),
+        ("foo", "sleep", "td/ns/foobar/sa/sleep", false),
+        ("foo", "sleep", "td/ns/bar/sa/sleep", false),
+    ] {
+        assert_eq!(
+            service_account_matches(ns, sa, principal),
+            expected,
+            "{principal}"
+        );
+    }
+}
