@@ -412,6 +412,12 @@ impl Context<'_> {
     fn values(&mut self, rule: &mut Rule, attr: &Attr, at: &str, raw: &[String]) -> Vec<Value> {
         let mut out = Vec::new();
         for (k, v) in raw.iter().enumerate() {
+            if *attr == Attr::SourcePrincipal && v.starts_with("spiffe://") {
+                self.issues.push(PolicyIssue::warning(
+                    format!("spec.{at}[{k}]"),
+                    format!("\"{v}\" never matches: principals are written without spiffe://"),
+                ));
+            }
             let compiled = if v.is_empty() {
                 Err("empty value not allowed".to_string())
             } else {

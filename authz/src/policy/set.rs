@@ -160,10 +160,7 @@ impl PolicySet {
         let mut dry_allow: Option<bool> = None;
         for p in self.with_role(Role::Shadow, conflict) {
             let hit = p.first_hit(a, &mut Silent);
-            let what = match (&p.action, p.dry_run) {
-                (PolicyAction::Audit, false) => "AUDIT",
-                _ => "dry-run",
-            };
+            let what = if p.dry_run { "dry-run " } else { "" };
             if let PolicyAction::Allow = p.action {
                 dry_allow = Some(dry_allow.unwrap_or(false) || hit.is_some());
             }
@@ -175,7 +172,7 @@ impl PolicySet {
                     PolicyAction::Custom { .. } => "would be checked by ext_authz",
                 };
                 out.push(format!(
-                    "{what} {} {}: {effect} ({})",
+                    "{what}{} {}: {effect} ({})",
                     p.action.name(),
                     name(p),
                     p.detail(hit, a)

@@ -53,7 +53,7 @@ fn deny_wins_over_allow_and_audit_changes_nothing() {
     assert!(v.allowed);
     assert_eq!(v.shadow.len(), 1, "{:?}", v.shadow);
     assert!(
-        v.shadow[0].starts_with("AUDIT AUDIT foo/p0: audited"),
+        v.shadow[0].starts_with("AUDIT foo/p0: audited (rules[0] has no conditions"),
         "{:?}",
         v.shadow
     );

@@ -63,6 +63,17 @@ fn principals_and_plaintext() {
             "plaintext {source}"
         );
     }
+    let spiffe = compile_named(
+        "p",
+        allow_rule(from(
+            json!({"principals": ["spiffe://cluster.local/ns/foo/sa/sleep"]}),
+        )),
+    );
+    assert_eq!(
+        spiffe.issues[0].field,
+        "spec.rules[0].from[0].source.principals[0]"
+    );
+    assert_eq!(spiffe.issues[0].severity, crate::spec::Severity::Warning);
     // `principals` and `serviceAccounts` together are refused (fail closed).
     let both = from(json!({"principals": ["*"], "serviceAccounts": ["sleep"]}));
     assert!(!matches(both, &req()));
