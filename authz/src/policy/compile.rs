@@ -135,6 +135,7 @@ pub(crate) fn compile(spec: &serde_json::Value, namespace: &str, trust: &TrustDo
         namespace,
         trust,
         issues,
+        unreadable: false,
     };
     let rules = doc.rules.unwrap_or_default();
     let rules = rules
@@ -142,9 +143,14 @@ pub(crate) fn compile(spec: &serde_json::Value, namespace: &str, trust: &TrustDo
         .enumerate()
         .map(|(i, r)| cx.rule(i, r.as_ref()))
         .collect();
+    let rules = if cx.unreadable {
+        Rules::Unreadable
+    } else {
+        Rules::List(rules)
+    };
     Compiled {
         action,
-        rules: Rules::List(rules),
+        rules,
         issues: cx.issues,
     }
 }
@@ -234,9 +240,23 @@ struct Context<'a> {
     namespace: &'a str,
     trust: &'a TrustDomains,
     issues: Vec<PolicyIssue>,
+    /// A field of the wrong type or an unknown one: the schema would refuse the whole
+    /// policy, so it fails closed as a whole.
+    unreadable: bool,
 }
 
 impl Context<'_> {
+    fn unreadable(&mut self, field: String, message: String) {
+        self.unreadable = true;
+        self.issues.push(PolicyIssue::error(
+            format!("spec.{field}"),
+            format!(
+                "{message}; the policy cannot be read and is in force fail closed (ALLOW allows \
+                 nothing, DENY and CUSTOM deny every request) until fixed"
+            ),
+        ));
+    }
+
     fn error(&mut self, rule: &mut Rule, field: String, message: String) {
         rule.broken = true;
         self.issues.push(PolicyIssue::error(
@@ -318,11 +338,7 @@ impl Context<'_> {
         };
         for key in map.keys() {
             if !table.iter().any(|(v, n, _)| v == key || n == key) {
-                self.error(
-                    rule,
-                    format!("{at}.{key}"),
-                    format!("unknown field `{key}`"),
-                );
+                self.unreadable(format!("{at}.{key}"), format!("unknown field `{key}`"));
             }
         }
         if source
@@ -338,8 +354,8 @@ impl Context<'_> {
         }
         let mut fields = Vec::new();
         for (key, not_key, attr) in table {
-            let values = self.strings(rule, &format!("{at}.{key}"), map.get(*key));
-            let not_values = self.strings(rule, &format!("{at}.{not_key}"), map.get(*not_key));
+            let values = self.strings(&format!("{at}.{key}"), map.get(*key));
+            let not_values = self.strings(&format!("{at}.{not_key}"), map.get(*not_key));
             if values.is_empty() && not_values.is_empty() {
                 continue;
             }
@@ -351,17 +367,13 @@ impl Context<'_> {
     }
 
     /// A list of strings, or an issue naming the field.
-    fn strings(&mut self, rule: &mut Rule, at: &str, v: Option<&serde_json::Value>) -> Vec<String> {
+    fn strings(&mut self, at: &str, v: Option<&serde_json::Value>) -> Vec<String> {
         match v {
             None | Some(serde_json::Value::Null) => Vec::new(),
             Some(v) => match Vec::<String>::deserialize(v) {
                 Ok(list) => list,
                 Err(e) => {
-                    self.error(
-                        rule,
-                        at.to_string(),
-                        format!("expected a list of strings: {e}"),
-                    );
+                    self.unreadable(at.to_string(), format!("expected a list of strings: {e}"));
                     Vec::new()
                 }
             },

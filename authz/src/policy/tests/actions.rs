@@ -150,6 +150,16 @@ fn unreadable_specs_fail_closed_as_a_whole() {
     let unknown_field =
         json!({"action": "DENY", "rules": [{"to": [{"operation": {"path": ["/x"]}}]}]});
     assert!(!allowed(vec![unknown_field], &req()));
+    // A wrong type in one rule makes the whole ALLOW policy allow nothing, even by its other
+    // rules.
+    let two_rules = json!({"rules": [{}, {"from": [{"source": {"ipBlocks": "10.0.0.1"}}]}]});
+    assert!(!allowed(vec![two_rules], &req()));
+    let p = compile_named(
+        "p",
+        json!({"rules": [{"to": [{"operation": {"methds": ["GET"]}}]}]}),
+    );
+    assert_eq!(p.issues[0].field, "spec.rules[0].to[0].operation.methds");
+    assert_eq!(p.rule_count(), 0);
     let typo_action = json!({"action": "REJECT", "rules": [to(json!({"paths": ["/nothing"]}))]});
     assert!(!allowed(vec![typo_action], &req()));
     let allow_with_provider = json!({"action": "ALLOW", "provider": {"name": "x"}, "rules": [{}]});
