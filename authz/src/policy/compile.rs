@@ -294,6 +294,8 @@ impl Context<'_> {
                 None => self.error(&mut rule, path, "a condition must not be null".into()),
             }
         }
+        let uses_http = rule.fields().any(|f| f.attr.http_only());
+        rule.uses_http = uses_http;
         rule
     }
 

@@ -55,19 +55,13 @@ impl Rule {
             return lean == Leaning::Wide;
         }
         let tcp = a.http.is_none();
-        if tcp && lean == Leaning::Narrow {
-            let all = self
-                .from
-                .iter()
-                .chain(self.to.iter())
-                .flatten()
-                .chain(self.when.iter());
-            if let Some(f) = all.clone().find(|f| f.attr.http_only()) {
-                if R::ON {
+        if tcp && lean == Leaning::Narrow && self.uses_http {
+            if R::ON {
+                if let Some(f) = self.fields().find(|f| f.attr.http_only()) {
                     rec.note(format!("{} is HTTP-only and the traffic is TCP", f.label));
                 }
-                return false;
             }
+            return false;
         }
         self.when.iter().all(|f| f.check(a, rec))
             && any_entry(&self.from, a, rec, "from")

@@ -109,6 +109,19 @@ pub(crate) struct Rule {
     pub(crate) when: Vec<Field>,
     /// Something in it cannot be evaluated: it never matches in ALLOW, always in DENY.
     pub(crate) broken: bool,
+    /// Some field only exists for HTTP (decided once, read on every TCP connection).
+    pub(crate) uses_http: bool,
+}
+
+impl Rule {
+    /// Every field, wherever written.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = &Field> + Clone {
+        self.from
+            .iter()
+            .chain(self.to.iter())
+            .flatten()
+            .chain(self.when.iter())
+    }
 }
 
 /// What a policy's `rules` compiled to.
