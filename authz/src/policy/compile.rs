@@ -319,15 +319,18 @@ impl Context<'_> {
         for (j, entry) in entries.iter().enumerate() {
             let path = format!("{at}.{list}[{j}].{inner}");
             match entry {
-                Some(map) if !map.is_empty() => {
+                Some(map) => {
                     let fields = self.fields(rule, &path, map, source);
-                    if source {
+                    // Only empty lists (`principals: []`) are as empty as `{}`.
+                    if fields.is_empty() {
+                        self.error(rule, path, format!("`{inner}` must not be empty"));
+                    } else if source {
                         rule.from.push(fields);
                     } else {
                         rule.to.push(fields);
                     }
                 }
-                _ => self.error(rule, path, format!("`{inner}` must not be empty")),
+                None => self.error(rule, path, format!("`{inner}` must not be empty")),
             }
         }
     }

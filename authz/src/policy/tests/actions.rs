@@ -198,6 +198,7 @@ fn rules_that_cannot_be_evaluated_fail_closed() {
     for rule in [
         json!({"from": []}),
         json!({"from": [{"source": {}}]}),
+        from(json!({"principals": []})),
         json!({"to": [{}]}),
         json!({"when": [{"key": "source.ip"}]}),
     ] {
