@@ -189,6 +189,7 @@ impl Authenticator {
             refetch: Vec::new(),
         };
         let outcome = self.decide(req, &mut run);
+        run.refetch.sort();
         run.refetch.dedup();
         Judgement {
             outcome,
