@@ -1,0 +1,95 @@
+//! Request-time authentication: what the waypoint adds to `authz`'s decision.
+
+use super::*;
+use serde_json::json;
+
+fn data(name: &str) -> String {
+    let path = format!(
+        "{}/../authz/tests/data/jwt/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(path)
+        .expect("sample file")
+        .trim()
+        .to_string()
+}
+
+fn authenticator() -> Authenticator {
+    let spec =
+        json!({"jwtRules": [{"issuer": "testing@secure.istio.io", "jwks": data("jwks.json")}]});
+    Authenticator::compile(&[(authz::PolicyRef::default(), &spec)]).0
+}
+
+fn request(method: &str, headers: &[(&str, &str)]) -> RequestHeader {
+    let mut req = RequestHeader::build(method, b"/status/200?x=1", None).expect("request");
+    for (k, v) in headers {
+        req.insert_header(k.to_string(), v.to_string())
+            .expect("header");
+    }
+    req
+}
+
+#[tokio::test]
+async fn cors_preflight_skips_authentication() {
+    let authn = authenticator();
+    let cache = JwksCache::new();
+    let expired = format!("Bearer {}", data("expired.jwt"));
+    let preflight = [
+        ("origin", "https://web.example"),
+        ("access-control-request-method", "GET"),
+        ("authorization", expired.as_str()),
+    ];
+    let out = authenticate(
+        &authn,
+        &request("OPTIONS", &preflight),
+        &cache,
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(out, AuthnOutcome::Anonymous);
+    // Without Access-Control-Request-Method it is a plain OPTIONS: authenticated.
+    let plain = [
+        ("origin", "https://web.example"),
+        ("authorization", expired.as_str()),
+    ];
+    let out = authenticate(
+        &authn,
+        &request("OPTIONS", &plain),
+        &cache,
+        SystemTime::now(),
+    )
+    .await;
+    assert!(matches!(out, AuthnOutcome::Rejected(_)));
+}
+
+#[tokio::test]
+async fn the_realm_is_the_original_uri() {
+    let authn = authenticator();
+    let cache = JwksCache::new();
+    let expired = format!("Bearer {}", data("expired.jwt"));
+    let cases = [
+        (
+            vec![("host", "httpbin.ns1:8000")],
+            "http://httpbin.ns1:8000/status/200?x=1",
+        ),
+        (
+            vec![("host", "httpbin.ns1"), ("x-forwarded-proto", "https")],
+            "https://httpbin.ns1/status/200?x=1",
+        ),
+    ];
+    for (mut headers, realm) in cases {
+        headers.push(("authorization", expired.as_str()));
+        let out = authenticate(&authn, &request("GET", &headers), &cache, SystemTime::now()).await;
+        let AuthnOutcome::Rejected(reply) = out else {
+            panic!("expired token must be refused");
+        };
+        assert_eq!(reply.body, "Jwt is expired");
+        assert_eq!(
+            reply.headers,
+            vec![(
+                "www-authenticate".to_string(),
+                format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")
+            )]
+        );
+    }
+}
