@@ -56,13 +56,19 @@ pub(crate) fn extract<'p>(
         };
         match loc {
             Location::Header { name, prefix } => {
-                for value in req.headers.get_all(name.as_str()) {
-                    let Ok(value) = value.to_str() else {
-                        continue;
-                    };
-                    if let Some(token) = after_prefix(value, prefix) {
-                        out.push(found(token.to_string(), Some(name.clone())));
-                    }
+                // Envoy joins repeated headers with "," and reads one token per location.
+                let values: Vec<&str> = req
+                    .headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                if values.is_empty() {
+                    continue;
+                }
+                let joined = values.join(",");
+                if let Some(token) = after_prefix(&joined, prefix) {
+                    out.push(found(token.to_string(), Some(name.clone())));
                 }
             }
             Location::Param(name) => {
@@ -81,14 +87,16 @@ pub(crate) fn extract<'p>(
 }
 
 /// Envoy finds the prefix anywhere in the value and takes the run of token characters
-/// (base64url and `.`) that follows it.
+/// (base64url and `.`) that follows it; with no such run it keeps the whole value.
 fn after_prefix<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     if prefix.is_empty() {
         return Some(value);
     }
     let rest = &value[value.find(prefix)? + prefix.len()..];
     let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    let start = rest.find(is_token_char)?;
+    let Some(start) = rest.find(is_token_char) else {
+        return Some(value);
+    };
     let rest = &rest[start..];
     let end = rest.find(|c| !is_token_char(c)).unwrap_or(rest.len());
     Some(&rest[..end])

@@ -47,15 +47,16 @@ pub(crate) fn verified_edits(
     if let Some(header) = &provider.payload_header {
         edits.push(HeaderEdit::Set(header.clone(), jwt.payload_b64.clone()));
     }
-    if let (false, Some(header)) = (provider.forward, token_header) {
-        edits.push(HeaderEdit::Remove(header.to_string()));
-    }
     for (header, claim) in &provider.claim_headers {
         if let Some(value) = claim_value(&jwt.payload, claim) {
             if http::HeaderValue::from_str(&value).is_ok() {
                 edits.push(HeaderEdit::Set(header.clone(), value));
             }
         }
+    }
+    // Last, as in Envoy: a claim written to the token's own header is removed with it.
+    if let (false, Some(header)) = (provider.forward, token_header) {
+        edits.push(HeaderEdit::Remove(header.to_string()));
     }
     edits
 }

@@ -590,3 +590,22 @@ fn sanitize_edits_cover_every_output_header() {
         ]
     );
 }
+
+#[test]
+fn repeated_headers_join_and_a_prefix_without_token_keeps_the_value() {
+    let rsa = rsa_key();
+    let authn = rule_with(jwks_of(&[&rsa.jwk]), json!({}));
+    let token = mint(Algorithm::RS256, Some(RSA_KID), &rsa.encoding, claims());
+    let bearer = format!("Bearer {token}");
+    // Joined as "Basic x,Bearer <token>": the prefix is found after the first value.
+    let two = [
+        ("authorization", "Basic x"),
+        ("authorization", bearer.as_str()),
+    ];
+    assert_eq!(body(&outcome(&authn, &two)), "authenticated");
+    let nothing = [("authorization", "Bearer !!")];
+    assert_eq!(
+        body(&outcome(&authn, &nothing)),
+        "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+    );
+}

@@ -53,8 +53,14 @@ fn is_cors_preflight(req: &RequestHeader) -> bool {
 
 /// The URI Envoy puts in the `www-authenticate` realm: `x-forwarded-proto` (the client's, kept
 /// as Envoy does without `use_remote_address`; else `http`, the tunnel's inner protocol), the
-/// host, and the path with its query.
+/// host, and the path with its query cut to Envoy's 256 bytes.
 fn original_uri(req: &RequestHeader, path_and_query: &str) -> String {
+    const MAX_PATH: usize = 256;
+    let mut cut = path_and_query.len().min(MAX_PATH);
+    while !path_and_query.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let path = &path_and_query[..cut];
     let scheme = req
         .headers
         .get("x-forwarded-proto")
@@ -66,7 +72,7 @@ fn original_uri(req: &RequestHeader, path_and_query: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
-    format!("{scheme}://{host}{path_and_query}")
+    format!("{scheme}://{host}{path}")
 }
 
 #[cfg(test)]

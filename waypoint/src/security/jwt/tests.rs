@@ -21,7 +21,11 @@ fn authenticator() -> Authenticator {
 }
 
 fn request(method: &str, headers: &[(&str, &str)]) -> RequestHeader {
-    let mut req = RequestHeader::build(method, b"/status/200?x=1", None).expect("request");
+    request_to(method, "/status/200?x=1", headers)
+}
+
+fn request_to(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+    let mut req = RequestHeader::build(method, path.as_bytes(), None).expect("request");
     for (k, v) in headers {
         req.insert_header(k.to_string(), v.to_string())
             .expect("header");
@@ -92,4 +96,28 @@ async fn the_realm_is_the_original_uri() {
             )]
         );
     }
+}
+
+#[tokio::test]
+async fn the_realm_path_is_cut_at_256_bytes() {
+    let authn = authenticator();
+    let cache = JwksCache::new();
+    let expired = format!("Bearer {}", data("expired.jwt"));
+    let path = format!("/{}", "a".repeat(300));
+    let headers = [("host", "h"), ("authorization", expired.as_str())];
+    let out = authenticate(
+        &authn,
+        &request_to("GET", &path, &headers),
+        &cache,
+        SystemTime::now(),
+    )
+    .await;
+    let AuthnOutcome::Rejected(reply) = out else {
+        panic!("expired token must be refused");
+    };
+    let realm = format!(
+        "Bearer realm=\"http://h{}\", error=\"invalid_token\"",
+        &path[..256]
+    );
+    assert_eq!(reply.headers[0].1, realm);
 }
