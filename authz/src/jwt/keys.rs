@@ -36,7 +36,18 @@ enum KeyType {
 }
 
 impl KeyType {
-    /// The algorithm a token names, if this key type can verify it.
+    /// Whether a token's `alg` belongs to this key's family: Envoy then tries the key, and a
+    /// failure is "verification fails" rather than "no key matches".
+    fn family_fits(self, alg: &str) -> bool {
+        match self {
+            KeyType::Rsa => alg.starts_with("RS") || alg.starts_with("PS"),
+            KeyType::P256 | KeyType::P384 => alg.starts_with("ES"),
+            KeyType::Ed25519 => alg == "EdDSA",
+        }
+    }
+
+    /// The algorithm a token names, if this key can verify it (an EC key only its own curve's;
+    /// ES512 never, the crypto backend has no P-521).
     fn verifies(self, alg: &str) -> Option<Algorithm> {
         match (self, alg) {
             (KeyType::Rsa, "RS256") => Some(Algorithm::RS256),
@@ -141,19 +152,19 @@ impl Jwks {
         self.keys.iter().filter_map(|k| k.kid.as_deref()).collect()
     }
 
-    /// Whether some key could verify `jwt` (its `kid`, `alg` and key type fit).
+    /// Whether some key fits `jwt` (its `kid`, `alg` and key family).
     pub(crate) fn has_key_for(&self, jwt: &Jwt) -> bool {
-        self.keys.iter().any(|k| key_fits(k, jwt).is_some())
+        self.keys.iter().any(|k| key_fits(k, jwt))
     }
 
     /// Verifies the signature with every key that fits; `KidAlgMismatch` when none fits.
     pub(crate) fn verify(&self, jwt: &Jwt) -> Result<(), JwtStatus> {
         let mut fitted = false;
-        for key in &self.keys {
-            let Some(alg) = key_fits(key, jwt) else {
+        for key in self.keys.iter().filter(|k| key_fits(k, jwt)) {
+            fitted = true;
+            let Some(alg) = key.kind.verifies(&jwt.alg) else {
                 continue;
             };
-            fitted = true;
             let verified = jsonwebtoken::crypto::verify(
                 &jwt.signature,
                 jwt.signed.as_bytes(),
@@ -172,16 +183,18 @@ impl Jwks {
     }
 }
 
-fn key_fits(key: &Key, jwt: &Jwt) -> Option<Algorithm> {
+/// Envoy's key selection: when both name a `kid` they must agree, a key's `alg` must be the
+/// token's, and the key type must be of the algorithm's family.
+fn key_fits(key: &Key, jwt: &Jwt) -> bool {
     if let (Some(want), Some(have)) = (&jwt.kid, &key.kid) {
         if want != have {
-            return None;
+            return false;
         }
     }
     if key.alg.as_ref().is_some_and(|alg| *alg != jwt.alg) {
-        return None;
+        return false;
     }
-    key.kind.verifies(&jwt.alg)
+    key.kind.family_fits(&jwt.alg)
 }
 
 /// What a token meets when its rule's `jwksUri` has never been fetched: istiod then configures
@@ -190,7 +203,7 @@ fn key_fits(key: &Key, jwt: &Jwt) -> Option<Algorithm> {
 pub(crate) fn verify_with_placeholder(jwt: &Jwt) -> Result<(), JwtStatus> {
     const PLACEHOLDER_KID: &str = "abc";
     let kid_fits = jwt.kid.as_deref().is_none_or(|kid| kid == PLACEHOLDER_KID);
-    if kid_fits && KeyType::Rsa.verifies(&jwt.alg).is_some() {
+    if kid_fits && KeyType::Rsa.family_fits(&jwt.alg) {
         Err(JwtStatus::VerificationFail)
     } else {
         Err(JwtStatus::KidAlgMismatch)

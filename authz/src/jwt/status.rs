@@ -33,6 +33,8 @@ pub enum JwtStatus {
     PayloadNbfNotInteger,
     /// `exp` is not an integer.
     PayloadExpNotInteger,
+    /// `iat`, `nbf` or `exp` is negative or beyond 64 bits; the name is the claim's.
+    PayloadTimeOutOfRange(&'static str),
     /// `jti` is not a string.
     PayloadJtiNotString,
     /// `aud` is neither a string nor a list of strings.
@@ -75,6 +77,13 @@ impl JwtStatus {
             PayloadIatNotInteger => "Jwt payload [iat] field is not an integer",
             PayloadNbfNotInteger => "Jwt payload [nbf] field is not an integer",
             PayloadExpNotInteger => "Jwt payload [exp] field is not an integer",
+            PayloadTimeOutOfRange("iat") => {
+                "Jwt payload [iat] field is not a positive 64 bit integer"
+            }
+            PayloadTimeOutOfRange("nbf") => {
+                "Jwt payload [nbf] field is not a positive 64 bit integer"
+            }
+            PayloadTimeOutOfRange(_) => "Jwt payload [exp] field is not a positive 64 bit integer",
             PayloadJtiNotString => "Jwt payload [jti] field is not a string",
             PayloadAudNotString => "Jwt payload [aud] field is not a string or string list",
             SignatureBadBase64 => "Jwt signature is an invalid Base64url encoded",

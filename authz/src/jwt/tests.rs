@@ -170,9 +170,13 @@ fn keys_must_fit_the_tokens_kid_alg_and_curve() {
     let p256 = generated(&rcgen::PKCS_ECDSA_P256_SHA256, "p256");
     let p384 = generated(&rcgen::PKCS_ECDSA_P384_SHA384, "p384");
     let mismatch = "Jwks doesn't have key to match kid or alg from Jwt";
-    // ES256 token, only a P-384 key (same kid): no key fits.
+    // ES256 token, only a P-384 key (same kid): Envoy tries the EC key and fails.
     let authn = rule_with(jwks_of(&[&p384.jwk]), json!({}));
     let token = mint(Algorithm::ES256, Some("p384"), &p256.encoding, claims());
+    assert_eq!(with_bearer(&authn, &token), "Jwt verification fails");
+    // ES256 token, only RSA keys: no key of its family.
+    let authn = rule_with(jwks_of(&[&rsa.jwk]), json!({}));
+    let token = mint(Algorithm::ES256, None, &p256.encoding, claims());
     assert_eq!(with_bearer(&authn, &token), mismatch);
     // Unknown kid.
     let authn = rule_with(jwks_of(&[&rsa.jwk]), json!({}));
@@ -282,6 +286,10 @@ fn malformed_tokens_get_envoys_parse_messages() {
         (
             format!("{head}.{}.c2ln", b64url(br#"{"iss":"x","exp":"soon"}"#)),
             "Jwt payload [exp] field is not an integer",
+        ),
+        (
+            format!("{head}.{}.c2ln", b64url(br#"{"iss":"x","nbf":-1}"#)),
+            "Jwt payload [nbf] field is not a positive 64 bit integer",
         ),
         (
             format!("{head}.{}.c2ln", b64url(br#"{"aud":[1]}"#)),

@@ -73,10 +73,20 @@ fn optional_string(
     }
 }
 
-fn optional_u64(map: &Map<String, Value>, key: &str, err: JwtStatus) -> Result<u64, JwtStatus> {
+/// A time claim as Envoy reads it: a number (fractions truncated) in `0..2^64`.
+fn optional_u64(
+    map: &Map<String, Value>,
+    key: &'static str,
+    err: JwtStatus,
+) -> Result<u64, JwtStatus> {
     match map.get(key) {
         None => Ok(0),
-        Some(v) => v.as_u64().ok_or(err),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(v), _) => Ok(v),
+            (None, Some(f)) if (0.0..18_446_744_073_709_551_616.0).contains(&f) => Ok(f as u64),
+            _ => Err(JwtStatus::PayloadTimeOutOfRange(key)),
+        },
+        Some(_) => Err(err),
     }
 }
 
