@@ -24,6 +24,7 @@ mod token;
 
 pub use extract::JwtRequest;
 pub use keys::{Jwks, JwksError};
+pub use rules::OPENID_DISCOVERY_SUFFIX;
 pub use status::JwtStatus;
 
 use crate::attrs::{HeaderEdit, LocalReply, RequestAuth};

@@ -10,6 +10,14 @@ use std::time::Duration;
 /// Istio's default for a rule's `timeout` (the JWKS fetch).
 pub(crate) const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where OpenID discovery finds an issuer's `jwks_uri` (used when a rule sets neither
+/// `jwksUri` nor `jwks`, as istiod does).
+pub const OPENID_DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
+
+fn is_http_url(uri: &str) -> bool {
+    uri.starts_with("http://") || uri.starts_with("https://")
+}
+
 /// Claims Istio always splits on spaces (`spaceDelimitedClaims` adds to them).
 const DEFAULT_SPACE_DELIMITED: [&str; 2] = ["scope", "permission"];
 
@@ -204,15 +212,22 @@ fn key_source(spec: &RuleSpec, field: &str, issues: &mut Vec<PolicyIssue>) -> Ke
             }
         };
     }
-    let uri = spec.jwks_uri.as_str();
-    if uri.is_empty() {
-        issues.push(PolicyIssue::error(
-            format!("{field}.jwksUri"),
-            "neither `jwksUri` nor `jwks` is set (OpenID discovery is not supported): set one; tokens of this issuer are refused until then",
-        ));
-        return KeySource::Unusable;
+    if spec.jwks_uri.is_empty() {
+        // istiod finds the keys through OpenID discovery of the issuer.
+        let discovery = format!(
+            "{}{OPENID_DISCOVERY_SUFFIX}",
+            spec.issuer.trim_end_matches('/')
+        );
+        if !is_http_url(&discovery) {
+            issues.push(PolicyIssue::warning(
+                format!("{field}.jwksUri"),
+                "is not set and the issuer is not an http(s) URL, so OpenID discovery cannot find the keys: set `jwksUri` or `jwks`; tokens of this issuer are refused until then",
+            ));
+        }
+        return KeySource::Remote(discovery);
     }
-    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+    let uri = spec.jwks_uri.as_str();
+    if !is_http_url(uri) {
         issues.push(PolicyIssue::error(
             format!("{field}.jwksUri"),
             format!("{uri:?} is not an http:// or https:// URL; fix it: tokens of this issuer are refused until then"),

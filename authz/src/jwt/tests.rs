@@ -460,9 +460,9 @@ fn rule_issues_name_the_field_and_fail_closed() {
             "Jwks doesn't have any valid public key",
         ),
         (
-            json!({"issuer": ISS}),
+            json!({"issuer": "not-a-url"}),
             "spec.jwtRules[0].jwksUri",
-            "Jwks doesn't have any valid public key",
+            "Jwt issuer is not configured",
         ),
         (
             json!({"issuer": ISS, "jwksUri": "ftp://x/keys"}),
@@ -615,5 +615,15 @@ fn repeated_headers_join_and_a_prefix_without_token_keeps_the_value() {
     assert_eq!(
         body(&outcome(&authn, &nothing)),
         "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+    );
+}
+
+#[test]
+fn without_keys_the_issuer_is_discovered() {
+    let (authn, issues) = compile_one(json!({"issuer": "https://accounts.example.com/"}));
+    assert!(issues.is_empty(), "{issues:?}");
+    assert_eq!(
+        authn.jwks_uris(),
+        vec!["https://accounts.example.com/.well-known/openid-configuration".to_string()]
     );
 }

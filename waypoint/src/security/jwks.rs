@@ -240,7 +240,7 @@ impl JwksCache {
         };
         let mut last = lock.lock().await;
         *last = Some(Instant::now());
-        let result = fetch::fetch(uri, timeout, self.tls.as_ref())
+        let result = fetch::fetch_jwks(uri, timeout, self.tls.as_ref())
             .await
             .map_err(|e| e.to_string())
             .and_then(|text| match Jwks::parse(&text) {

@@ -41,9 +41,12 @@ pub enum FetchError {
     /// HTTP exchange failed.
     #[error("HTTP exchange failed: {0}")]
     Http(String),
-    /// A status other than 200.
+    /// A status other than 2xx.
     #[error("the server answered {0}")]
     Status(http::StatusCode),
+    /// The OpenID discovery document names no `jwks_uri`.
+    #[error("the OpenID discovery document has no \"jwks_uri\" string")]
+    NoJwksUri,
     /// The body is not UTF-8 or too large.
     #[error("the body is unusable: {0}")]
     Body(String),
@@ -67,13 +70,25 @@ pub fn tls_config(extra_roots: &[CertificateDer<'static>]) -> Option<Arc<rustls:
     ))
 }
 
-/// GETs `uri` within `timeout` and returns the body.
-pub async fn fetch(
+/// GETs the JWKS text of `uri` within `timeout`. An OpenID discovery URI (a rule without
+/// `jwksUri` or `jwks`) is read first and its `jwks_uri` fetched, as istiod does.
+pub async fn fetch_jwks(
     uri: &str,
     timeout: Duration,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<String, FetchError> {
-    tokio::time::timeout(timeout, fetch_unbounded(uri, tls))
+    let both = async {
+        if !uri.ends_with(authz::jwt::OPENID_DISCOVERY_SUFFIX) {
+            return fetch_unbounded(uri, tls).await;
+        }
+        let doc = fetch_unbounded(uri, tls).await?;
+        let jwks_uri = serde_json::from_str::<serde_json::Value>(&doc)
+            .ok()
+            .and_then(|d| d.get("jwks_uri")?.as_str().map(str::to_string))
+            .ok_or(FetchError::NoJwksUri)?;
+        fetch_unbounded(&jwks_uri, tls).await
+    };
+    tokio::time::timeout(timeout, both)
         .await
         .map_err(|_| FetchError::Timeout(timeout))?
 }
@@ -136,7 +151,7 @@ async fn get(
         .body(Empty::<Bytes>::new())
         .map_err(|e| FetchError::Http(e.to_string()))?;
     let response = sender.send_request(request).await.map_err(http_err)?;
-    if response.status() != http::StatusCode::OK {
+    if !response.status().is_success() {
         return Err(FetchError::Status(response.status()));
     }
     let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)

@@ -196,3 +196,19 @@ async fn ensure_follows_the_snapshot() {
     let uris: Vec<String> = cache.status().into_iter().map(|s| s.uri).collect();
     assert_eq!(uris, vec!["http://127.0.0.1:9/b"]);
 }
+
+#[tokio::test]
+async fn an_issuer_without_keys_is_discovered() {
+    let server = JwksServer::start(String::new()).await;
+    let base = server.uri.trim_end_matches("/keys").to_string();
+    // The tiny server answers every path with one body: the discovery document first.
+    server.serve(json!({"issuer": base, "jwks_uri": server.uri}).to_string());
+    let discovery = format!("{base}{}", authz::jwt::OPENID_DISCOVERY_SUFFIX);
+    assert_eq!(
+        fetch::fetch_jwks(&discovery, Duration::from_secs(1), None)
+            .await
+            .ok(),
+        Some(json!({"issuer": base, "jwks_uri": server.uri}).to_string())
+    );
+    server.task.abort();
+}
