@@ -146,10 +146,11 @@ pub(crate) fn compile_rules(
 }
 
 fn compile_rule(spec: RuleSpec, field: &str, issues: &mut Vec<PolicyIssue>) -> Provider {
-    if spec.issuer.is_empty() {
+    // Istio accepts an empty issuer (any `iss`) only together with a `jwksUri`.
+    if spec.issuer.is_empty() && spec.jwks_uri.is_empty() {
         issues.push(PolicyIssue::error(
             format!("{field}.issuer"),
-            "is required: set it to the `iss` of the tokens this rule verifies (Istio rejects a rule without it)",
+            "is required unless `jwksUri` is set (Istio rejects the rule): set it to the `iss` of the tokens this rule verifies",
         ));
     }
     for (j, aud) in spec.audiences.iter().enumerate() {

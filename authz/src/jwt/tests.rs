@@ -627,3 +627,24 @@ fn without_keys_the_issuer_is_discovered() {
         vec!["https://accounts.example.com/.well-known/openid-configuration".to_string()]
     );
 }
+
+#[test]
+fn an_empty_issuer_with_a_jwks_uri_accepts_any_issuer() {
+    let rsa = rsa_key();
+    let uri = "https://keys.example.com/jwks";
+    let (authn, issues) = compile_one(json!({"jwksUri": uri}));
+    assert!(issues.is_empty(), "{issues:?}");
+    let mut keys = HashMap::new();
+    keys.insert(
+        uri.to_string(),
+        Arc::new(Jwks::parse(RSA_JWKS).expect("jwks")),
+    );
+    let token = mint(Algorithm::RS256, Some(RSA_KID), &rsa.encoding, claims());
+    let out = judge(
+        &authn,
+        &[("authorization", &format!("Bearer {token}"))],
+        "/",
+        &keys,
+    );
+    assert_eq!(body(&out.outcome), "authenticated");
+}
