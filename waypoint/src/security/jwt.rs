@@ -76,4 +76,4 @@ fn original_uri(req: &RequestHeader, path_and_query: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

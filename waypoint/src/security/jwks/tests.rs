@@ -3,23 +3,13 @@
 
 use super::*;
 use crate::security::jwt::authenticate;
+use crate::security::jwt::tests::sample as data;
 use authz::jwt::AuthnOutcome;
 use pingora_http::RequestHeader;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-fn data(name: &str) -> String {
-    let path = format!(
-        "{}/../authz/tests/data/jwt/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(path)
-        .expect("sample file")
-        .trim()
-        .to_string()
-}
 
 /// Serves `body` (changeable) on every request, or 503 when it is empty.
 struct JwksServer {
@@ -97,13 +87,19 @@ async fn body_of(authn: &Authenticator, cache: &JwksCache) -> String {
     }
 }
 
-#[tokio::test]
-async fn rotation_is_picked_up_on_an_unknown_kid() {
-    // The server first has only the other sample key: issuer1.jwt's kid is not in it.
-    let server = JwksServer::start(data("jwks.json")).await;
+/// A server with `body`, a rule on its URI, and a cache that follows it.
+async fn setup(body: String) -> (JwksServer, Authenticator, Arc<JwksCache>) {
+    let server = JwksServer::start(body).await;
     let authn = authenticator(&server.uri);
     let cache = JwksCache::with_options(DEFAULT_REFRESH, &[]);
     cache.ensure([&authn]);
+    (server, authn, cache)
+}
+
+#[tokio::test]
+async fn rotation_is_picked_up_on_an_unknown_kid() {
+    // The server first has only the other sample key: issuer1.jwt's kid is not in it.
+    let (server, authn, cache) = setup(data("jwks.json")).await;
     assert_eq!(
         body_of(&authn, &cache).await,
         "401 Jwks doesn't have key to match kid or alg from Jwt"
@@ -145,10 +141,7 @@ async fn refetches_on_unknown_kids_are_rate_limited() {
 
 #[tokio::test]
 async fn a_server_that_is_down_fails_tokens_and_says_so() {
-    let server = JwksServer::start(String::new()).await;
-    let authn = authenticator(&server.uri);
-    let cache = JwksCache::with_options(DEFAULT_REFRESH, &[]);
-    cache.ensure([&authn]);
+    let (server, authn, cache) = setup(String::new()).await;
     assert_eq!(
         body_of(&authn, &cache).await,
         "401 Jwks doesn't have key to match kid or alg from Jwt"

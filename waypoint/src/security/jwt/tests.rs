@@ -3,7 +3,8 @@
 use super::*;
 use serde_json::json;
 
-fn data(name: &str) -> String {
+/// One of the sample files in `authz/tests/data/jwt/`.
+pub(crate) fn sample(name: &str) -> String {
     let path = format!(
         "{}/../authz/tests/data/jwt/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -16,7 +17,7 @@ fn data(name: &str) -> String {
 
 fn authenticator() -> Authenticator {
     let spec =
-        json!({"jwtRules": [{"issuer": "testing@secure.istio.io", "jwks": data("jwks.json")}]});
+        json!({"jwtRules": [{"issuer": "testing@secure.istio.io", "jwks": sample("jwks.json")}]});
     Authenticator::compile(&[(authz::PolicyRef::default(), &spec)]).0
 }
 
@@ -33,44 +34,34 @@ fn request_to(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHead
     req
 }
 
+async fn run(authn: &Authenticator, req: &RequestHeader) -> AuthnOutcome {
+    authenticate(authn, req, &JwksCache::new(), SystemTime::now()).await
+}
+
 #[tokio::test]
 async fn cors_preflight_skips_authentication() {
     let authn = authenticator();
-    let cache = JwksCache::new();
-    let expired = format!("Bearer {}", data("expired.jwt"));
+    let expired = format!("Bearer {}", sample("expired.jwt"));
     let preflight = [
         ("origin", "https://web.example"),
         ("access-control-request-method", "GET"),
         ("authorization", expired.as_str()),
     ];
-    let out = authenticate(
-        &authn,
-        &request("OPTIONS", &preflight),
-        &cache,
-        SystemTime::now(),
-    )
-    .await;
+    let out = run(&authn, &request("OPTIONS", &preflight)).await;
     assert_eq!(out, AuthnOutcome::Anonymous);
     // Without Access-Control-Request-Method it is a plain OPTIONS: authenticated.
     let plain = [
         ("origin", "https://web.example"),
         ("authorization", expired.as_str()),
     ];
-    let out = authenticate(
-        &authn,
-        &request("OPTIONS", &plain),
-        &cache,
-        SystemTime::now(),
-    )
-    .await;
+    let out = run(&authn, &request("OPTIONS", &plain)).await;
     assert!(matches!(out, AuthnOutcome::Rejected(_)));
 }
 
 #[tokio::test]
 async fn the_realm_is_the_original_uri() {
     let authn = authenticator();
-    let cache = JwksCache::new();
-    let expired = format!("Bearer {}", data("expired.jwt"));
+    let expired = format!("Bearer {}", sample("expired.jwt"));
     let cases = [
         (
             vec![("host", "httpbin.ns1:8000")],
@@ -83,7 +74,7 @@ async fn the_realm_is_the_original_uri() {
     ];
     for (mut headers, realm) in cases {
         headers.push(("authorization", expired.as_str()));
-        let out = authenticate(&authn, &request("GET", &headers), &cache, SystemTime::now()).await;
+        let out = run(&authn, &request("GET", &headers)).await;
         let AuthnOutcome::Rejected(reply) = out else {
             panic!("expired token must be refused");
         };
@@ -101,17 +92,10 @@ async fn the_realm_is_the_original_uri() {
 #[tokio::test]
 async fn the_realm_path_is_cut_at_256_bytes() {
     let authn = authenticator();
-    let cache = JwksCache::new();
-    let expired = format!("Bearer {}", data("expired.jwt"));
+    let expired = format!("Bearer {}", sample("expired.jwt"));
     let path = format!("/{}", "a".repeat(300));
     let headers = [("host", "h"), ("authorization", expired.as_str())];
-    let out = authenticate(
-        &authn,
-        &request_to("GET", &path, &headers),
-        &cache,
-        SystemTime::now(),
-    )
-    .await;
+    let out = run(&authn, &request_to("GET", &path, &headers)).await;
     let AuthnOutcome::Rejected(reply) = out else {
         panic!("expired token must be refused");
     };
