@@ -351,3 +351,6 @@ fn claim_headers(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
