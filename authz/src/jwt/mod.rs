@@ -240,19 +240,20 @@ impl Authenticator {
     fn verify_any<'p>(&'p self, req: &JwtRequest<'_>, run: &mut Run<'_>) -> Verdict<'p> {
         let tokens = extract(&self.providers, req);
         let mut verified = Vec::new();
-        let mut last = Verdict::Missing;
+        let mut last_failure = None;
         for found in tokens.iter().rev() {
             match run.verify(found, None, &self.providers) {
                 Ok(v) => {
                     verified.push(v);
-                    last = Verdict::Passed(Vec::new());
+                    last_failure = None;
                 }
-                Err(status) => last = Verdict::Failed(status),
+                Err(status) => last_failure = Some(status),
             }
         }
-        match last {
-            Verdict::Passed(_) => Verdict::Passed(verified),
-            other => other,
+        match (tokens.is_empty(), last_failure) {
+            (true, _) => Verdict::Missing,
+            (false, Some(status)) => Verdict::Failed(status),
+            (false, None) => Verdict::Passed(verified),
         }
     }
 

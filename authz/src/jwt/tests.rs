@@ -551,3 +551,34 @@ fn repeated_headers_join_and_a_prefix_without_token_keeps_the_value() {
         "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
     );
 }
+
+#[test]
+fn with_allow_missing_the_first_token_found_decides() {
+    let rsa = rsa_key();
+    let authn = rule_with(jwks_of(&[&rsa.jwk]), json!({}));
+    let good = mint(Algorithm::RS256, Some(RSA_KID), &rsa.encoding, claims());
+    let mut old = claims();
+    old["exp"] = json!(NOW - 3600);
+    let expired = mint(Algorithm::RS256, Some(RSA_KID), &rsa.encoding, old);
+    // Envoy judges tokens last-found first; the Authorization header is found first, so its
+    // token is judged last and decides for the "allow missing" requirement.
+    let header_good = [("authorization", format!("Bearer {good}"))];
+    let header_good: Vec<(&str, &str)> =
+        header_good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = judge(
+        &authn,
+        &header_good,
+        &format!("/?access_token={expired}"),
+        &HashMap::new(),
+    );
+    assert_eq!(body(&out.outcome), "authenticated");
+    let bearer_expired = format!("Bearer {expired}");
+    let header_bad = [("authorization", bearer_expired.as_str())];
+    let out = judge(
+        &authn,
+        &header_bad,
+        &format!("/?access_token={good}"),
+        &HashMap::new(),
+    );
+    assert_eq!(body(&out.outcome), "Jwt is expired");
+}
