@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::security::jwt::authenticate;
-use crate::security::jwt::tests::sample as data;
+use crate::security::jwt::tests::sample;
 use authz::jwt::AuthnOutcome;
 use pingora_http::RequestHeader;
 use serde_json::json;
@@ -75,7 +75,7 @@ fn request(token: &str) -> RequestHeader {
 async fn body_of(authn: &Authenticator, cache: &JwksCache) -> String {
     match authenticate(
         authn,
-        &request(&data("issuer1.jwt")),
+        &request(&sample("issuer1.jwt")),
         cache,
         SystemTime::now(),
     )
@@ -99,14 +99,14 @@ async fn setup(body: String) -> (JwksServer, Authenticator, Arc<JwksCache>) {
 #[tokio::test]
 async fn rotation_is_picked_up_on_an_unknown_kid() {
     // The server first has only the other sample key: issuer1.jwt's kid is not in it.
-    let (server, authn, cache) = setup(data("jwks.json")).await;
+    let (server, authn, cache) = setup(sample("jwks.json")).await;
     assert_eq!(
         body_of(&authn, &cache).await,
         "401 Jwks doesn't have key to match kid or alg from Jwt"
     );
     assert_eq!(cache.status()[0].state, UriState::Ok);
     // The issuer rotates to the key that signed issuer1.jwt.
-    server.serve(data("istio-test-jwks.json"));
+    server.serve(sample("istio-test-jwks.json"));
     tokio::time::sleep(REFETCH_MIN_INTERVAL + Duration::from_millis(100)).await;
     assert_eq!(
         body_of(&authn, &cache).await,
@@ -129,7 +129,7 @@ async fn rotation_is_picked_up_on_an_unknown_kid() {
 
 #[tokio::test]
 async fn refetches_on_unknown_kids_are_rate_limited() {
-    let server = JwksServer::start(data("jwks.json")).await;
+    let server = JwksServer::start(sample("jwks.json")).await;
     let authn = authenticator(&server.uri);
     let cache = JwksCache::with_options(DEFAULT_REFRESH, &[]);
     for _ in 0..5 {
@@ -158,7 +158,7 @@ async fn a_server_that_is_down_fails_tokens_and_says_so() {
     );
 
     // Up, then down again: the last good keys keep verifying, the state says failing.
-    server.serve(data("istio-test-jwks.json"));
+    server.serve(sample("istio-test-jwks.json"));
     tokio::time::sleep(REFETCH_MIN_INTERVAL + Duration::from_millis(100)).await;
     assert_eq!(
         body_of(&authn, &cache).await,
@@ -204,4 +204,54 @@ async fn an_issuer_without_keys_is_discovered() {
         Some(json!({"issuer": base, "jwks_uri": server.uri}).to_string())
     );
     server.task.abort();
+}
+
+/// Serves `body` once over TLS with a self-signed certificate for 127.0.0.1.
+async fn tls_server(body: String) -> (String, CertificateDer<'static>) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("certificate");
+    let der = cert.der().clone();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![der.clone()], key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let uri = format!("https://{}/keys", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let Ok(mut stream) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let mut buf = vec![0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    (uri, der)
+}
+
+#[tokio::test]
+async fn https_uses_the_given_roots() {
+    let (uri, root) = tls_server(sample("jwks.json")).await;
+    let trusted = fetch::tls_config(&[root]);
+    let text = fetch::fetch_jwks(&uri, Duration::from_secs(2), trusted.as_ref()).await;
+    assert_eq!(text.ok(), Some(sample("jwks.json")));
+    // Without the root, the self-signed server is refused.
+    let system_only = fetch::tls_config(&[]);
+    let refused = fetch::fetch_jwks(&uri, Duration::from_secs(2), system_only.as_ref()).await;
+    assert!(
+        matches!(refused, Err(FetchError::Tls { .. })),
+        "{refused:?}"
+    );
 }
