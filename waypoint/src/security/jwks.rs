@@ -14,7 +14,7 @@ use authz::jwt::{Authenticator, Jwks, JwksSource};
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -94,6 +94,9 @@ impl Entry {
 
 /// The JWKS of every `jwksUri` in force, shared by all requests.
 pub struct JwksCache {
+    /// Itself, for the refresher tasks it spawns (empty for a `Default` cache, which then
+    /// fetches on demand only).
+    me: Weak<JwksCache>,
     refresh: Duration,
     tls: Option<Arc<rustls::ClientConfig>>,
     uris: RwLock<HashMap<String, Entry>>,
@@ -110,7 +113,7 @@ impl std::fmt::Debug for JwksCache {
 
 impl Default for JwksCache {
     fn default() -> Self {
-        JwksCache::build(DEFAULT_REFRESH, &[])
+        JwksCache::build(Weak::new(), DEFAULT_REFRESH, &[])
     }
 }
 
@@ -125,17 +128,22 @@ impl JwksCache {
     /// An empty cache refreshing every 20 minutes (Istio's default); fetching starts when a
     /// snapshot needs a URI.
     pub fn new() -> Arc<Self> {
-        Arc::new(JwksCache::default())
+        JwksCache::with_options(DEFAULT_REFRESH, &[])
     }
 
     /// An empty cache refreshing every `refresh`, trusting the system's roots and
     /// `extra_roots` for `https://` URIs.
     pub fn with_options(refresh: Duration, extra_roots: &[CertificateDer<'static>]) -> Arc<Self> {
-        Arc::new(JwksCache::build(refresh, extra_roots))
+        Arc::new_cyclic(|me| JwksCache::build(me.clone(), refresh, extra_roots))
     }
 
-    fn build(refresh: Duration, extra_roots: &[CertificateDer<'static>]) -> JwksCache {
+    fn build(
+        me: Weak<JwksCache>,
+        refresh: Duration,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> JwksCache {
         JwksCache {
+            me,
             refresh: refresh.max(Duration::from_secs(1)),
             tls: fetch::tls_config(extra_roots),
             uris: RwLock::new(HashMap::new()),
@@ -149,10 +157,7 @@ impl JwksCache {
     /// Makes the cache follow the `jwksUri`s of a snapshot's authenticators (all of them, in
     /// one call, at publish): new URIs start fetching (when called inside a tokio runtime;
     /// otherwise on the first request that needs them), URIs no longer named stop.
-    pub fn ensure<'a>(
-        self: &Arc<Self>,
-        authenticators: impl IntoIterator<Item = &'a Authenticator>,
-    ) {
+    pub fn ensure<'a>(&self, authenticators: impl IntoIterator<Item = &'a Authenticator>) {
         let mut wanted: HashMap<String, Duration> = HashMap::new();
         for authn in authenticators {
             for (uri, timeout) in authn.jwks_fetches() {
@@ -179,15 +184,17 @@ impl JwksCache {
         }
     }
 
-    fn spawn_refresher(self: &Arc<Self>, uri: String) -> Option<tokio::task::AbortHandle> {
+    fn spawn_refresher(&self, uri: String) -> Option<tokio::task::AbortHandle> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let cache = Arc::downgrade(self);
+        let cache = self.me.clone();
         let task = runtime.spawn(async move {
             loop {
                 let Some(this) = cache.upgrade() else {
                     return;
                 };
-                let ok = this.fetch_now(&uri).await;
+                // A request may just have fetched it (the refresher starts with its first
+                // refetch): no second fetch right behind it.
+                let ok = this.fetch_now(&uri, REFETCH_MIN_INTERVAL).await;
                 let pause = if ok {
                     this.refresh
                 } else {
@@ -211,6 +218,9 @@ impl JwksCache {
             let entry = uris
                 .entry(uri.to_string())
                 .or_insert_with(|| Entry::new(DEFAULT_FETCH_TIMEOUT));
+            if entry.refresher.is_none() {
+                entry.refresher = self.spawn_refresher(uri.to_string());
+            }
             (entry.fetching.clone(), entry.generation)
         };
         let last = *lock.lock().await;
@@ -220,8 +230,13 @@ impl JwksCache {
         if last.is_some_and(|at| at.elapsed() < REFETCH_MIN_INTERVAL) {
             return false;
         }
-        self.fetch_now(uri).await;
+        self.fetch_now(uri, Duration::ZERO).await;
         self.generation(uri) != Some(generation)
+    }
+
+    fn status_of(&self, uri: &str) -> Option<UriState> {
+        let uris = self.uris.read().unwrap_or_else(|p| p.into_inner());
+        uris.get(uri).map(|e| e.state.clone())
     }
 
     fn generation(&self, uri: &str) -> Option<u64> {
@@ -229,8 +244,9 @@ impl JwksCache {
         uris.get(uri).map(|e| e.generation)
     }
 
-    /// One fetch of `uri` under its lock, recorded in its state; true on success.
-    async fn fetch_now(&self, uri: &str) -> bool {
+    /// One fetch of `uri` under its lock, recorded in its state, unless another started less
+    /// than `min_gap` ago; true when the URI's state is ok.
+    async fn fetch_now(&self, uri: &str, min_gap: Duration) -> bool {
         let (lock, timeout) = {
             let uris = self.uris.read().unwrap_or_else(|p| p.into_inner());
             match uris.get(uri) {
@@ -239,6 +255,9 @@ impl JwksCache {
             }
         };
         let mut last = lock.lock().await;
+        if last.is_some_and(|at| at.elapsed() < min_gap) {
+            return self.status_of(uri) == Some(UriState::Ok);
+        }
         *last = Some(Instant::now());
         let result = fetch::fetch_jwks(uri, timeout, self.tls.as_ref())
             .await

@@ -166,7 +166,7 @@ async fn a_server_that_is_down_fails_tokens_and_says_so() {
     );
     server.task.abort();
     let _ = server.task.await;
-    assert!(!cache.fetch_now(&server.uri).await);
+    assert!(!cache.fetch_now(&server.uri, Duration::ZERO).await);
     let status = &cache.status()[0];
     assert_eq!(
         (status.state.clone(), status.has_keys),
