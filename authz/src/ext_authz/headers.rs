@@ -133,8 +133,9 @@ impl ExtAuthzProvider {
     /// The HTTP check request for a client request, as Envoy's HTTP ext_authz service builds
     /// it: Host, method, path (after `pathPrefix`) and `Authorization` always; the headers
     /// `includeRequestHeadersInCheck` matches (a repeated header's values joined by `,`);
-    /// `content-length: 0` (no body is sent); `includeAdditionalHeadersInCheck` last, replacing
-    /// any client header of the same name.
+    /// `content-length: 0` (no body is sent); `includeAdditionalHeadersInCheck`, replacing any
+    /// client header of the same name; `x-envoy-internal` and `x-envoy-expected-rq-timeout-ms`
+    /// last, as Envoy 1.40 sends them.
     pub fn http_check(
         &self,
         method: &str,
@@ -164,6 +165,18 @@ impl ExtAuthzProvider {
             let value = expand_request_operators(template, &lookup);
             out.retain(|(n, _)| n != name);
             out.push((name.clone(), value));
+        }
+        // What Envoy's async client adds to every call it makes to a cluster.
+        for (name, value) in [
+            ("x-envoy-internal", "true".to_string()),
+            (
+                "x-envoy-expected-rq-timeout-ms",
+                self.timeout.as_millis().to_string(),
+            ),
+        ] {
+            if !out.iter().any(|(n, _)| n == name) {
+                out.push((name.to_string(), value));
+            }
         }
         HttpCheck {
             method: method.to_string(),

@@ -131,78 +131,56 @@ fn the_deprecated_header_list_is_read_only_without_the_new_one() {
 
 #[test]
 fn bad_values_name_the_field() {
+    // Each case: one field of an otherwise valid provider, and the field the error names.
     let cases = [
-        (json!({"port": 80}), "envoyExtAuthzHttp.service:"),
+        ("service", json!(null), "service"),
+        ("service", json!("a b"), "service"),
+        ("port", json!(null), "port"),
+        ("port", json!(0), "port"),
+        ("port", json!(70000), "port"),
+        ("timeout", json!("soon"), "timeout"),
+        ("timeout", json!(3), "timeout"),
+        ("statusOnError", json!("999"), "statusOnError"),
+        ("statusOnError", json!("0"), "statusOnError"),
+        ("statusOnError", json!("abc"), "statusOnError"),
+        ("failOpen", json!("yes"), "failOpen"),
+        ("pathPrefix", json!("check"), "pathPrefix"),
+        ("pathPrefix", json!("/a b"), "pathPrefix"),
         (
-            json!({"service": "a b", "port": 80}),
-            "envoyExtAuthzHttp.service:",
-        ),
-        (json!({"service": "a"}), "envoyExtAuthzHttp.port:"),
-        (
-            json!({"service": "a", "port": 0}),
-            "envoyExtAuthzHttp.port:",
-        ),
-        (
-            json!({"service": "a", "port": 70000}),
-            "envoyExtAuthzHttp.port:",
-        ),
-        (
-            json!({"service": "a", "port": 1, "timeout": "soon"}),
-            "envoyExtAuthzHttp.timeout:",
-        ),
-        (
-            json!({"service": "a", "port": 1, "timeout": 3}),
-            "envoyExtAuthzHttp.timeout:",
+            "headersToUpstreamOnAllow",
+            json!(["x", "*"]),
+            "headersToUpstreamOnAllow[1]",
         ),
         (
-            json!({"service": "a", "port": 1, "statusOnError": "999"}),
-            "envoyExtAuthzHttp.statusOnError:",
+            "headersToDownstreamOnDeny",
+            json!("x"),
+            "headersToDownstreamOnDeny",
         ),
         (
-            json!({"service": "a", "port": 1, "statusOnError": "0"}),
-            "envoyExtAuthzHttp.statusOnError:",
+            "includeAdditionalHeadersInCheck",
+            json!({"x": 1}),
+            "includeAdditionalHeadersInCheck.x",
         ),
         (
-            json!({"service": "a", "port": 1, "statusOnError": "abc"}),
-            "envoyExtAuthzHttp.statusOnError:",
+            "includeAdditionalHeadersInCheck",
+            json!({"bad name": "1"}),
+            "includeAdditionalHeadersInCheck.bad name",
         ),
         (
-            json!({"service": "a", "port": 1, "failOpen": "yes"}),
-            "envoyExtAuthzHttp.failOpen:",
-        ),
-        (
-            json!({"service": "a", "port": 1, "pathPrefix": "check"}),
-            "envoyExtAuthzHttp.pathPrefix:",
-        ),
-        (
-            json!({"service": "a", "port": 1, "pathPrefix": "/a b"}),
-            "envoyExtAuthzHttp.pathPrefix:",
-        ),
-        (
-            json!({"service": "a", "port": 1, "headersToUpstreamOnAllow": ["x", "*"]}),
-            "envoyExtAuthzHttp.headersToUpstreamOnAllow[1]:",
-        ),
-        (
-            json!({"service": "a", "port": 1, "headersToDownstreamOnDeny": "x"}),
-            "envoyExtAuthzHttp.headersToDownstreamOnDeny:",
-        ),
-        (
-            json!({"service": "a", "port": 1, "includeAdditionalHeadersInCheck": {"x": 1}}),
-            "envoyExtAuthzHttp.includeAdditionalHeadersInCheck.x:",
-        ),
-        (
-            json!({"service": "a", "port": 1, "includeAdditionalHeadersInCheck": {"bad name": "1"}}),
-            "envoyExtAuthzHttp.includeAdditionalHeadersInCheck.bad name:",
-        ),
-        (
-            json!({"service": "a", "port": 1, "includeRequestBodyInCheck": {"maxRequestBytes": -1}}),
-            "envoyExtAuthzHttp.includeRequestBodyInCheck.maxRequestBytes:",
+            "includeRequestBodyInCheck",
+            json!({"maxRequestBytes": -1}),
+            "includeRequestBodyInCheck.maxRequestBytes",
         ),
     ];
-    for (spec, field) in cases {
+    for (key, value, field) in cases {
+        let mut spec = json!({"service": "a", "port": 1});
+        spec[key] = value;
         let err = parse(json!({"name": "ext", "envoyExtAuthzHttp": spec.clone()}))
             .expect_err(&format!("{spec} is invalid"));
-        assert!(err.starts_with(field), "{spec}: {err}");
+        assert!(
+            err.starts_with(&format!("envoyExtAuthzHttp.{field}:")),
+            "{spec}: {err}"
+        );
     }
     let err = parse(json!({"envoyExtAuthzGrpc": {"service": "a", "port": 1}})).expect_err("name");
     assert!(err.starts_with("name:"), "{err}");
@@ -262,12 +240,23 @@ fn the_http_check_carries_what_envoy_sends() {
             ("x-multi", "1,2"),
             ("x-ext-authz", "fixed"),
             ("x-orig", "POST /a/b?q=1 1,2 |"),
+            ("x-envoy-internal", "true"),
+            ("x-envoy-expected-rq-timeout-ms", "600000"),
         ]
     );
     let bare = http(json!({"service": "a", "port": 1}));
     let check = bare.http_check("GET", "h", "/", &req);
     let names: Vec<&str> = check.headers.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, vec!["host", "content-length", "authorization"]);
+    assert_eq!(
+        names,
+        vec![
+            "host",
+            "content-length",
+            "authorization",
+            "x-envoy-internal",
+            "x-envoy-expected-rq-timeout-ms"
+        ]
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! what a CheckResponse means.
 
 use authz::ext_authz::Allowed;
-use authz::{HeaderEdit, LocalReply, RequestAttrs};
+use authz::{ConnectionAttrs, HeaderEdit, LocalReply, RequestAttrs};
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address, Address, HeaderValueOption, SocketAddress,
 };
@@ -84,15 +84,9 @@ impl GrpcChecker {
     }
 }
 
-/// The CheckRequest for `req`, as Envoy's ext_authz filter fills it at a waypoint: the peer
-/// and the addressed destination, the request's method, path (with query), host, scheme,
-/// protocol and every header (pseudo headers included, a repeated one joined by `,`).
-pub fn check_request(
-    req: &RequestHeader,
-    authority: &str,
-    attrs: &RequestAttrs<'_>,
-) -> CheckRequest {
-    let conn = attrs.conn;
+/// The CheckRequest for a TCP connection (Envoy's network ext_authz): the peer and the
+/// addressed destination only.
+pub fn connection_request(conn: &ConnectionAttrs) -> CheckRequest {
     let source = Peer {
         address: conn.source_ip.map(|ip| socket(ip, 0)),
         principal: conn
@@ -108,19 +102,38 @@ pub fn check_request(
             .map(|ip| socket(ip, conn.destination_port)),
         ..Peer::default()
     };
-    let attributes = AttributeContext {
-        source: Some(source),
-        destination: Some(destination),
-        request: Some(Request {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(source),
+            destination: Some(destination),
+            tls_session: conn.sni.as_ref().map(|sni| TlsSession { sni: sni.clone() }),
+            ..AttributeContext::default()
+        }),
+    }
+}
+
+/// The CheckRequest for `req`, as Envoy's ext_authz filter fills it at a waypoint: the
+/// connection's facts ([`connection_request`]) and the request's method, path (with query),
+/// host, scheme, protocol and every header (pseudo headers included, a repeated one joined by
+/// `,`).
+pub fn check_request(
+    req: &RequestHeader,
+    authority: &str,
+    attrs: &RequestAttrs<'_>,
+) -> CheckRequest {
+    let mut request = connection_request(attrs.conn);
+    if let Some(attributes) = request.attributes.as_mut() {
+        attributes.request = Some(Request {
             time: Some(now()),
             http: Some(http_request(req, authority)),
-        }),
-        tls_session: conn.sni.as_ref().map(|sni| TlsSession { sni: sni.clone() }),
-        ..AttributeContext::default()
-    };
-    CheckRequest {
-        attributes: Some(attributes),
+        });
     }
+    request
+}
+
+/// Whether a CheckResponse allows (status OK, or no status).
+pub fn allows(response: &CheckResponse) -> bool {
+    response.status.as_ref().map_or(GRPC_OK, |s| s.code) == GRPC_OK
 }
 
 fn http_request(req: &RequestHeader, authority: &str) -> HttpRequest {
@@ -201,8 +214,7 @@ fn now() -> Timestamp {
 /// header edits, query changes and response headers; any other status denies with the
 /// denied_response's status (403 when absent or 0), headers and body.
 pub fn answer(response: CheckResponse, req: &RequestHeader) -> Result<Allowed, LocalReply> {
-    let code = response.status.as_ref().map_or(GRPC_OK, |s| s.code);
-    if code == GRPC_OK {
+    if allows(&response) {
         let ok = match response.http_response {
             Some(HttpResponse::OkResponse(ok)) => ok,
             _ => OkHttpResponse::default(),
@@ -220,12 +232,7 @@ pub fn answer(response: CheckResponse, req: &RequestHeader) -> Result<Allowed, L
                 reply.status = status;
             }
         }
-        reply.headers = denied
-            .headers
-            .iter()
-            .filter_map(|h| h.header.as_ref())
-            .map(|h| (h.key.to_ascii_lowercase(), h.value.clone()))
-            .collect();
+        reply.headers = pairs(&denied.headers);
         reply.body = denied.body;
     }
     Err(reply)
@@ -262,17 +269,21 @@ fn allowed(ok: OkHttpResponse, req: &RequestHeader) -> Allowed {
                 .push(HeaderEdit::Remove(name.to_ascii_lowercase()));
         }
     }
-    out.downstream = ok
-        .response_headers_to_add
-        .iter()
-        .filter_map(|o| o.header.as_ref())
-        .map(|h| (h.key.to_ascii_lowercase(), h.value.clone()))
-        .collect();
+    out.downstream = pairs(&ok.response_headers_to_add);
     if !ok.query_parameters_to_set.is_empty() || !ok.query_parameters_to_remove.is_empty() {
         let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         out.path = Some(edit_query(path, &ok));
     }
     out
+}
+
+/// The (lower-case name, value) of each header option, in order.
+fn pairs(options: &[HeaderValueOption]) -> Vec<(String, String)> {
+    options
+        .iter()
+        .filter_map(|o| o.header.as_ref())
+        .map(|h| (h.key.to_ascii_lowercase(), h.value.clone()))
+        .collect()
 }
 
 /// `append: true` appends; unset or false sets (the ok_response default, as Envoy documents).

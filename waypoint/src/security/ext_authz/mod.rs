@@ -16,7 +16,7 @@ pub use resolve::{resolve, Target};
 
 use crate::snapshot::Snapshot;
 use authz::ext_authz::{Allowed, ExtAuthzProtocol, ExtAuthzProvider};
-use authz::{HeaderEdit, LocalReply, RequestAttrs};
+use authz::{ConnectionAttrs, HeaderEdit, LocalReply, RequestAttrs};
 use pingora_http::RequestHeader;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -103,6 +103,40 @@ impl ExtAuthzClient {
             "ext_authz check failed: {failure}"
         );
         provider.on_failure().into()
+    }
+
+    /// Checks a TCP connection with `provider`, as Envoy's network ext_authz filter does for
+    /// L4 traffic: true when allowed. istiod generates that filter for gRPC providers only and
+    /// ignores CUSTOM policies with an HTTP provider on TCP, so those allow. A failed check
+    /// allows only with `failOpen`.
+    pub async fn check_connection(
+        &self,
+        snapshot: &Snapshot,
+        provider: &ExtAuthzProvider,
+        conn: &ConnectionAttrs,
+    ) -> bool {
+        if provider.protocol == ExtAuthzProtocol::Http {
+            return true;
+        }
+        let ask = async {
+            let target = resolve(snapshot, provider)?;
+            let (addr, authority) = self.pick(&target).await?;
+            let request = grpc::connection_request(conn);
+            self.grpc
+                .check(addr, &authority, request, provider.timeout)
+                .await
+        };
+        match tokio::time::timeout(provider.timeout, ask).await {
+            Ok(Ok(response)) => grpc::allows(&response),
+            Ok(Err(why)) => {
+                tracing::warn!(provider = %provider.name, "ext_authz connection check failed: {why}");
+                provider.fail_open
+            }
+            Err(_) => {
+                tracing::warn!(provider = %provider.name, "ext_authz connection check timed out");
+                provider.fail_open
+            }
+        }
     }
 
     /// One check: `Err` when it failed.

@@ -152,6 +152,15 @@ async fn http_server(seen: Seen) -> SocketAddr {
     addr
 }
 
+/// The answer to a failed check: `statusOnError` with no body.
+fn on_error(status: u16) -> CustomOutcome {
+    CustomOutcome::Deny(LocalReply {
+        status,
+        body: String::new(),
+        headers: vec![],
+    })
+}
+
 /// An address nothing listens on.
 async fn dead_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -246,14 +255,7 @@ async fn failures_answer_status_on_error_or_fail_open_promptly() {
         &request("/", &[]),
     )
     .await;
-    assert_eq!(
-        denied,
-        CustomOutcome::Deny(LocalReply {
-            status: 503,
-            body: String::new(),
-            headers: vec![]
-        })
-    );
+    assert_eq!(denied, on_error(503));
     let mut open = by_service.clone();
     open["failOpen"] = json!(true);
     let allowed = check(
@@ -287,14 +289,7 @@ async fn failures_answer_status_on_error_or_fail_open_promptly() {
         &request("/", &[("x-ext-authz", "slow")]),
     )
     .await;
-    assert_eq!(
-        slow,
-        CustomOutcome::Deny(LocalReply {
-            status: 403,
-            body: String::new(),
-            headers: vec![]
-        })
-    );
+    assert_eq!(slow, on_error(403));
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "the timeout bounds the check"
@@ -306,15 +301,7 @@ async fn failures_answer_status_on_error_or_fail_open_promptly() {
         &request("/", &[("x-ext-authz", "fail")]),
     )
     .await;
-    assert_eq!(
-        failed,
-        CustomOutcome::Deny(LocalReply {
-            status: 403,
-            body: String::new(),
-            headers: vec![]
-        }),
-        "a 5xx is a failure, not a denial"
-    );
+    assert_eq!(failed, on_error(403), "a 5xx is a failure, not a denial");
     let missing = provider(
         "envoyExtAuthzGrpc",
         json!({"service": "authz.auth.svc.cluster.local", "port": 9999}),
@@ -387,7 +374,8 @@ fn services_resolve_by_hostname_namespace_ip_or_dns() {
 }
 
 /// The gRPC server: allows when `x-ext-authz: allow` (setting, appending and removing headers,
-/// changing the query), denies with 401 and a body otherwise; `slow` waits 5 s.
+/// changing the query), denies with 401 and a body otherwise; `slow` waits 5 s. A connection
+/// check (no HTTP request) is allowed for the service account `client` only.
 #[derive(Clone, Default)]
 struct GrpcAuthz {
     seen: Arc<Mutex<Vec<CheckRequest>>>,
@@ -427,6 +415,26 @@ impl Authorization for GrpcAuthz {
                     .cloned()
             })
             .unwrap_or_default();
+        let l4_peer = request
+            .attributes
+            .as_ref()
+            .filter(|a| a.request.is_none())
+            .and_then(|a| a.source.as_ref())
+            .map(|p| p.principal.clone());
+        if let Some(principal) = l4_peer {
+            let code = if principal.ends_with("/sa/client") {
+                0
+            } else {
+                7
+            };
+            return Ok(tonic::Response::new(CheckResponse {
+                status: Some(RpcStatus {
+                    code,
+                    ..RpcStatus::default()
+                }),
+                ..CheckResponse::default()
+            }));
+        }
         if verdict == "slow" {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
@@ -556,14 +564,7 @@ async fn a_dead_grpc_server_fails_promptly() {
     );
     let start = Instant::now();
     let outcome = check(&ExtAuthzClient::default(), &s, &p, &request("/", &[])).await;
-    assert_eq!(
-        outcome,
-        CustomOutcome::Deny(LocalReply {
-            status: 500,
-            body: String::new(),
-            headers: vec![]
-        })
-    );
+    assert_eq!(outcome, on_error(500));
     assert!(start.elapsed() < Duration::from_secs(2));
     let mut open = p.clone();
     open.fail_open = true;
@@ -571,4 +572,35 @@ async fn a_dead_grpc_server_fails_promptly() {
         check(&ExtAuthzClient::default(), &s, &open, &request("/", &[])).await,
         CustomOutcome::Allow { .. }
     ));
+}
+
+#[tokio::test]
+async fn tcp_connections_are_checked_by_grpc_providers_only() {
+    let addr = grpc_server(GrpcAuthz::default()).await;
+    let s = snapshot("");
+    let grpc = provider(
+        "envoyExtAuthzGrpc",
+        json!({"service": "127.0.0.1", "port": addr.port()}),
+    );
+    let client = ExtAuthzClient::default();
+    let mut conn = ConnectionAttrs {
+        source_principal: Some("cluster.local/ns/shop/sa/client".into()),
+        ..ConnectionAttrs::default()
+    };
+    assert!(client.check_connection(&s, &grpc, &conn).await);
+    conn.source_principal = Some("cluster.local/ns/shop/sa/intruder".into());
+    assert!(!client.check_connection(&s, &grpc, &conn).await);
+    let http = provider(
+        "envoyExtAuthzHttp",
+        json!({"service": "127.0.0.1", "port": addr.port()}),
+    );
+    assert!(
+        client.check_connection(&s, &http, &conn).await,
+        "istiod ignores CUSTOM with an HTTP provider on TCP"
+    );
+    let dead = provider(
+        "envoyExtAuthzGrpc",
+        json!({"service": "127.0.0.1", "port": dead_addr().await.port()}),
+    );
+    assert!(!client.check_connection(&s, &dead, &conn).await);
 }
