@@ -11,6 +11,10 @@ use serde_json::Value;
 /// before the request goes upstream (Envoy's `x-envoy-auth-headers-to-remove`).
 pub const HTTP_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
+/// The header telling the server whether the body it got was cut at `maxRequestBytes`
+/// (Envoy's `x-envoy-auth-partial-body`), sent when `includeRequestBodyInCheck` is set.
+pub const PARTIAL_BODY_HEADER: &str = "x-envoy-auth-partial-body";
+
 /// Headers that describe one hop, never copied between the client, the server and upstream.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -118,6 +122,17 @@ pub struct HttpCheck {
     pub headers: Vec<(String, String)>,
 }
 
+/// The part of the client's body a check carries (`includeRequestBodyInCheck`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckBody<'b> {
+    /// The bytes sent.
+    pub bytes: &'b [u8],
+    /// Whether they were cut at `maxRequestBytes`.
+    pub partial: bool,
+    /// `packAsBytes`: a gRPC check sends them as `raw_body`, not as the UTF-8 `body`.
+    pub as_bytes: bool,
+}
+
 /// What an allowing server asks of the request and its response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allowed {
@@ -133,7 +148,8 @@ impl ExtAuthzProvider {
     /// The HTTP check request for a client request, as Envoy's HTTP ext_authz service builds
     /// it: Host, method, path (after `pathPrefix`) and `Authorization` always; the headers
     /// `includeRequestHeadersInCheck` matches (a repeated header's values joined by `,`);
-    /// `content-length: 0` (no body is sent); `includeAdditionalHeadersInCheck`, replacing any
+    /// `content-length` of the body sent (0 without `includeRequestBodyInCheck`) and
+    /// [`PARTIAL_BODY_HEADER`] with one; `includeAdditionalHeadersInCheck`, replacing any
     /// client header of the same name; `x-envoy-internal` and `x-envoy-expected-rq-timeout-ms`
     /// last, as Envoy 1.40 sends them.
     pub fn http_check(
@@ -142,10 +158,12 @@ impl ExtAuthzProvider {
         authority: &str,
         path_and_query: &str,
         headers: &HeaderMap,
+        body: Option<CheckBody<'_>>,
     ) -> HttpCheck {
+        let length = body.map_or(0, |b| b.bytes.len());
         let mut out = vec![
             ("host".to_string(), authority.to_string()),
-            ("content-length".to_string(), "0".to_string()),
+            ("content-length".to_string(), length.to_string()),
         ];
         for name in headers.keys() {
             let n = name.as_str();
@@ -154,6 +172,9 @@ impl ExtAuthzProvider {
                 continue;
             }
             out.push((n.to_string(), joined(headers, n)));
+        }
+        if let Some(b) = body {
+            out.push((PARTIAL_BODY_HEADER.to_string(), b.partial.to_string()));
         }
         let lookup = |name: &str| match name {
             ":method" => method.to_string(),
@@ -183,6 +204,31 @@ impl ExtAuthzProvider {
             path: format!("{}{}", self.path_prefix, path_and_query),
             headers: out,
         }
+    }
+
+    /// The body a check carries: `None` without `includeRequestBodyInCheck`; a body longer than
+    /// `maxRequestBytes` is cut with `allowPartialMessage`, else answered 413 as Envoy does.
+    pub fn check_body<'b>(&self, body: &'b [u8]) -> Result<Option<CheckBody<'b>>, LocalReply> {
+        let Some(settings) = &self.include_body else {
+            return Ok(None);
+        };
+        let max = settings.max_request_bytes as usize;
+        let carried = |bytes, partial| CheckBody {
+            bytes,
+            partial,
+            as_bytes: settings.pack_as_bytes,
+        };
+        if max == 0 || body.len() <= max {
+            return Ok(Some(carried(body, false)));
+        }
+        if settings.allow_partial_message {
+            return Ok(Some(carried(&body[..max], true)));
+        }
+        Err(LocalReply {
+            status: 413,
+            body: "Payload Too Large".to_string(),
+            headers: Vec::new(),
+        })
     }
 
     /// What an HTTP server's answer means: `Ok(Ok(_))` allowed (status 200 only), `Ok(Err(_))`

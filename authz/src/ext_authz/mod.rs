@@ -8,7 +8,10 @@
 
 mod headers;
 
-pub use headers::{Allowed, HeaderPattern, HeaderPatterns, HttpCheck, HTTP_HEADERS_TO_REMOVE};
+pub use headers::{
+    Allowed, CheckBody, HeaderPattern, HeaderPatterns, HttpCheck, HTTP_HEADERS_TO_REMOVE,
+    PARTIAL_BODY_HEADER,
+};
 
 use crate::attrs::LocalReply;
 use serde_json::{Map, Value};

@@ -223,7 +223,7 @@ fn the_http_check_carries_what_envoy_sends() {
         ("content-length", "12"),
         ("connection", "keep-alive"),
     ]);
-    let check = p.http_check("POST", "web.shop:8080", "/a/b?q=1", &req);
+    let check = p.http_check("POST", "web.shop:8080", "/a/b?q=1", &req, None);
     assert_eq!(check.method, "POST");
     assert_eq!(check.path, "/verify/a/b?q=1");
     let got: Vec<(&str, &str)> = check
@@ -245,7 +245,7 @@ fn the_http_check_carries_what_envoy_sends() {
         ]
     );
     let bare = http(json!({"service": "a", "port": 1}));
-    let check = bare.http_check("GET", "h", "/", &req);
+    let check = bare.http_check("GET", "h", "/", &req, None);
     let names: Vec<&str> = check.headers.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,
@@ -367,4 +367,26 @@ fn failures_follow_fail_open_and_status_on_error() {
     assert_eq!(status.on_failure().map_err(|r| r.status), Err(503));
     let open = http(json!({"service": "a", "port": 1, "failOpen": true, "statusOnError": "503"}));
     assert_eq!(open.on_failure(), Ok(Allowed::default()));
+}
+
+#[test]
+fn bodies_in_checks_follow_the_buffer_settings() {
+    let none = http(json!({"service": "a", "port": 1}));
+    assert_eq!(none.check_body(b"hello"), Ok(None));
+    let cut = http(json!({"service": "a", "port": 1,
+        "includeRequestBodyInCheck": {"maxRequestBytes": 4, "allowPartialMessage": true}}));
+    let body = cut.check_body(b"hello").expect("cut").expect("a body");
+    assert_eq!((body.bytes, body.partial), (&b"hell"[..], true));
+    let check = cut.http_check("POST", "h", "/", &HeaderMap::new(), Some(body));
+    assert!(check
+        .headers
+        .contains(&("content-length".into(), "4".into())));
+    assert!(check
+        .headers
+        .contains(&(PARTIAL_BODY_HEADER.into(), "true".into())));
+    let whole = cut.check_body(b"hi").expect("fits").expect("a body");
+    assert_eq!((whole.bytes, whole.partial), (&b"hi"[..], false));
+    let strict = http(json!({"service": "a", "port": 1,
+        "includeRequestBodyInCheck": {"maxRequestBytes": 4}}));
+    assert_eq!(strict.check_body(b"hello").map_err(|r| r.status), Err(413));
 }

@@ -2,7 +2,7 @@
 //! Envoy's `ext_authz` filter fills its AttributeContext, one tonic channel per endpoint, and
 //! what a CheckResponse means.
 
-use authz::ext_authz::Allowed;
+use authz::ext_authz::{Allowed, CheckBody, PARTIAL_BODY_HEADER};
 use authz::{ConnectionAttrs, HeaderEdit, LocalReply, RequestAttrs};
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address, Address, HeaderValueOption, SocketAddress,
@@ -115,17 +115,28 @@ pub fn connection_request(conn: &ConnectionAttrs) -> CheckRequest {
 /// The CheckRequest for `req`, as Envoy's ext_authz filter fills it at a waypoint: the
 /// connection's facts ([`connection_request`]) and the request's method, path (with query),
 /// host, scheme, protocol and every header (pseudo headers included, a repeated one joined by
-/// `,`).
+/// `,`), and the body `includeRequestBodyInCheck` asks for (`raw_body` with `packAsBytes`).
 pub fn check_request(
     req: &RequestHeader,
     authority: &str,
     attrs: &RequestAttrs<'_>,
+    body: Option<CheckBody<'_>>,
 ) -> CheckRequest {
+    let mut http = http_request(req, authority);
+    if let Some(b) = body {
+        http.headers
+            .insert(PARTIAL_BODY_HEADER.to_string(), b.partial.to_string());
+        if b.as_bytes {
+            http.raw_body = b.bytes.to_vec();
+        } else {
+            http.body = String::from_utf8_lossy(b.bytes).into_owned();
+        }
+    }
     let mut request = connection_request(attrs.conn);
     if let Some(attributes) = request.attributes.as_mut() {
         attributes.request = Some(Request {
             time: Some(now()),
-            http: Some(http_request(req, authority)),
+            http: Some(http),
         });
     }
     request

@@ -1,7 +1,7 @@
 //! The HTTP ext_authz call: the check request `authz` describes, sent over one pooled
 //! keep-alive hyper client, and the server's answer read back for `authz` to interpret.
 
-use authz::ext_authz::{Allowed, ExtAuthzProvider};
+use authz::ext_authz::{Allowed, CheckBody, ExtAuthzProvider};
 use authz::LocalReply;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -39,9 +39,10 @@ impl HttpChecker {
         addr: SocketAddr,
         req: &RequestHeader,
         authority: &str,
+        body: Option<CheckBody<'_>>,
     ) -> Result<Result<Allowed, LocalReply>, String> {
         let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let check = provider.http_check(req.method.as_str(), authority, path, &req.headers);
+        let check = provider.http_check(req.method.as_str(), authority, path, &req.headers, body);
         let mut builder = http::Request::builder()
             .method(check.method.as_str())
             .uri(format!("http://{addr}{}", check.path));
@@ -49,7 +50,9 @@ impl HttpChecker {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let request = builder
-            .body(Full::new(Bytes::new()))
+            .body(Full::new(Bytes::copy_from_slice(
+                body.map_or(&[][..], |b| b.bytes),
+            )))
             .map_err(|e| format!("cannot build the check request: {e}"))?;
         let response = self
             .client

@@ -77,7 +77,8 @@ impl ExtAuthzClient {
     }
 
     /// Checks `req` with `provider`, whose `service` is resolved through `snapshot`. Returns
-    /// within the provider's `timeout`.
+    /// within the provider's `timeout`. A provider with `includeRequestBodyInCheck` sees an
+    /// empty body: use [`ExtAuthzClient::check_with_body`] with the buffered body.
     pub async fn check(
         &self,
         snapshot: &Snapshot,
@@ -85,8 +86,25 @@ impl ExtAuthzClient {
         req: &RequestHeader,
         attrs: &RequestAttrs<'_>,
     ) -> CustomOutcome {
-        let asked =
-            tokio::time::timeout(provider.timeout, self.ask(snapshot, provider, req, attrs));
+        self.check_with_body(snapshot, provider, req, attrs, &[])
+            .await
+    }
+
+    /// [`ExtAuthzClient::check`] with the client's (buffered) body, of which the check carries
+    /// what `includeRequestBodyInCheck` asks (a body too long without `allowPartialMessage`
+    /// is answered 413, as Envoy does).
+    pub async fn check_with_body(
+        &self,
+        snapshot: &Snapshot,
+        provider: &ExtAuthzProvider,
+        req: &RequestHeader,
+        attrs: &RequestAttrs<'_>,
+        body: &[u8],
+    ) -> CustomOutcome {
+        let asked = tokio::time::timeout(
+            provider.timeout,
+            self.ask(snapshot, provider, req, attrs, body),
+        );
         let failure = match asked.await {
             Ok(Ok(answer)) => {
                 if let Err(reply) = &answer {
@@ -146,7 +164,12 @@ impl ExtAuthzClient {
         provider: &ExtAuthzProvider,
         req: &RequestHeader,
         attrs: &RequestAttrs<'_>,
+        body: &[u8],
     ) -> Result<Result<Allowed, LocalReply>, String> {
+        let body = match provider.check_body(body) {
+            Ok(body) => body,
+            Err(too_long) => return Ok(Err(too_long)),
+        };
         let target = resolve(snapshot, provider)
             .map_err(|e| format!("service '{}': {e}", provider.service))?;
         let (addr, grpc_authority) = self.pick(&target).await?;
@@ -158,9 +181,9 @@ impl ExtAuthzClient {
             .or_else(|| req.uri.authority().map(|a| a.as_str()))
             .unwrap_or_default();
         match provider.protocol {
-            ExtAuthzProtocol::Http => self.http.check(provider, addr, req, authority).await,
+            ExtAuthzProtocol::Http => self.http.check(provider, addr, req, authority, body).await,
             ExtAuthzProtocol::Grpc => {
-                let request = grpc::check_request(req, authority, attrs);
+                let request = grpc::check_request(req, authority, attrs, body);
                 let response = self
                     .grpc
                     .check(addr, &grpc_authority, request, provider.timeout)

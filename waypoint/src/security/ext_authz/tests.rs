@@ -604,3 +604,43 @@ async fn tcp_connections_are_checked_by_grpc_providers_only() {
     );
     assert!(!client.check_connection(&s, &dead, &conn).await);
 }
+
+#[tokio::test]
+async fn bodies_go_in_checks_as_include_request_body_in_check_says() {
+    let authz = GrpcAuthz::default();
+    let addr = grpc_server(authz.clone()).await;
+    let s = snapshot("");
+    let p = provider(
+        "envoyExtAuthzGrpc",
+        json!({"service": "127.0.0.1", "port": addr.port(),
+            "includeRequestBodyInCheck": {"maxRequestBytes": 4, "allowPartialMessage": true}}),
+    );
+    let conn = ConnectionAttrs::default();
+    let attrs = RequestAttrs {
+        conn: &conn,
+        http: None,
+    };
+    let client = ExtAuthzClient::default();
+    let req = request("/", &[("x-ext-authz", "allow")]);
+    let outcome = client.check_with_body(&s, &p, &req, &attrs, b"hello").await;
+    assert!(
+        matches!(outcome, CustomOutcome::Allow { .. }),
+        "{outcome:?}"
+    );
+    let seen = authz.seen.lock().expect("lock").clone();
+    let http = seen[0]
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref()?.http.clone())
+        .expect("http");
+    assert_eq!(http.body, "hell");
+    assert_eq!(http.headers["x-envoy-auth-partial-body"], "true");
+    let mut strict = p.clone();
+    if let Some(b) = strict.include_body.as_mut() {
+        b.allow_partial_message = false;
+    }
+    let outcome = client
+        .check_with_body(&s, &strict, &req, &attrs, b"hello")
+        .await;
+    assert!(matches!(outcome, CustomOutcome::Deny(r) if r.status == 413));
+}
