@@ -101,11 +101,37 @@ impl ExtAuthzClient {
         attrs: &RequestAttrs<'_>,
         body: &[u8],
     ) -> CustomOutcome {
-        let asked = tokio::time::timeout(
-            provider.timeout,
-            self.ask(snapshot, provider, req, attrs, body),
-        );
-        let failure = match asked.await {
+        // One check; `Err` when it failed.
+        let ask = async {
+            let body = match provider.check_body(body) {
+                Ok(body) => body,
+                Err(too_long) => return Ok::<_, String>(Err(too_long)),
+            };
+            let target = resolve(snapshot, provider)
+                .map_err(|e| format!("service '{}': {e}", provider.service))?;
+            let (addr, grpc_authority) = self.pick(&target).await?;
+            // HTTP/1 carries the authority in Host, HTTP/2 in the URI.
+            let authority = req
+                .headers
+                .get(::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()))
+                .unwrap_or_default();
+            match provider.protocol {
+                ExtAuthzProtocol::Http => {
+                    self.http.check(provider, addr, req, authority, body).await
+                }
+                ExtAuthzProtocol::Grpc => {
+                    let request = grpc::check_request(req, authority, attrs, body);
+                    let response = self
+                        .grpc
+                        .check(addr, &grpc_authority, request, provider.timeout)
+                        .await?;
+                    Ok(grpc::answer(response, req))
+                }
+            }
+        };
+        let failure = match tokio::time::timeout(provider.timeout, ask).await {
             Ok(Ok(answer)) => {
                 if let Err(reply) = &answer {
                     tracing::debug!(provider = %provider.name, status = reply.status, "ext_authz denied");
@@ -153,42 +179,6 @@ impl ExtAuthzClient {
             Err(_) => {
                 tracing::warn!(provider = %provider.name, "ext_authz connection check timed out");
                 provider.fail_open
-            }
-        }
-    }
-
-    /// One check: `Err` when it failed.
-    async fn ask(
-        &self,
-        snapshot: &Snapshot,
-        provider: &ExtAuthzProvider,
-        req: &RequestHeader,
-        attrs: &RequestAttrs<'_>,
-        body: &[u8],
-    ) -> Result<Result<Allowed, LocalReply>, String> {
-        let body = match provider.check_body(body) {
-            Ok(body) => body,
-            Err(too_long) => return Ok(Err(too_long)),
-        };
-        let target = resolve(snapshot, provider)
-            .map_err(|e| format!("service '{}': {e}", provider.service))?;
-        let (addr, grpc_authority) = self.pick(&target).await?;
-        // HTTP/1 carries the authority in Host, HTTP/2 in the URI.
-        let authority = req
-            .headers
-            .get(::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.authority().map(|a| a.as_str()))
-            .unwrap_or_default();
-        match provider.protocol {
-            ExtAuthzProtocol::Http => self.http.check(provider, addr, req, authority, body).await,
-            ExtAuthzProtocol::Grpc => {
-                let request = grpc::check_request(req, authority, attrs, body);
-                let response = self
-                    .grpc
-                    .check(addr, &grpc_authority, request, provider.timeout)
-                    .await?;
-                Ok(grpc::answer(response, req))
             }
         }
     }
