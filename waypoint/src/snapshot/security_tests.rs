@@ -33,6 +33,20 @@ fn target(group: &str, kind: &str, name: &str) -> String {
     format!("  targetRefs: [{{group: \"{group}\", kind: {kind}, name: {name}}}]\n")
 }
 
+/// An ALLOW policy in `shop` on the served Gateway.
+fn on_gateway(name: &str) -> String {
+    ap(
+        "shop",
+        name,
+        &target("gateway.networking.k8s.io", "Gateway", "waypoint"),
+    )
+}
+
+/// An ALLOW policy in `ns` on its Service `service`.
+fn on_service(ns: &str, name: &str, service: &str) -> String {
+    ap(ns, name, &target("", "Service", service))
+}
+
 fn build_security(extra: &[String]) -> (Snapshot, Report) {
     let mut parts = base();
     parts.extend_from_slice(extra);
@@ -72,12 +86,8 @@ fn authz_names(p: &SecurityPolicies) -> Vec<String> {
 #[test]
 fn each_target_kind_attaches_where_istio_attaches_it() {
     let (s, report) = build_security(&[
-        ap(
-            "shop",
-            "on-gateway",
-            &target("gateway.networking.k8s.io", "Gateway", "waypoint"),
-        ),
-        ap("shop", "on-web", &target("", "Service", "web")),
+        on_gateway("on-gateway"),
+        on_service("shop", "on-web", "web"),
         ap(
             "shop",
             "on-entry",
@@ -132,8 +142,8 @@ fn each_target_kind_attaches_where_istio_attaches_it() {
 #[test]
 fn targets_that_do_not_apply_here_are_said_so() {
     let (s, report) = build_security(&[
-        ap("far", "theirs", &target("", "Service", "away")),
-        ap("shop", "ghost", &target("", "Service", "nope")),
+        on_service("far", "theirs", "away"),
+        on_service("shop", "ghost", "nope"),
         ap(
             "shop",
             "other-gw",
@@ -221,6 +231,11 @@ fn policies_in_error_load_fail_closed_without_rejecting_the_folder() {
             "  targetRefs: [{kind: Deployment, group: apps, name: web}, {kind: Service, group: \"\", name: web}]\n  action: DENY\n",
         ),
         ap("shop", "unreadable", "  targetRefs: 3\n"),
+        ap(
+            "shop",
+            "both-forms",
+            "  targetRef: {kind: Service, group: \"\", name: api}\n  targetRefs: [{kind: Service, group: \"\", name: api}]\n",
+        ),
     ]);
     assert_eq!(report.error_count(), 0, "{:?}", report.error_lines());
     assert!(report.error_lines().is_empty());
@@ -229,13 +244,14 @@ fn policies_in_error_load_fail_closed_without_rejecting_the_folder() {
         "spec.targetRefs[0].namespace",
         "spec.targetRefs[0].kind",
         "AuthorizationPolicy shop/unreadable: field spec:",
+        "AuthorizationPolicy shop/both-forms: field spec.targetRef:",
     ] {
         assert!(
             lines.iter().any(|l| l.contains(needle)),
             "{needle}: {lines:?}"
         );
     }
-    for name in ["cross-ns", "bad-kind", "unreadable"] {
+    for name in ["cross-ns", "bad-kind", "unreadable", "both-forms"] {
         assert_eq!(
             status(&report, "AuthorizationPolicy", name).state,
             State::FailClosed
@@ -360,8 +376,8 @@ fn peer_authentications_are_ordered_most_specific_first() {
 #[test]
 fn check_prints_the_policies_in_force_per_service() {
     let (s, report) = build_security(&[
-        ap("shop", "on-gateway", &target("gateway.networking.k8s.io", "Gateway", "waypoint")),
-        ap("shop", "on-web", &target("", "Service", "web")),
+        on_gateway("on-gateway"),
+        on_service("shop", "on-web", "web"),
         ap(
             "shop",
             "half-bad",

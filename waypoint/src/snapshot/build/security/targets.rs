@@ -104,6 +104,14 @@ impl<'s> Scope<'s> {
             self.not_for_waypoints(namespace, &attachment, &mut res);
             return res;
         }
+        if attachment.target_ref.is_some() && !attachment.target_refs.is_empty() {
+            res.issues.push(issue(
+                Severity::Error,
+                "spec.targetRef",
+                "set targetRefs only (targetRef is its deprecated single form; Istio rejects both \
+                 at once); both are used",
+            ));
+        }
         if attachment.selector.is_some() {
             res.issues.push(issue(
                 Severity::Error,
