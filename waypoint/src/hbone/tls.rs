@@ -124,7 +124,7 @@ pub type TrustedDomains = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// Accepts client certificates chained to the mesh root and in a trusted trust domain.
 struct MeshClientVerifier {
     store: Arc<CertStore>,
-    /// `None`: only our own certificate's trust domain.
+    /// Trust domains accepted besides our own certificate's.
     trusted: Option<TrustedDomains>,
 }
 
@@ -149,10 +149,10 @@ impl ClientCertVerifier for MeshClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
         let peer = verify_chain(&self.store, end_entity, intermediates, now)?;
-        let trusted = match &self.trusted {
-            Some(trusted) => trusted(&peer.trust_domain),
-            None => peer.trust_domain == self.store.current().identity.trust_domain,
-        };
+        // Our own certificate's trust domain is always the mesh's (istiod signs both); the
+        // MeshConfig adds its trust domain and aliases when it names them.
+        let own = peer.trust_domain == self.store.current().identity.trust_domain;
+        let trusted = own || self.trusted.as_ref().is_some_and(|t| t(&peer.trust_domain));
         if !trusted {
             return Err(identity_mismatch(format!(
                 "peer {peer} is in trust domain {}, neither the mesh's nor one of its \
@@ -229,9 +229,9 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>,
     server_config_with(store, None)
 }
 
-/// [`server_config`] for the waypoint's HBONE listener: a client's trust domain must be one
-/// `trusted` accepts (the MeshConfig's trust domain or an alias, as istiod's SAN prefixes for
-/// Envoy's inbound validation during a trust-domain migration).
+/// [`server_config`] for the waypoint's HBONE listener: a client's trust domain must be our
+/// certificate's or one `trusted` accepts (the MeshConfig's trust domain or an alias, as
+/// istiod's SAN prefixes for Envoy's inbound validation during a trust-domain migration).
 pub fn mesh_server_config(
     store: Arc<CertStore>,
     trusted: TrustedDomains,

@@ -137,6 +137,18 @@ impl Security {
         }
     }
 
+    /// Every `jwksUri` the attached RequestAuthentications need, once each: what the JWKS
+    /// cache fetches and refreshes for this snapshot.
+    pub fn jwks_uris(&self) -> Vec<String> {
+        let mut uris: Vec<String> = std::iter::once(&self.waypoint)
+            .chain(self.by_service.values())
+            .flat_map(|p| p.authn.jwks_uris())
+            .collect();
+        uris.sort();
+        uris.dedup();
+        uris
+    }
+
     /// Whether a peer of `trust_domain` is one of this mesh's at the HBONE handshake: the
     /// trust domain or one of its aliases, as the SAN prefixes istiod gives Envoy's inbound
     /// validation (`spiffe://<td>/` for each).
