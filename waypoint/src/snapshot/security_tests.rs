@@ -188,6 +188,7 @@ fn selector_and_namespace_wide_policies_are_for_ztunnel() {
         ),
         ap("shop", "namespace-wide", "  action: DENY\n"),
         ap("istio-system", "mesh-wide", "  action: DENY\n"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: no-spec, namespace: shop}\n".to_string(),
         policy(
             "RequestAuthentication",
             "shop",
@@ -201,6 +202,7 @@ fn selector_and_namespace_wide_policies_are_for_ztunnel() {
         ("AuthorizationPolicy", "by-selector", "selects workloads"),
         ("AuthorizationPolicy", "namespace-wide", "namespace-wide"),
         ("AuthorizationPolicy", "mesh-wide", "mesh-wide"),
+        ("AuthorizationPolicy", "no-spec", "namespace-wide"),
         ("RequestAuthentication", "ns-jwt", "namespace-wide"),
     ] {
         let st = status(&report, kind, name);

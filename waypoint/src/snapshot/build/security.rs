@@ -17,7 +17,7 @@ use authz::spec::Severity as PolicySeverity;
 use authz::{PolicyIssue, PolicyRef, TrustDomains};
 use routing::{ServiceKey, Severity};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 mod mesh;
 mod peer;
@@ -34,6 +34,20 @@ struct Attached<'d, T> {
     source: PolicyRef,
     targets: Targets,
     policy: T,
+}
+
+/// What a policy without `spec` means: the empty spec (for an AuthorizationPolicy, ALLOW
+/// with no rules), as the API server would default it.
+static EMPTY_SPEC: LazyLock<serde_json::Value> =
+    LazyLock::new(|| serde_json::Value::Object(serde_json::Map::new()));
+
+/// A policy's spec as written, the empty one when it has none.
+fn spec_of(spec: &serde_json::Value) -> &serde_json::Value {
+    if spec.is_null() {
+        &EMPTY_SPEC
+    } else {
+        spec
+    }
 }
 
 /// The ext_authz providers by name, as the MeshConfig declares them.
@@ -96,7 +110,8 @@ impl<'a> Builder<'a> {
         let mut out = Vec::new();
         for (doc, object) in sorted(objects) {
             let source = policy_ref(doc);
-            let resolution = scope.resolve(&doc.object.namespace, &object.spec);
+            let spec = spec_of(&object.spec);
+            let resolution = scope.resolve(&doc.object.namespace, spec);
             let dry_run = object
                 .metadata
                 .annotations
@@ -105,7 +120,7 @@ impl<'a> Builder<'a> {
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
             let policy = Arc::new(AuthorizationPolicy::compile(
                 source.clone(),
-                &object.spec,
+                spec,
                 dry_run,
                 trust,
             ));
@@ -185,15 +200,13 @@ fn request_authentications<'a>(
     sorted(objects)
         .into_iter()
         .map(|(doc, object)| {
-            let resolution = scope.resolve(&doc.object.namespace, &object.spec);
+            let spec = spec_of(&object.spec);
+            let resolution = scope.resolve(&doc.object.namespace, spec);
             Attached {
                 doc,
                 source: policy_ref(doc),
                 targets: resolution.targets.clone(),
-                policy: RequestAuthentication {
-                    spec: &object.spec,
-                    resolution,
-                },
+                policy: RequestAuthentication { spec, resolution },
             }
         })
         .collect()

@@ -4,7 +4,7 @@
 //! oldest wins (then the name), as istiod picks.
 
 use super::super::{of_kind, Builder};
-use super::{policy_ref, status_issue};
+use super::{policy_ref, spec_of, status_issue};
 use crate::config::{Document, Resource};
 use crate::snapshot::{GatewayRef, State, StatusIssue};
 use authz::peer::PeerAuthentication;
@@ -54,7 +54,12 @@ impl<'a> Builder<'a> {
             .into_iter()
             .map(|(doc, object)| {
                 let created = object.metadata.creation_timestamp.clone();
-                candidate(doc, &object.spec, created, (gateway, root_namespace))
+                candidate(
+                    doc,
+                    spec_of(&object.spec),
+                    created,
+                    (gateway, root_namespace),
+                )
             })
             .collect();
         // Unset timestamps last: a file's objects have none unless written.
