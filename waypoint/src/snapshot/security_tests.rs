@@ -403,3 +403,32 @@ fn check_prints_the_policies_in_force_per_service() {
     );
     assert_eq!(dump["trust_domain"], "cluster.local");
 }
+
+#[test]
+fn the_dry_run_annotation_reads_as_istiod_reads_it() {
+    let annotated = |name: &str, value: &str| {
+        on_service("shop", name, "web").replace(
+            "namespace: shop}",
+            &format!("namespace: shop, annotations: {{istio.io/dry-run: \"{value}\"}}}}"),
+        )
+    };
+    let (s, report) = build_security(&[
+        annotated("shadow", "True"),
+        annotated("enforced", "false"),
+        annotated("typo", "yes"),
+    ]);
+    let web = s.security.policies_for(Some(&key("shop", "web")));
+    let dry: Vec<(&str, bool)> = web
+        .authz
+        .policies
+        .iter()
+        .map(|p| (p.source.name.as_str(), p.dry_run))
+        .collect();
+    assert_eq!(
+        dry,
+        [("enforced", false), ("shadow", true), ("typo", false)]
+    );
+    let typo = status(&report, "AuthorizationPolicy", "typo");
+    assert_eq!(typo.state, State::Accepted);
+    assert!(typo.issues[0].field.contains("istio.io/dry-run"));
+}

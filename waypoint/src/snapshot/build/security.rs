@@ -112,12 +112,7 @@ impl<'a> Builder<'a> {
             let source = policy_ref(doc);
             let spec = spec_of(&object.spec);
             let resolution = scope.resolve(&doc.object.namespace, spec);
-            let dry_run = object
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(DRY_RUN))
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let (dry_run, dry_run_issue) = dry_run(object.metadata.annotations.as_ref());
             let policy = Arc::new(AuthorizationPolicy::compile(
                 source.clone(),
                 spec,
@@ -125,6 +120,7 @@ impl<'a> Builder<'a> {
                 trust,
             ));
             let mut issues: Vec<StatusIssue> = policy.issues.iter().map(status_issue).collect();
+            issues.extend(dry_run_issue);
             if let PolicyAction::Custom { provider } = &policy.action {
                 if !providers.contains_key(provider) {
                     issues.push(StatusIssue {
@@ -277,6 +273,26 @@ impl<'p, 'd> PolicySets<'p, 'd> {
             }
         }
         Arc::new(authenticator)
+    }
+}
+
+/// The `istio.io/dry-run` annotation read as istiod reads it (Go's `strconv.ParseBool`); a
+/// value that is not a boolean enforces the policy, with a warning.
+fn dry_run(annotations: Option<&BTreeMap<String, String>>) -> (bool, Option<StatusIssue>) {
+    match annotations.and_then(|a| a.get(DRY_RUN)).map(String::as_str) {
+        None | Some("0" | "f" | "F" | "false" | "FALSE" | "False") => (false, None),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => (true, None),
+        Some(other) => (
+            false,
+            Some(StatusIssue {
+                severity: Severity::Warning,
+                reason: None,
+                field: format!("metadata.annotations[\"{DRY_RUN}\"]"),
+                message: format!(
+                    "'{other}' is not a boolean: the policy is enforced; write \"true\" to only log it"
+                ),
+            }),
+        ),
     }
 }
 
