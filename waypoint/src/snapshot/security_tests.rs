@@ -432,3 +432,38 @@ fn the_dry_run_annotation_reads_as_istiod_reads_it() {
     assert_eq!(typo.state, State::Accepted);
     assert!(typo.issues[0].field.contains("istio.io/dry-run"));
 }
+
+#[test]
+fn the_gateway_role_takes_policies_by_workload_selection() {
+    let edge = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: shop}\nspec:\n  gatewayClassName: waypoint\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n".to_string();
+    let yaml = docs(&[
+        edge,
+        ns("shop", ""),
+        ns("far", ""),
+        ap("shop", "namespace-wide", "  action: DENY\n"),
+        ap("istio-system", "mesh-wide", "  action: DENY\n"),
+        ap(
+            "shop",
+            "edge-pods",
+            "  selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: edge}}\n",
+        ),
+        ap(
+            "shop",
+            "web-pods",
+            "  selector: {matchLabels: {app: web}}\n",
+        ),
+        ap("far", "elsewhere", "  action: DENY\n"),
+    ]);
+    let (s, report) = build_with(&yaml, Some("shop/edge".parse().expect("ref")));
+    let s = s.expect("snapshot");
+    assert_eq!(
+        authz_names(&s.security.waypoint),
+        ["mesh-wide", "edge-pods", "namespace-wide"]
+    );
+    for name in ["web-pods", "elsewhere"] {
+        assert!(matches!(
+            &status(&report, "AuthorizationPolicy", name).state,
+            State::Ignored(why) if why.contains("other workloads")
+        ));
+    }
+}

@@ -4,6 +4,7 @@
 //! oldest wins (then the name), as istiod picks.
 
 use super::super::{of_kind, Builder};
+use super::targets::selects_gateway_pods;
 use super::{policy_ref, spec_of, status_issue};
 use crate::config::{Document, Resource};
 use crate::snapshot::{GatewayRef, State, StatusIssue};
@@ -13,12 +14,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use routing::Severity;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// The labels Istio puts on a waypoint's pods, naming their Gateway.
-const GATEWAY_NAME_LABELS: [&str; 2] = [
-    "gateway.networking.k8s.io/gateway-name",
-    "istio.io/gateway-name",
-];
 
 /// How specific a PeerAuthentication is for this waypoint; `None` when it is for others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -152,10 +147,7 @@ fn level(
 ) -> Result<Level, String> {
     let own = namespace == gateway.namespace;
     if !labels.is_empty() {
-        let selects_waypoint = labels
-            .iter()
-            .all(|(k, v)| GATEWAY_NAME_LABELS.contains(&k.as_str()) && *v == gateway.name);
-        return if own && selects_waypoint {
+        return if own && selects_gateway_pods(labels, gateway) {
             Ok(Level::Workload)
         } else {
             Err(format!(

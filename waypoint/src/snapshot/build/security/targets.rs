@@ -101,7 +101,11 @@ impl<'s> Scope<'s> {
             }
         };
         if attachment.targets().next().is_none() {
-            self.not_for_waypoints(namespace, &attachment, &mut res);
+            if self.role == Some(Role::Gateway) {
+                self.by_workload_selection(namespace, &attachment, &mut res);
+            } else {
+                self.not_for_waypoints(namespace, &attachment, &mut res);
+            }
             return res;
         }
         if attachment.target_ref.is_some() && !attachment.target_refs.is_empty() {
@@ -129,6 +133,27 @@ impl<'s> Scope<'s> {
             self.resolve_target(namespace, &field, target, &mut res);
         }
         res
+    }
+
+    /// The Gateway role is a workload like a sidecar for Istio: a policy without targets
+    /// applies when its selector matches the Gateway's pods (in the Gateway's namespace), or,
+    /// without one, from the Gateway's namespace or the root namespace.
+    fn by_workload_selection(&self, namespace: &str, a: &Attachment, res: &mut Resolution) {
+        let labels = a.selector.as_ref().map(|s| &s.match_labels);
+        let applies = match labels.filter(|l| !l.is_empty()) {
+            Some(labels) => {
+                namespace == self.gateway.namespace && selects_gateway_pods(labels, self.gateway)
+            }
+            None => namespace == self.gateway.namespace || namespace == self.root_namespace,
+        };
+        if applies {
+            res.targets.waypoint = true;
+        } else {
+            res.unapplied.push(format!(
+                "selects other workloads than Gateway {}'s pods",
+                self.gateway
+            ));
+        }
     }
 
     /// A policy without targets: for the workloads' ztunnel or sidecars, not this waypoint.
@@ -267,6 +292,22 @@ impl<'s> Scope<'s> {
             }
         }
     }
+}
+
+/// The labels Istio puts on the pods of a Gateway it deploys (waypoints included), naming it.
+const GATEWAY_NAME_LABELS: [&str; 2] = [
+    "gateway.networking.k8s.io/gateway-name",
+    "istio.io/gateway-name",
+];
+
+/// Whether `match_labels` (not empty) selects the pods Istio deploys for `gateway`.
+pub(super) fn selects_gateway_pods(
+    match_labels: &std::collections::BTreeMap<String, String>,
+    gateway: &GatewayRef,
+) -> bool {
+    match_labels
+        .iter()
+        .all(|(k, v)| GATEWAY_NAME_LABELS.contains(&k.as_str()) && *v == gateway.name)
 }
 
 fn issue(severity: Severity, field: impl Into<String>, message: impl Into<String>) -> StatusIssue {
