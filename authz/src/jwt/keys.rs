@@ -7,7 +7,9 @@ use super::token::{Jwt, B64URL};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 /// Why a JWKS text gives no key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +78,41 @@ struct Key {
 #[derive(Clone)]
 pub struct Jwks {
     keys: Vec<Key>,
+    verified: Arc<VerifiedSignatures>,
+}
+
+/// Signatures this key set has already verified, so that a client sending the same token on
+/// every request (the common case: tokens live for minutes or hours) pays for one RSA/ECDSA
+/// verification, not one per request — a 2048-bit RSA check costs more than the rest of the
+/// request. Keyed by the signature with the exact signed bytes compared on a hit, so a cached
+/// signature never vouches for other bytes. Lives with the key set: a rotation (a new `Jwks`)
+/// starts empty, so a removed key stops verifying at once. Only the signature is cached; the
+/// time, issuer and audience checks run on every request.
+#[derive(Default)]
+struct VerifiedSignatures {
+    entries: RwLock<HashMap<String, String>>,
+}
+
+/// Enough for every client of a busy service; at ~1 KiB per token, about 4 MiB at most.
+const VERIFIED_CAPACITY: usize = 4096;
+
+impl VerifiedSignatures {
+    fn contains(&self, jwt: &Jwt) -> bool {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&jwt.signature)
+            .is_some_and(|signed| *signed == jwt.signed)
+    }
+
+    fn insert(&self, jwt: &Jwt) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        // Forgetting everything at capacity keeps the bound without bookkeeping per hit; the
+        // tokens in use are verified again once and cached anew.
+        if entries.len() >= VERIFIED_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(jwt.signature.clone(), jwt.signed.clone());
+    }
 }
 
 impl fmt::Debug for Jwks {
@@ -144,7 +181,10 @@ impl Jwks {
         if keys.is_empty() {
             return Err(JwksError::NoValidKeys);
         }
-        Ok(Jwks { keys })
+        Ok(Jwks {
+            keys,
+            verified: Arc::default(),
+        })
     }
 
     /// The `kid`s of the keys (keys without one are not listed).
@@ -159,6 +199,9 @@ impl Jwks {
 
     /// Verifies the signature with every key that fits; `KidAlgMismatch` when none fits.
     pub(crate) fn verify(&self, jwt: &Jwt) -> Result<(), JwtStatus> {
+        if self.verified.contains(jwt) {
+            return Ok(());
+        }
         let mut fitted = false;
         for key in self.keys.iter().filter(|k| key_fits(k, jwt)) {
             fitted = true;
@@ -172,6 +215,7 @@ impl Jwks {
                 alg,
             );
             if matches!(verified, Ok(true)) {
+                self.verified.insert(jwt);
                 return Ok(());
             }
         }

@@ -13,6 +13,8 @@
 //! Files: `rules` (compile and merge), `extract` (locations), `token` (parsing), `keys` (JWKS
 //! and signatures), `status` (Envoy's messages and replies), `output` (`request.auth`, headers).
 
+#[cfg(test)]
+mod cache_tests;
 mod extract;
 mod keys;
 mod output;
