@@ -93,7 +93,11 @@ fn forwarded(r: &Routed) -> &Upstream {
 
 fn refused(r: &Routed) -> (u16, &'static str, &str) {
     match &r.action {
-        Action::Refuse(x) => (x.status, x.flag.as_str(), x.detail.as_ref()),
+        Action::Refuse(x) => (
+            x.status,
+            x.flag.map_or("-", |f| f.as_str()),
+            x.detail.as_ref(),
+        ),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
