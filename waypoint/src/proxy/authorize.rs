@@ -7,7 +7,7 @@
 use super::context::{Auth, Downstream};
 use super::decide::{Action, Routed};
 use super::reply::Refusal;
-use crate::security::{self, CheckInput, Clients, Outcome, Traffic};
+use crate::security::{self, CheckInput, Checked, Clients, Outcome, Traffic};
 use crate::snapshot::Snapshot;
 use authz::{ConnectionAttrs, HeaderEdit};
 use pingora_http::RequestHeader;
@@ -46,7 +46,8 @@ pub fn refused(refusal: Refusal) -> Routed {
 /// Runs the security sequence for `req` (routed as `routed`) and applies its outcome: a denial
 /// becomes the request's refusal, an allowed request gets its header edits and keeps its JWT
 /// in `auth`. A CORS preflight answered by the route is never checked (Envoy's CORS filter
-/// runs first), and a destination without policies costs nothing.
+/// runs first), and a destination without policies costs nothing: `None`, nothing checked.
+/// Otherwise the check, with its trace, for `waypoint explain` and the debug log.
 pub async fn authorize(
     req: &mut RequestHeader,
     snapshot: &Snapshot,
@@ -54,13 +55,13 @@ pub async fn authorize(
     routed: &mut Routed,
     auth: &mut Auth,
     clients: &Clients,
-) {
+) -> Option<Checked> {
     if matches!(routed.action, Action::Preflight(_)) {
-        return;
+        return None;
     }
     let policies = snapshot.security.policies_for(routed.destination.as_ref());
     if policies.authn.is_empty() && policies.authz.is_empty() {
-        return;
+        return None;
     }
     let conn = conn();
     let input = CheckInput {
@@ -71,17 +72,18 @@ pub async fn authorize(
     };
     let checked = security::check_request(&input, clients, SystemTime::now()).await;
     tracing::debug!(target: "authz", trace = ?checked.trace, "security checked");
-    match checked.outcome {
+    match &checked.outcome {
         Outcome::Allow { edits, auth: jwt } => {
-            apply_edits(req, &edits);
-            auth.request = jwt;
+            apply_edits(req, edits);
+            auth.request = jwt.clone();
         }
         Outcome::Deny(denial) => {
             let grpc = super::fault::is_grpc(req);
             routed.action = Action::Refuse(Refusal::security(&denial.reply, denial.flag, grpc));
-            auth.denied = Some(denial.details);
+            auth.denied = Some(denial.details.clone());
         }
     }
+    Some(checked)
 }
 
 /// Applies a security step's edits to the request the backend (and any mirror) receives, as

@@ -22,7 +22,7 @@ mod reply;
 mod retry;
 mod upstream;
 
-pub use authorize::{apply_edits, connection_attrs, normalize_path};
+pub use authorize::{apply_edits, authorize, connection_attrs, normalize_path};
 pub use context::{Attempt, Auth, Downstream, Record, RequestCtx};
 pub use decide::{decide, request_authority, Action, Routed, RuleFilters, Upstream};
 pub use reply::{classify_failure, Failure, PreflightAnswer, Refusal};
