@@ -129,3 +129,7 @@ pub fn connection_attrs(
         sni: None,
     }
 }
+
+#[cfg(test)]
+#[path = "authorize_tests.rs"]
+mod tests;

@@ -63,13 +63,13 @@ impl Refusal {
         }
     }
 
-    /// 400: a path Istio's normalization rejects (Envoy's `path_normalization_failed`, an
-    /// empty body).
+    /// 400: a path Istio's normalization rejects (Envoy 1.40 answers `Bad Request`, no
+    /// flag).
     pub fn bad_path() -> Self {
         Refusal {
             flag: None,
             verbatim: true,
-            ..Refusal::new(400, ResponseFlag::DownstreamProtocolError, "")
+            ..Refusal::new(400, ResponseFlag::DownstreamProtocolError, "Bad Request")
         }
     }
 
@@ -122,12 +122,12 @@ pub struct PreflightAnswer {
 }
 
 /// A response the waypoint writes itself.
-struct LocalResponse {
-    status: u16,
-    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+pub(super) struct LocalResponse {
+    pub(super) status: u16,
+    pub(super) headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The body, sent as is; none for redirects and preflights.
-    body: Option<Bytes>,
-    flag: Option<ResponseFlag>,
+    pub(super) body: Option<Bytes>,
+    pub(super) flag: Option<ResponseFlag>,
 }
 
 /// Writes the answer a decision calls for; false when the request is to be forwarded.
@@ -171,7 +171,7 @@ pub async fn answer(session: &mut Session, action: &Action) -> Result<bool> {
     Ok(true)
 }
 
-fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
+pub(super) fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
     let mut headers = Vec::with_capacity(refusal.headers.len() + 3);
     for (name, value) in &refusal.headers {
         let name = http::HeaderName::try_from(name.as_str()).map_err(|e| {
@@ -180,6 +180,17 @@ fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
         headers.push((name, header_value(value)?));
     }
     let Some(code) = refusal.grpc_status else {
+        // Envoy's local replies are `text/plain` (without a charset) unless the security step
+        // (an ext_authz server) gave its own type.
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name == http::header::CONTENT_TYPE);
+        if refusal.verbatim && !typed {
+            headers.push((
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            ));
+        }
         let body = match refusal.verbatim {
             true => (!refusal.detail.is_empty())
                 .then(|| Bytes::copy_from_slice(refusal.detail.as_bytes())),

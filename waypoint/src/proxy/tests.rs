@@ -53,7 +53,7 @@ spec:
   ports: [{name: http, port: 80}]
 "#;
 
-fn snapshot(extra: &str) -> Snapshot {
+pub(crate) fn snapshot(extra: &str) -> Snapshot {
     let mut loaded = Loaded::default();
     let text = if extra.is_empty() {
         BASE.to_string()
@@ -70,7 +70,7 @@ fn snapshot(extra: &str) -> Snapshot {
     s.expect("snapshot")
 }
 
-fn request(host: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+pub(crate) fn request(host: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
     let mut req = RequestHeader::build("GET", path.as_bytes(), None).expect("request");
     req.insert_header("host", host).expect("host");
     for (k, v) in headers {
