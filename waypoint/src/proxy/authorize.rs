@@ -10,7 +10,7 @@ use super::reply::Refusal;
 use crate::security::{self, CheckInput, Checked, Clients, Outcome, Traffic};
 use crate::snapshot::Snapshot;
 use authz::{ConnectionAttrs, HeaderEdit};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -27,12 +27,34 @@ pub fn normalize_path(req: &mut RequestHeader) -> Result<(), Refusal> {
     if normalized == original.as_str() {
         return Ok(());
     }
-    let mut parts = req.uri.clone().into_parts();
-    parts.path_and_query =
-        Some(http::uri::PathAndQuery::try_from(normalized).map_err(|_| Refusal::bad_path())?);
-    let uri = http::Uri::from_parts(parts).map_err(|_| Refusal::bad_path())?;
-    req.set_uri(uri);
-    Ok(())
+    with_path_and_query(&req.uri, normalized)
+        .map(|uri| req.set_uri(uri))
+        .ok_or_else(Refusal::bad_path)
+}
+
+/// `uri` with its path and query replaced; None when the result is not a URI.
+fn with_path_and_query(uri: &http::Uri, path_and_query: String) -> Option<http::Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(path_and_query).ok()?);
+    http::Uri::from_parts(parts).ok()
+}
+
+/// Sets the path and query an ext_authz server asked for; one that is not a valid URI is
+/// skipped and logged.
+fn set_path_and_query(req: &mut RequestHeader, path: &str) {
+    match with_path_and_query(&req.uri, path.to_string()) {
+        Some(uri) => req.set_uri(uri),
+        None => tracing::info!(%path, "ext_authz path change skipped: not a valid path"),
+    }
+}
+
+/// Adds the headers the security steps asked for to the response to the client.
+pub fn edit_response(response: &mut ResponseHeader, auth: &Auth) {
+    for (name, value) in &auth.response_headers {
+        if let Err(e) = response.append_header(name.clone(), value.as_str()) {
+            tracing::info!(header = %name, "security response header skipped: {e}");
+        }
+    }
 }
 
 /// The routing decision of a request whose path Istio's normalization rejects.
@@ -73,9 +95,13 @@ pub async fn authorize(
     let checked = security::check_request(&input, clients, SystemTime::now()).await;
     tracing::debug!(target: "authz", trace = ?checked.trace, "security checked");
     match &checked.outcome {
-        Outcome::Allow { edits, auth: jwt } => {
-            apply_edits(req, edits);
-            auth.request = jwt.clone();
+        Outcome::Allow(granted) => {
+            apply_edits(req, &granted.edits);
+            if let Some(path) = &granted.path {
+                set_path_and_query(req, path);
+            }
+            auth.request = granted.auth.clone();
+            auth.response_headers = granted.response_headers.clone();
         }
         Outcome::Deny(denial) => {
             let grpc = super::fault::is_grpc(req);

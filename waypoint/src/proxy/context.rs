@@ -70,6 +70,8 @@ pub struct Auth {
     /// (`rbac_access_denied_matched_policy[...]`, `jwt_authn_access_denied{...}`,
     /// `ext_authz_denied`).
     pub denied: Option<String>,
+    /// Headers an allowing ext_authz server adds to the response.
+    pub response_headers: Vec<(String, String)>,
 }
 
 /// The state of the upstream attempts: which ones failed, and whether the next is a retry.

@@ -259,6 +259,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         admit::affinity_cookie(session.req_header(), response, ctx)?;
+        authorize::edit_response(response, &ctx.auth);
         match ctx.filters() {
             Some(filters) => upstream::edit_response(session.req_header(), response, filters),
             None => Ok(()),

@@ -81,15 +81,25 @@ pub struct Checked {
 /// Whether the request may go on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Forward it, with these edits to the request sent upstream.
-    Allow {
-        /// Header edits (token removal, claims to headers, ext_authz's headers).
-        edits: Vec<HeaderEdit>,
-        /// The verified JWT, if the request carried one.
-        auth: Option<RequestAuth>,
-    },
+    /// Forward it, changed as the security steps ask.
+    Allow(Granted),
     /// Refuse it.
     Deny(Denial),
+}
+
+/// What the security steps ask of an allowed request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Granted {
+    /// Header edits to the request sent upstream, in order (token removal, claims to
+    /// headers, then the ext_authz server's headers).
+    pub edits: Vec<HeaderEdit>,
+    /// The verified JWT, if the request carried one.
+    pub auth: Option<RequestAuth>,
+    /// A new path and query for the upstream request (an ext_authz gRPC server's query
+    /// changes).
+    pub path: Option<String>,
+    /// Headers added to the response to the client (ext_authz's headers on allow).
+    pub response_headers: Vec<(String, String)>,
 }
 
 /// A refusal by a security step.
@@ -126,16 +136,21 @@ pub async fn check_request(input: &CheckInput<'_>, clients: &Clients, now: Syste
         decided_by: None,
         would_ask: None,
     };
-    let (auth, mut edits) = match authenticate(input, clients, now, &mut checked.trace).await {
+    let (auth, edits) = match authenticate(input, clients, now, &mut checked.trace).await {
         Ok(authenticated) => authenticated,
         Err(denial) => {
             checked.outcome = Outcome::Deny(denial);
             return checked;
         }
     };
+    let mut granted = Granted {
+        edits,
+        ..Granted::default()
+    };
     let set = &input.policies.authz;
     if set.is_empty() {
-        checked.outcome = Outcome::Allow { edits, auth };
+        granted.auth = auth;
+        checked.outcome = Outcome::Allow(granted);
         return checked;
     }
     let http = match input.traffic {
@@ -146,12 +161,9 @@ pub async fn check_request(input: &CheckInput<'_>, clients: &Clients, now: Syste
         conn: input.conn,
         http,
     };
-    match custom(input, &attrs, clients, &mut checked).await {
-        Ok(more) => edits.extend(more),
-        Err(denial) => {
-            checked.outcome = Outcome::Deny(denial);
-            return checked;
-        }
+    if let Err(denial) = custom(input, &attrs, clients, &mut checked, &mut granted).await {
+        checked.outcome = Outcome::Deny(denial);
+        return checked;
     }
     let verdict = set.evaluate(&attrs);
     for line in &verdict.shadow {
@@ -159,7 +171,8 @@ pub async fn check_request(input: &CheckInput<'_>, clients: &Clients, now: Syste
     }
     checked.trace.extend(verdict.trace);
     checked.outcome = if verdict.allowed {
-        Outcome::Allow { edits, auth }
+        granted.auth = auth;
+        Outcome::Allow(granted)
     } else {
         Outcome::Deny(rbac_denial(verdict.decided_by.as_ref()))
     };
@@ -225,9 +238,10 @@ async fn custom(
     attrs: &RequestAttrs<'_>,
     clients: &Clients,
     checked: &mut Checked,
-) -> Result<Vec<HeaderEdit>, Denial> {
+    granted: &mut Granted,
+) -> Result<(), Denial> {
     let Some(matched) = input.policies.authz.custom(attrs) else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let name = &matched.provider;
     let Some(provider) = input.snapshot.security.ext_authz.get(name) else {
@@ -243,7 +257,7 @@ async fn custom(
                 "CUSTOM {}: HTTP provider {name} does not apply to TCP traffic",
                 matched.policy
             ));
-            return Ok(Vec::new());
+            return Ok(());
         }
         Traffic::Http(req) | Traffic::Tcp(req) => req,
     };
@@ -253,7 +267,7 @@ async fn custom(
             matched.policy
         ));
         checked.would_ask = Some(name.clone());
-        return Ok(Vec::new());
+        return Ok(());
     };
     match client.check(input.snapshot, provider, req, attrs).await {
         CustomOutcome::Allow { edits } => {
@@ -261,7 +275,8 @@ async fn custom(
                 "CUSTOM {}: provider {name} allowed",
                 matched.policy
             ));
-            Ok(edits)
+            granted.edits.extend(edits);
+            Ok(())
         }
         CustomOutcome::Deny(reply) => {
             checked.trace.push(format!(
@@ -401,7 +416,7 @@ pub async fn check_tunnel(snapshot: &Snapshot, tunnel: &TunnelContext, clients: 
     };
     let checked = check_request(&input, clients, SystemTime::now()).await;
     match checked.outcome {
-        Outcome::Allow { .. } => true,
+        Outcome::Allow(_) => true,
         Outcome::Deny(denial) => {
             tracing::info!(
                 source = %tunnel.source,
