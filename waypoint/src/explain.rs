@@ -19,6 +19,8 @@ use authz::Identity;
 use pingora_http::RequestHeader;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -310,3 +312,7 @@ fn finish(mut out: String, routed: &Routed, checked: Option<&Checked>) -> Explan
     let _ = writeln!(out, "verdict: {verdict}");
     Explanation { text: out, exit }
 }
+
+#[cfg(test)]
+#[path = "explain_tests.rs"]
+mod tests;
