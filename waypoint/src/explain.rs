@@ -19,8 +19,6 @@ use authz::Identity;
 use pingora_http::RequestHeader;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-#[cfg(test)]
-use std::path::Path;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
