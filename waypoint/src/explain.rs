@@ -189,8 +189,8 @@ fn build_request(
     Ok((req, downstream))
 }
 
-/// The tunnel a mesh client with `source` opens to `to` (a name is resolved to the service's
-/// address, as the client's ztunnel dials it).
+/// The tunnel a mesh client with `source` opens to `to` (a service name is resolved to the
+/// service's address, as the client's ztunnel dials it).
 fn tunnel(
     snapshot: &Snapshot,
     to: &str,
@@ -198,14 +198,16 @@ fn tunnel(
     source_ip: IpAddr,
 ) -> Result<Arc<TunnelContext>, ExplainError> {
     let not_found = |e: crate::snapshot::NotFound| ExplainError::Input(format!("--to: {}", e.0));
-    let (service, port) = snapshot.resolve_authority(to).map_err(not_found)?;
-    let authority = match service.vips.first() {
-        Some(ip) => SocketAddr::new(*ip, port.port).to_string(),
-        None => format!(
-            "{}:{}",
-            crate::snapshot::split_authority(to).map_or(to, |(h, _)| h),
-            port.port
-        ),
+    // A service is dialled at its address; anything else (a pod's `ip:port`) as written.
+    let authority = match snapshot.resolve_authority(to) {
+        Ok((service, port)) => match service.vips.first() {
+            Some(ip) => SocketAddr::new(*ip, port.port).to_string(),
+            None => {
+                let host = crate::snapshot::split_authority(to).map_or(to, |(h, _)| h);
+                format!("{host}:{}", port.port)
+            }
+        },
+        Err(_) => to.to_string(),
     };
     let destination = snapshot.resolve_connect(&authority).map_err(not_found)?;
     Ok(Arc::new(TunnelContext {
