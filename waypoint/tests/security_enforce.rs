@@ -76,6 +76,12 @@ async fn pong_backend() -> SocketAddr {
 
 /// One HTTP/1.1 request in a fresh tunnel to `web`, with `headers`; the status and body.
 async fn get(conn: &HboneConn, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, _, body) = exchange(conn, path, headers).await;
+    (status, body)
+}
+
+/// [`get`], with the response head too.
+async fn exchange(conn: &HboneConn, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     let (status, tunnel) = conn
         .open(http::Method::CONNECT, "10.0.0.10:80", &[])
         .await
@@ -99,16 +105,22 @@ async fn get(conn: &HboneConn, path: &str, headers: &[(&str, &str)]) -> (u16, St
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_ascii_lowercase(), body.to_string())
 }
 
 /// `waypoint explain` for the same request: its verdict line and exit code.
 fn explain(config: &Path, from: &str, path: &str) -> (String, i32) {
+    explain_with(config, &["--from", from, "--path", path])
+}
+
+/// `waypoint explain --config CONFIG --to web.shop <args>`: its verdict line and exit code.
+fn explain_with(config: &Path, args: &[&str]) -> (String, i32) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_waypoint"))
         .args(["explain", "--config"])
         .arg(config)
-        .args(["--to", "web.shop", "--from", from, "--path", path])
+        .args(["--to", "web.shop"])
+        .args(args)
         .env("RUST_LOG", "error")
         .output()
         .expect("run explain");
@@ -239,4 +251,64 @@ async fn strict_peer_authentication_closes_plaintext() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(answer, "", "STRICT must close plaintext unanswered");
+}
+
+/// Istio's sample JWKS and tokens (`authz/tests/data/jwt`, from istio/istio).
+fn sample(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../authz/tests/data/jwt")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_authentication_and_explain_agree() {
+    let ca = TestCa::new("cluster.local");
+    let server = echo("web-a", any_port()).await;
+    let (config, certs) = shop_folders(&ca, &[("a", server.local_addr)]);
+    let jwks = std::fs::read_to_string(sample("jwks.json")).expect("jwks");
+    let policy = format!(
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {{name: jwt, namespace: shop}}\nspec:\n  targetRefs: [{{kind: Service, group: \"\", name: web}}]\n  jwtRules:\n  - issuer: testing@secure.istio.io\n    jwks: '{}'\n",
+        jwks.trim()
+    );
+    write(config.path(), "jwt.yaml", &policy);
+    let certs_arg = certs.path().to_string_lossy().into_owned();
+    let wp = Waypoint::start(
+        config.path(),
+        &["--cert-dir", &certs_arg, "--hbone-listen", "127.0.0.1:0"],
+        "info,access=debug",
+    );
+    let conn = connect(
+        wp.addr("hbone"),
+        Some(&ca.issue("frontend", "web")),
+        &ca.root_pem(),
+    )
+    .await
+    .expect("HBONE connection");
+    let from = ca.spiffe_id("frontend", "web");
+    let token = |name: &str| std::fs::read_to_string(sample(name)).expect("token");
+
+    // A valid token passes; the backend does not receive it (forwardOriginalToken: false).
+    let bearer = format!("Bearer {}", token("demo.jwt").trim());
+    let (status, _, body) = exchange(&conn, "/hello", &[("authorization", &bearer)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.to_ascii_lowercase().contains("authorization"),
+        "{body}"
+    );
+    let demo = sample("demo.jwt").to_string_lossy().into_owned();
+    let (verdict, exit) = explain_with(config.path(), &["--from", &from, "--jwt", &demo]);
+    assert!(verdict.starts_with("allowed"), "{verdict}");
+    assert_eq!(exit, 0);
+
+    // An expired one is refused as Envoy's jwt_authn refuses it.
+    let bearer = format!("Bearer {}", token("expired.jwt").trim());
+    let (status, head, body) = exchange(&conn, "/hello", &[("authorization", &bearer)]).await;
+    assert_eq!((status, body.as_str()), (401, "Jwt is expired"));
+    assert!(head.contains("www-authenticate: bearer realm="), "{head}");
+    let expired = sample("expired.jwt").to_string_lossy().into_owned();
+    let (verdict, exit) = explain_with(config.path(), &["--from", &from, "--jwt", &expired]);
+    assert_eq!((verdict.as_str(), exit), ("401 Jwt is expired", 1));
+
+    // No token at all passes authentication (every rule "or allow missing").
+    assert_eq!(get(&conn, "/hello", &[]).await.0, 200);
 }
