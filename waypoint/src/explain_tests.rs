@@ -6,44 +6,10 @@ use authz::{PolicyRef, TrustDomains};
 use routing::ServiceKey;
 use std::time::SystemTime;
 
-const FOLDER: &str = r#"apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio.io/use-waypoint: waypoint}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: shop}
-spec:
-  gatewayClassName: istio-waypoint
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop}
-spec:
-  clusterIP: 10.0.0.10
-  ports: [{name: http, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 8080}]
-endpoints: [{addresses: [127.0.0.2]}]
-"#;
-
-/// The folder's snapshot with `policies` (name, spec) in force for `shop/web`, compiled as the
+/// The proxy tests' snapshot with `policies` (name, spec) in force for `shop/web`, compiled as the
 /// snapshot builder compiles them.
 fn snapshot_with(policies: &[(&str, serde_json::Value)]) -> Snapshot {
-    let mut loaded = crate::config::Loaded::default();
-    crate::config::files_for_tests::parse(std::path::Path::new("t.yaml"), FOLDER, &mut loaded);
-    let opts = crate::snapshot::BuildOptions {
-        gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
-        version: 1,
-        gateway: None,
-    };
-    let (snapshot, _) = Snapshot::build(&loaded.documents, loaded.errors, &opts);
-    let mut snapshot = snapshot.expect("snapshot");
+    let mut snapshot = crate::proxy::tests::snapshot("");
     let compiled = policies
         .iter()
         .map(|(name, spec)| {

@@ -290,4 +290,4 @@ impl ProxyHttp for WaypointProxy {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
