@@ -99,6 +99,9 @@ pub async fn explain(request: &Request) -> Result<Explanation, ExplainError> {
         ext_authz: None,
         ..Clients::new()
     };
+    clients
+        .jwks
+        .ensure(crate::security::authenticators(&snapshot));
     explain_with(&snapshot, request, &clients).await
 }
 

@@ -270,12 +270,18 @@ async fn custom(
         return Ok(());
     };
     match client.check(input.snapshot, provider, req, attrs).await {
-        CustomOutcome::Allow { edits } => {
+        CustomOutcome::Allow {
+            edits,
+            path,
+            response_headers,
+        } => {
             checked.trace.push(format!(
                 "CUSTOM {}: provider {name} allowed",
                 matched.policy
             ));
             granted.edits.extend(edits);
+            granted.path = path;
+            granted.response_headers = response_headers;
             Ok(())
         }
         CustomOutcome::Deny(reply) => {
@@ -429,6 +435,34 @@ pub async fn check_tunnel(snapshot: &Snapshot, tunnel: &TunnelContext, clients: 
             false
         }
     }
+}
+
+/// Every RequestAuthentication authenticator in force in `snapshot` (the waypoint's own and
+/// each served service's).
+pub fn authenticators(snapshot: &Snapshot) -> impl Iterator<Item = &authz::jwt::Authenticator> {
+    std::iter::once(&snapshot.security.waypoint)
+        .chain(snapshot.security.by_service.values())
+        .map(|p| &*p.authn)
+}
+
+/// Keeps `jwks` fetching the `jwksUri`s of the configuration in force: now, and after every
+/// applied reload, until `shutdown` (istiod's part: it fetches the keys it hands Envoy).
+pub fn follow_jwks(
+    live: Arc<crate::live::LiveConfig>,
+    jwks: Arc<JwksCache>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    jwks.ensure(authenticators(&live.snapshot()));
+    let mut applied = live.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = applied.changed() => if changed.is_err() { return },
+                _ = crate::listener::stopped(&mut shutdown) => return,
+            }
+            jwks.ensure(authenticators(&live.snapshot()));
+        }
+    });
 }
 
 /// PeerAuthentication on the plain listener: true when the mode in force on `port` is STRICT,
