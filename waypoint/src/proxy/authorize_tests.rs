@@ -164,3 +164,83 @@ async fn no_policy_costs_nothing() {
     .await;
     assert!(checked.is_none());
 }
+
+/// `shop/web` with one compiled AuthorizationPolicy `spec` in force.
+fn with_policy(spec: serde_json::Value) -> crate::snapshot::Snapshot {
+    use authz::policy::{AuthorizationPolicy, PolicySet};
+    let mut snapshot = snapshot("");
+    let source = authz::PolicyRef {
+        kind: "AuthorizationPolicy".into(),
+        namespace: "shop".into(),
+        name: "p".into(),
+    };
+    let policy = AuthorizationPolicy::compile(source, &spec, false, &Default::default());
+    snapshot.security.by_service.insert(
+        web(),
+        Arc::new(crate::snapshot::SecurityPolicies {
+            authz: Arc::new(PolicySet::new(vec![Arc::new(policy)])),
+            ..Default::default()
+        }),
+    );
+    snapshot
+}
+
+/// The path is normalized in the request itself (routing, policies and the backend see the
+/// same path); the query is kept, `%2F` stays encoded.
+#[test]
+fn the_request_path_is_normalized_in_place() {
+    let mut req = request("web.shop", "/a/../admin/%2E/x?q=1", &[]);
+    normalize_path(&mut req).expect("normalizes");
+    assert_eq!(req.uri.to_string(), "/admin/x?q=1");
+    let mut req = request("web.shop", "/a%2Fb", &[]);
+    normalize_path(&mut req).expect("normalizes");
+    assert_eq!(req.uri.path(), "/a%2Fb");
+}
+
+/// A DENY match replaces the decision with Envoy's 403, keeps the reason for the access log,
+/// and a TCP tunnel to a service whose policies deny it is refused.
+#[tokio::test]
+async fn a_denial_becomes_the_refusal() {
+    let snapshot = with_policy(serde_json::json!({
+        "action": "DENY",
+        "rules": [{"from": [{"source": {"namespaces": ["client-ns"]}}]}]
+    }));
+    let downstream = Downstream {
+        tunnel: Some(tunnel("10.96.0.5:80", "127.0.0.7:40000")),
+        ..Downstream::default()
+    };
+    let mut req = request("web.shop", "/", &[]);
+    let mut routed = crate::proxy::decide(&snapshot, &req, &downstream, 0);
+    let mut auth = Auth::default();
+    let checked = authorize(
+        &mut req,
+        &snapshot,
+        || connection_attrs(&downstream, None, 80),
+        &mut routed,
+        &mut auth,
+        &Clients::new(),
+    )
+    .await
+    .expect("checked");
+    match &routed.action {
+        Action::Refuse(r) => {
+            assert_eq!(
+                (r.status, r.detail.as_ref(), r.flag),
+                (403, "RBAC: access denied", None)
+            );
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(
+        auth.denied.as_deref(),
+        Some("rbac_access_denied_matched_policy[ns[shop]-policy[p]-rule[0]]")
+    );
+    assert!(checked.decided_by.is_some(), "{:?}", checked.trace);
+
+    let tunnel = tunnel("10.96.0.5:80", "127.0.0.7:40000");
+    assert!(!security::check_tunnel(&snapshot, &tunnel, &Clients::new()).await);
+    let open = with_policy(
+        serde_json::json!({"action": "DENY", "rules": [{"from": [{"source": {"namespaces": ["nobody"]}}]}]}),
+    );
+    assert!(security::check_tunnel(&open, &tunnel, &Clients::new()).await);
+}
