@@ -142,6 +142,7 @@ pub async fn explain_with(
         &mut routed,
         &mut Auth::default(),
         clients,
+        true,
     )
     .await;
     describe_security(&mut out, checked.as_ref());

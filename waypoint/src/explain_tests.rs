@@ -64,6 +64,7 @@ async fn direct_verdict(snapshot: &Snapshot, from: &str, path: &str) -> Option<u
         policies: snapshot.security.policies_for(Some(&web())),
         conn: &conn,
         traffic: Traffic::Http(&req),
+        trace: false,
     };
     let clients = Clients {
         ext_authz: None,

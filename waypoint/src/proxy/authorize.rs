@@ -69,7 +69,8 @@ pub fn refused(refusal: Refusal) -> Routed {
 /// becomes the request's refusal, an allowed request gets its header edits and keeps its JWT
 /// in `auth`. A CORS preflight answered by the route is never checked (Envoy's CORS filter
 /// runs first), and a destination without policies costs nothing: `None`, nothing checked.
-/// Otherwise the check, with its trace, for `waypoint explain` and the debug log.
+/// Otherwise the check, with its per-policy trace when `trace` asks for it (`waypoint
+/// explain`) or the `authz` debug log is on.
 pub async fn authorize(
     req: &mut RequestHeader,
     snapshot: &Snapshot,
@@ -77,6 +78,7 @@ pub async fn authorize(
     routed: &mut Routed,
     auth: &mut Auth,
     clients: &Clients,
+    trace: bool,
 ) -> Option<Checked> {
     if matches!(routed.action, Action::Preflight(_)) {
         return None;
@@ -91,6 +93,7 @@ pub async fn authorize(
         policies,
         conn: &conn,
         traffic: Traffic::Http(req),
+        trace: trace || tracing::enabled!(target: "authz", tracing::Level::DEBUG),
     };
     let checked = security::check_request(&input, clients, SystemTime::now()).await;
     tracing::debug!(target: "authz", trace = ?checked.trace, "security checked");

@@ -160,6 +160,7 @@ async fn no_policy_costs_nothing() {
         &mut routed,
         &mut Auth::default(),
         &Clients::new(),
+        true,
     )
     .await;
     assert!(checked.is_none());
@@ -219,6 +220,7 @@ async fn a_denial_becomes_the_refusal() {
         &mut routed,
         &mut auth,
         &Clients::new(),
+        true,
     )
     .await
     .expect("checked");

@@ -136,6 +136,7 @@ impl ProxyHttp for WaypointProxy {
                     &mut routed,
                     &mut ctx.auth,
                     &self.security,
+                    false,
                 )
                 .await;
                 routed

@@ -125,6 +125,9 @@ pub struct CheckInput<'a> {
     pub conn: &'a ConnectionAttrs,
     /// The request or connection.
     pub traffic: Traffic<'a>,
+    /// Build the per-policy trace (`waypoint explain`, the `authz` debug log); evaluation
+    /// without it costs less.
+    pub trace: bool,
 }
 
 /// THE security sequence: RequestAuthentication (HTTP only), then CUSTOM, then DENY and ALLOW.
@@ -165,7 +168,10 @@ pub async fn check_request(input: &CheckInput<'_>, clients: &Clients, now: Syste
         checked.outcome = Outcome::Deny(denial);
         return checked;
     }
-    let verdict = set.evaluate(&attrs);
+    let verdict = match input.trace {
+        true => set.explain(&attrs),
+        false => set.evaluate(&attrs),
+    };
     for line in &verdict.shadow {
         tracing::info!(target: "authz", "shadow policy (AUDIT or dry-run): {line}");
     }
@@ -419,6 +425,7 @@ pub async fn check_tunnel(snapshot: &Snapshot, tunnel: &TunnelContext, clients: 
         policies,
         conn: &conn,
         traffic: Traffic::Tcp(&connect),
+        trace: tracing::enabled!(target: "authz", tracing::Level::DEBUG),
     };
     let checked = check_request(&input, clients, SystemTime::now()).await;
     match checked.outcome {
