@@ -1,0 +1,118 @@
+//! Scenario 5: a TCPRoute port with an L4 ALLOW by principal: the allowed identity's tunnel
+//! carries bytes both ways, the other identity's is closed without reaching the backend.
+
+use super::mesh::{policy, service_yaml, Svc, World, NS};
+use super::probe::{explain_to, Peer};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const X: Peer = Peer::hbone("a", "x", [127, 0, 0, 11]);
+const Y: Peer = Peer::hbone("b", "y", [127, 0, 0, 12]);
+/// The TCP Service's VIP and port.
+const DB: &str = "10.0.3.1:5432";
+const DB_HOST: &str = "db.shop.svc.cluster.local:5432";
+
+/// A TCP echo backend: returns what it read once the client half-closes.
+async fn tcp_echo() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).await.is_ok() {
+                    let _ = s.write_all(&got).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn files(backend: SocketAddr, echo: SocketAddr) -> Vec<(&'static str, String)> {
+    let route = format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {{name: db, namespace: {NS}}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: db, port: 5432}}]\n  rules:\n  - backendRefs: [{{name: db-backend, port: 5432}}]\n"
+    );
+    let services = super::mesh::services_yaml(
+        &[Svc {
+            name: "unused",
+            octet: 50,
+        }],
+        backend,
+    ) + &service_yaml(NS, "db", "10.0.3.1", 5432, echo)
+        .replace("name: http", "name: tcp")
+        + &service_yaml(NS, "db-backend", "10.0.3.2", 5432, echo)
+            .replace("name: http", "name: tcp");
+    let ap = policy(
+        "allow-x-tcp",
+        "db",
+        "  rules:\n  - from:\n    - source: {principals: [\"cluster.local/ns/a/sa/x\"]}\n",
+    );
+    vec![("mesh.yaml", services + &route), ("policies.yaml", ap)]
+}
+
+/// Opens a tunnel to the TCP service from `peer`, sends `msg`, half-closes, and returns what
+/// came back (None when the CONNECT was refused or the tunnel closed with an error).
+async fn exchange(w: &World, peer: &Peer, msg: &str) -> Option<String> {
+    let (ns, sa) = peer.identity.expect("an HBONE peer");
+    let conn = crate::support::hbone_client::connect_from(
+        w.wp.addr("hbone"),
+        Some(std::net::IpAddr::V4(peer.ip)),
+        Some(&w.ca.issue(ns, sa)),
+        &w.ca.root_pem(),
+    )
+    .await
+    .expect("HBONE connection");
+    let (status, tunnel) = conn.open(http::Method::CONNECT, DB, &[]).await.ok()?;
+    let mut tunnel = tunnel.filter(|_| status == 200)?;
+    tunnel.write_all(msg.as_bytes()).await.ok()?;
+    tunnel.shutdown().await.ok()?;
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tunnel.read_to_string(&mut reply))
+        .await
+        .expect("the tunnel ends within 5 s")
+        .ok()?;
+    Some(reply)
+}
+
+/// The proxy's outcome for a TCP connection equals explain's.
+fn assert_explained(w: &World, peer: &Peer, allowed: bool) {
+    let more = ["--method", "GET", "--path", "/"].map(String::from);
+    let e = explain_to(w.dir(), peer, DB_HOST, &more);
+    assert_eq!(
+        e.status() == Some(200),
+        allowed,
+        "explain {:?} for {peer:?}:\n{}",
+        e.verdict,
+        e.text
+    );
+    if !allowed {
+        assert!(
+            e.text.contains("allow-x-tcp"),
+            "explain does not name the policy:\n{}",
+            e.text
+        );
+    }
+}
+
+/// The whole scenario on one waypoint.
+pub async fn run() {
+    let echo = tcp_echo().await;
+    let w = World::start(move |backend| files(backend, echo)).await;
+    assert_eq!(
+        exchange(&w, &X, "ping").await.as_deref(),
+        Some("ping"),
+        "the allowed identity's bytes"
+    );
+    assert_explained(&w, &X, true);
+    let other = exchange(&w, &Y, "ping").await;
+    assert!(
+        other.as_deref().unwrap_or_default().is_empty(),
+        "the denied identity's tunnel reached the backend: {other:?}"
+    );
+    assert_explained(&w, &Y, false);
+}
