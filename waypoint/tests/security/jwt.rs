@@ -27,9 +27,15 @@ const SAMPLES: Svc = Svc {
     octet: 24,
 };
 
+const SCOPE: Svc = Svc {
+    name: "jwt-scope",
+    octet: 25,
+};
+
 const ISS: &str = "https://jwks.test/a";
 const ISS_AUD: &str = "https://jwks.test/aud";
 const ISS_DOWN: &str = "https://jwks.test/down";
+const ISS_HEADER: &str = "https://jwks.test/header";
 
 const EXPIRED: &str = "Jwt is expired";
 const NOT_YET: &str = "Jwt not yet valid";
@@ -46,7 +52,8 @@ fn gateway_ra(jwks: &JwksServer, down: std::net::SocketAddr) -> String {
          \x20 targetRefs: [{{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}}]\n  jwtRules:\n\
          \x20 - issuer: {ISS}\n    jwksUri: {uri}\n    outputPayloadToHeader: x-jwt-payload\n    outputClaimToHeaders: [{{header: x-jwt-foo, claim: foo}}]\n\
          \x20 - issuer: {ISS_AUD}\n    jwksUri: {uri}\n    audiences: [web-aud]\n    forwardOriginalToken: true\n\
-         \x20 - issuer: {ISS_DOWN}\n    jwksUri: http://{down}/jwks\n",
+         \x20 - issuer: {ISS_DOWN}\n    jwksUri: http://{down}/jwks\n\
+         \x20 - issuer: {ISS_HEADER}\n    jwksUri: {uri}\n    fromHeaders: [{{name: x-jwt-assertion, prefix: \"Token \"}}]\n",
         uri = jwks.uri()
     )
 }
@@ -70,6 +77,11 @@ fn policies() -> String {
             "alice-dev",
             "jwt-claims",
             &format!("  rules:\n  - from:\n    - source: {{requestPrincipals: [\"{ISS}/alice\"]}}\n    when:\n    - key: request.auth.claims[groups]\n      values: [\"dev\"]\n"),
+        ),
+        policy(
+            "scope-write",
+            "jwt-scope",
+            "  rules:\n  - when:\n    - key: request.auth.claims[scope]\n      values: [\"write\"]\n",
         ),
         policy(
             "samples",
@@ -204,6 +216,46 @@ async fn authorization(w: &World, key: &Key) {
     .await;
     w.check(&X, Req::get(CLAIMS, "/"), rbac("alice-dev", None, None))
         .await;
+    // `scope` is split on spaces (Istio's default spaceDelimitedClaims).
+    let rw = key.mint(json!({"iss": ISS, "sub": "erin", "scope": "read write"}));
+    let r = key.mint(json!({"iss": ISS, "sub": "erin", "scope": "read"}));
+    w.check(&X, Req::get(SCOPE, "/").jwt(&rw), Expect::Allowed)
+        .await;
+    w.check(
+        &X,
+        Req::get(SCOPE, "/").jwt(&r),
+        rbac("scope-write", None, None),
+    )
+    .await;
+}
+
+/// fromHeaders with a prefix, and a token at a location its issuer is not configured for.
+async fn locations(w: &World, key: &Key) {
+    let token = key.mint(json!({"iss": ISS_HEADER, "sub": "frank"}));
+    let ok = w
+        .check(
+            &X,
+            Req::get(OPEN, "/h").header("x-jwt-assertion", &format!("Token {token}")),
+            Expect::Allowed,
+        )
+        .await;
+    assert!(
+        ok.echo()["headers"].get("X-Jwt-Assertion").is_none(),
+        "the token header is removed without forwardOriginalToken"
+    );
+    w.check(
+        &X,
+        Req::get(OPEN, "/h").jwt(&token),
+        jwt_denied(401, UNKNOWN_ISS),
+    )
+    .await;
+    // A CORS preflight skips authentication, even with a bad token.
+    let expired = key.mint(json!({"iss": ISS, "sub": "alice", "exp": now() - 3600}));
+    let preflight = Req::new(OPEN, "OPTIONS", "/h")
+        .header("origin", "http://example.com")
+        .header("access-control-request-method", "GET")
+        .jwt(&expired);
+    w.check(&X, preflight, Expect::Allowed).await;
 }
 
 /// Istio's own sample and test tokens against inline key sets (two RequestAuthentications
@@ -315,7 +367,7 @@ pub async fn run() {
         vec![
             (
                 "mesh.yaml",
-                services_yaml(&[OPEN, REQUIRED, CLAIMS, SAMPLES], backend),
+                services_yaml(&[OPEN, REQUIRED, CLAIMS, SAMPLES, SCOPE], backend),
             ),
             ("jwt.yaml", ra + &samples),
             ("policies.yaml", policies()),
@@ -324,6 +376,7 @@ pub async fn run() {
     .await;
     verification(&w, &key).await;
     authorization(&w, &key).await;
+    locations(&w, &key).await;
     istio_samples(&w).await;
     jwks_down(&w, &key, down).await;
     rotation(&w, &jwks).await;

@@ -77,7 +77,12 @@ const OPEN: Svc = Svc {
     octet: 16,
 };
 
-const ALL: [Svc; 16] = [
+const CONDITIONS: Svc = Svc {
+    name: "conditions",
+    octet: 17,
+};
+
+const ALL: [Svc; 17] = [
     PRINCIPALS,
     NAMESPACES,
     ACCOUNTS,
@@ -94,6 +99,7 @@ const ALL: [Svc; 16] = [
     REMOTE,
     LIVE,
     OPEN,
+    CONDITIONS,
 ];
 
 fn policies() -> String {
@@ -141,6 +147,13 @@ fn policies() -> String {
         // The empty spec (targetRefs only) denies everything.
         policy("deny-all", "deny-all", ""),
         policy("allow-all", "allow-all", "  rules: [{}]\n"),
+        // A DENY without rules never matches.
+        policy("deny-no-rules", "allow-all", "  action: DENY\n"),
+        policy(
+            "allow-conditions",
+            "conditions",
+            "  rules:\n  - when:\n    - {key: source.principal, values: [\"cluster.local/ns/a/sa/x\"]}\n    - {key: source.namespace, values: [\"a\"]}\n    - {key: source.ip, values: [\"127.0.0.0/24\"], notValues: [\"127.0.0.13\"]}\n    - {key: destination.port, values: [\"80\"]}\n    - {key: destination.ip, values: [\"10.0.1.17\"]}\n",
+        ),
         policy(
             "allow-bad-cidr",
             "bad-cidr",
@@ -212,6 +225,21 @@ async fn sources(w: &World) {
     .await;
     w.check(&X, Req::get(REMOTE, "/"), rbac("allow-remote", None, None))
         .await;
+    // `when` on the connection's facts.
+    w.check(&X, Req::get(CONDITIONS, "/"), Expect::Allowed)
+        .await;
+    w.check(
+        &X13,
+        Req::get(CONDITIONS, "/"),
+        rbac("allow-conditions", None, None),
+    )
+    .await;
+    w.check(
+        &Y,
+        Req::get(CONDITIONS, "/"),
+        rbac("allow-conditions", None, None),
+    )
+    .await;
 }
 
 /// Paths (prefix, `{*}` template) after Istio's BASE normalization, which the backend also gets.
