@@ -24,6 +24,8 @@ mod plain;
 mod probe;
 #[path = "security/rbac.rs"]
 mod rbac;
+#[path = "security/serve.rs"]
+mod serve;
 #[path = "security/tcp.rs"]
 mod tcp;
 #[path = "security/tokens.rs"]

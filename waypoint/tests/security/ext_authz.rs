@@ -3,6 +3,7 @@
 //! allowed` and `x-user: alice` for the upstream), any other is denied with 403, a body saying
 //! why and `x-ext-authz-check-result: denied`. Each server records what it was asked.
 
+use super::serve::serve;
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
@@ -16,7 +17,6 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use envoy_types::pb::google::rpc::Status;
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -60,27 +60,13 @@ impl Checks {
 
 /// The HTTP ext_authz server (Envoy's `http_service`): answers every check request.
 pub async fn http_server() -> (SocketAddr, Checks) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let checks = Checks::default();
     let record = checks.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let record = record.clone();
-                    async move { Ok::<_, std::convert::Infallible>(http_check(&req, &record)) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let reply = http_check(&req, &record);
+        async move { Ok::<_, std::convert::Infallible>(reply) }
     });
-    (addr, checks)
+    (serve(svc, false).await, checks)
 }
 
 fn http_check(
@@ -188,24 +174,9 @@ impl Authorization for GrpcAuthz {
 
 /// The gRPC ext_authz server on 127.0.0.1.
 pub async fn grpc_server() -> (SocketAddr, Checks) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let svc = GrpcAuthz::default();
     let checks = svc.0.clone();
-    let server = AuthorizationServer::new(svc);
-    // Served by hyper directly (HTTP/2 only, as gRPC is): tonic's router is not built here.
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let svc = hyper_util::service::TowerToHyperService::new(server.clone());
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .http2_only()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, checks)
+    // Served by hyper directly: tonic's router is not built here.
+    let server = hyper_util::service::TowerToHyperService::new(AuthorizationServer::new(svc));
+    (serve(server, true).await, checks)
 }

@@ -13,7 +13,7 @@ const Y: Peer = Peer::hbone("b", "y", [127, 0, 0, 12]);
 const DB: &str = "10.0.3.1:5432";
 const DB_HOST: &str = "db.shop.svc.cluster.local:5432";
 
-/// A TCP echo backend: returns what it read once the client half-closes.
+/// A TCP echo backend: copies what it reads back until the client half-closes.
 async fn tcp_echo() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -22,11 +22,9 @@ async fn tcp_echo() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut got = Vec::new();
-                if s.read_to_end(&mut got).await.is_ok() {
-                    let _ = s.write_all(&got).await;
-                    let _ = s.shutdown().await;
-                }
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
             });
         }
     });

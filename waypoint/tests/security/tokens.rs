@@ -6,7 +6,6 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,36 +93,23 @@ pub struct JwksServer {
 impl JwksServer {
     /// Serves `jwks` until the test ends.
     pub async fn start(jwks: &str) -> JwksServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind JWKS server");
-        let server = JwksServer {
-            addr: listener.local_addr().expect("addr"),
-            keys: Arc::new(Mutex::new(jwks.to_string())),
-            fetches: Arc::new(AtomicUsize::new(0)),
-        };
-        let state = server.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
-                        let state = state.clone();
-                        async move {
-                            state.fetches.fetch_add(1, Ordering::SeqCst);
-                            let body = state.keys.lock().expect("lock").clone();
-                            http::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(body)))
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
+        let keys = Arc::new(Mutex::new(jwks.to_string()));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (k, f) = (keys.clone(), fetches.clone());
+        let svc = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+            f.fetch_add(1, Ordering::SeqCst);
+            let body = k.lock().expect("lock").clone();
+            async move {
+                http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
             }
         });
-        server
+        JwksServer {
+            addr: super::serve::serve(svc, false).await,
+            keys,
+            fetches,
+        }
     }
 
     /// The `jwksUri` of this server.
