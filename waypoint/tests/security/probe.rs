@@ -5,7 +5,7 @@
 //! these tests goes through [`World::check`] or [`World::check_on`], so none forgets explain.
 
 use super::mesh::{Svc, World, GATEWAY};
-use crate::support::hbone_client::{connect_from, dial};
+use crate::support::hbone_client::{connect_from, dial, HboneConn};
 use crate::support::Reply;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,6 +22,8 @@ pub struct Peer {
     /// `Some((namespace, service account))`: HBONE with that workload certificate; `None`:
     /// the plain listener (no peer identity).
     pub identity: Option<(&'static str, &'static str)>,
+    /// The trust domain of the peer's SPIFFE id.
+    pub trust_domain: &'static str,
     /// The client socket's source address (bound before connecting).
     pub ip: Ipv4Addr,
 }
@@ -29,8 +31,20 @@ pub struct Peer {
 impl Peer {
     /// An HBONE client with identity `spiffe://cluster.local/ns/<ns>/sa/<sa>` from `ip`.
     pub const fn hbone(ns: &'static str, sa: &'static str, ip: [u8; 4]) -> Peer {
+        Peer::hbone_in("cluster.local", ns, sa, ip)
+    }
+
+    /// An HBONE client whose SPIFFE id is in `trust_domain` (its certificate still signed by
+    /// the mesh's root, as during a trust-domain migration).
+    pub const fn hbone_in(
+        trust_domain: &'static str,
+        ns: &'static str,
+        sa: &'static str,
+        ip: [u8; 4],
+    ) -> Peer {
         Peer {
             identity: Some((ns, sa)),
+            trust_domain,
             ip: Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]),
         }
     }
@@ -39,6 +53,7 @@ impl Peer {
     pub const fn plain(ip: [u8; 4]) -> Peer {
         Peer {
             identity: None,
+            trust_domain: "cluster.local",
             ip: Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]),
         }
     }
@@ -46,7 +61,7 @@ impl Peer {
     /// The SPIFFE id the waypoint sees, if any.
     pub fn spiffe(&self) -> Option<String> {
         self.identity
-            .map(|(ns, sa)| format!("spiffe://cluster.local/ns/{ns}/sa/{sa}"))
+            .map(|(ns, sa)| format!("spiffe://{}/ns/{ns}/sa/{sa}", self.trust_domain))
     }
 }
 
@@ -145,7 +160,7 @@ pub fn jwt_denied(status: u16, body: &str) -> Expect {
 pub struct Tunnel {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     // The HBONE connection the tunnel's stream belongs to, kept open with it.
-    _conn: Option<crate::support::hbone_client::HboneConn>,
+    _conn: Option<HboneConn>,
 }
 
 impl Tunnel {
@@ -183,25 +198,36 @@ where
 }
 
 impl World {
-    /// A connection from `peer` to `to`: an HBONE CONNECT to the service's VIP with the peer's
-    /// certificate, or a TCP connection to the plain listener.
-    pub async fn tunnel(&self, peer: &Peer, to: Svc) -> anyhow::Result<Tunnel> {
+    /// An HBONE connection from `peer` (which must have an identity), from its source address.
+    pub async fn hbone(&self, peer: &Peer) -> anyhow::Result<HboneConn> {
+        let id = peer
+            .spiffe()
+            .ok_or_else(|| anyhow::anyhow!("{peer:?} is not an HBONE peer"))?;
+        let hour = Duration::from_secs(3600);
+        let now = std::time::SystemTime::now();
+        let leaf = self.ca.issue_with(&id, now - hour, now + 24 * hour);
         let source = Some(IpAddr::V4(peer.ip));
-        let Some((ns, sa)) = peer.identity else {
-            let tcp = dial(self.wp.addr("http"), source).await?;
-            return Ok(Tunnel {
-                sender: http1(tcp).await?,
-                _conn: None,
-            });
-        };
-        let leaf = self.ca.issue(ns, sa);
-        let conn = connect_from(
+        connect_from(
             self.wp.addr("hbone"),
             source,
             Some(&leaf),
             &self.ca.root_pem(),
         )
-        .await?;
+        .await
+    }
+
+    /// A connection from `peer` to `to`: an HBONE CONNECT to the service's VIP with the peer's
+    /// certificate, or a TCP connection to the plain listener.
+    pub async fn tunnel(&self, peer: &Peer, to: Svc) -> anyhow::Result<Tunnel> {
+        let source = Some(IpAddr::V4(peer.ip));
+        if peer.identity.is_none() {
+            let tcp = dial(self.wp.addr("http"), source).await?;
+            return Ok(Tunnel {
+                sender: http1(tcp).await?,
+                _conn: None,
+            });
+        }
+        let conn = self.hbone(peer).await?;
         let (status, tunnel) = conn
             .open(http::Method::CONNECT, &to.authority(), &[])
             .await?;

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 const X: Peer = Peer::hbone("a", "x", [127, 0, 0, 11]);
 /// The same identity from 127.0.0.13.
 const X13: Peer = Peer::hbone("a", "x", [127, 0, 0, 13]);
+/// `spiffe://old.local/ns/a/sa/x` from 127.0.0.14: a trust-domain alias of x.
+const OLD_X: Peer = Peer::hbone_in("old.local", "a", "x", [127, 0, 0, 14]);
 /// `spiffe://cluster.local/ns/b/sa/y` from 127.0.0.12.
 const Y: Peer = Peer::hbone("b", "y", [127, 0, 0, 12]);
 
@@ -173,8 +175,28 @@ fn policies() -> String {
     .concat()
 }
 
+/// Policies not attached to one Service: on the waypoint's Gateway, on GatewayClass
+/// istio-waypoint from the root namespace (every waypoint), and two that do not apply at a
+/// waypoint (a selector; namespace-wide), plus the MeshConfig's trust-domain alias.
+fn mesh_wide() -> String {
+    let deny = |name: &str, ns: &str, attach: &str, path: &str| {
+        format!(
+            "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{attach}  action: DENY\n  rules:\n  - to:\n    - operation: {{paths: [\"{path}\"]}}\n"
+        )
+    };
+    [
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |-\n    trustDomainAliases: [old.local]\n".to_string(),
+        deny("deny-on-gateway", "shop", "  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]\n", "/gateway-denied"),
+        deny("deny-on-class", "istio-system", "  targetRefs: [{kind: GatewayClass, group: gateway.networking.k8s.io, name: istio-waypoint}]\n", "/class-denied"),
+        deny("selector-deny", "shop", "  selector: {matchLabels: {app: open}}\n", "/*"),
+        deny("namespace-deny", "shop", "", "/*"),
+    ]
+    .concat()
+}
+
 fn files(backend: SocketAddr) -> Vec<(&'static str, String)> {
     vec![
+        ("mesh-wide.yaml", mesh_wide()),
         ("mesh.yaml", services_yaml(&ALL, backend)),
         ("policies.yaml", policies()),
         ("live.yaml", policy("live", "live", "  rules: [{}]\n")),
@@ -238,6 +260,42 @@ async fn sources(w: &World) {
         &Y,
         Req::get(CONDITIONS, "/"),
         rbac("allow-conditions", None, None),
+    )
+    .await;
+}
+
+/// Gateway and GatewayClass attachment, policies a waypoint ignores, trust-domain aliases.
+async fn attachment(w: &World) {
+    w.check(
+        &Y,
+        Req::get(OPEN, "/gateway-denied"),
+        rbac("deny-on-gateway", Some(0), Some("paths")),
+    )
+    .await;
+    w.check(
+        &Y,
+        Req::get(PRINCIPALS, "/class-denied"),
+        rbac("deny-on-class", Some(0), Some("paths")),
+    )
+    .await;
+    // selector-deny and namespace-deny would deny everything if they applied here.
+    w.check(&Y, Req::get(OPEN, "/anything"), Expect::Allowed)
+        .await;
+    let (_, text) = crate::support::child::check(w.dir());
+    for ignored in ["selector-deny", "namespace-deny"] {
+        assert!(
+            text.contains(ignored),
+            "waypoint check does not report {ignored} as not applying:\n{text}"
+        );
+    }
+    // Istio's trust-domain migration: an alias's identity is the mesh's, in the handshake and
+    // in principals.
+    w.check(&OLD_X, Req::get(PRINCIPALS, "/"), Expect::Allowed)
+        .await;
+    w.check(
+        &OLD_X,
+        Req::get(NAMESPACES, "/"),
+        rbac("allow-ns-b", None, None),
     )
     .await;
 }
@@ -409,6 +467,7 @@ async fn live_change(w: &World) {
 pub async fn run() {
     let w = World::start(files).await;
     sources(&w).await;
+    attachment(&w).await;
     paths(&w).await;
     operations(&w).await;
     order(&w).await;

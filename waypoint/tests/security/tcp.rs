@@ -56,15 +56,7 @@ fn files(backend: SocketAddr, echo: SocketAddr) -> Vec<(&'static str, String)> {
 /// Opens a tunnel to the TCP service from `peer`, sends `msg`, half-closes, and returns what
 /// came back (None when the CONNECT was refused or the tunnel closed with an error).
 async fn exchange(w: &World, peer: &Peer, msg: &str) -> Option<String> {
-    let (ns, sa) = peer.identity.expect("an HBONE peer");
-    let conn = crate::support::hbone_client::connect_from(
-        w.wp.addr("hbone"),
-        Some(std::net::IpAddr::V4(peer.ip)),
-        Some(&w.ca.issue(ns, sa)),
-        &w.ca.root_pem(),
-    )
-    .await
-    .expect("HBONE connection");
+    let conn = w.hbone(peer).await.expect("HBONE connection");
     let (status, tunnel) = conn.open(http::Method::CONNECT, DB, &[]).await.ok()?;
     let mut tunnel = tunnel.filter(|_| status == 200)?;
     tunnel.write_all(msg.as_bytes()).await.ok()?;
