@@ -10,6 +10,29 @@
 
 mod support;
 
+/// `assert!` that records the failure on the scenario's `World` and goes on, so that one run
+/// reports every difference from Istio's behaviour.
+macro_rules! soft {
+    ($w:expr, $cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            $w.fail(format!($($msg)+));
+        }
+    };
+}
+
+/// `assert_eq!(got, want)` that records the failure on the scenario's `World` and goes on.
+macro_rules! soft_eq {
+    ($w:expr, $got:expr, $want:expr $(,)?) => {
+        soft_eq!($w, $got, $want, "{}", stringify!($got))
+    };
+    ($w:expr, $got:expr, $want:expr, $($msg:tt)+) => {{
+        let (got, want) = (&$got, &$want);
+        if got != want {
+            $w.fail(format!("{}: want {want:?}, got {got:?}", format!($($msg)+)));
+        }
+    }};
+}
+
 #[path = "security/custom.rs"]
 mod custom;
 #[path = "security/ext_authz.rs"]

@@ -92,7 +92,8 @@ fn header<'a>(r: &'a crate::support::Reply, name: &str) -> Option<&'a str> {
 async fn http_provider(w: &World, checks: &super::ext_authz::Checks) {
     w.check(&X, Req::get(EXT_HTTP, "/public"), Expect::Allowed)
         .await;
-    assert!(
+    soft!(
+        w,
         checks.all().is_empty(),
         "a request no CUSTOM rule matches asked the provider"
     );
@@ -109,18 +110,30 @@ async fn http_provider(w: &World, checks: &super::ext_authz::Checks) {
         )
         .await;
     let up = &r.echo()["headers"];
-    assert_eq!(
-        up["X-Ext-Authz-Check-Result"][0], "allowed",
+    soft_eq!(
+        w,
+        up["X-Ext-Authz-Check-Result"][0],
+        "allowed",
         "headersToUpstreamOnAllow: {up}"
     );
-    assert_eq!(up["X-User"][0], "alice", "headersToUpstreamOnAllow: {up}");
-    assert!(
+    soft_eq!(
+        w,
+        up["X-User"][0],
+        "alice",
+        "headersToUpstreamOnAllow: {up}"
+    );
+    soft!(
+        w,
         up.get("X-Not-Listed").is_none(),
         "a header not in headersToUpstreamOnAllow reached the backend"
     );
-    let seen = checks.all().pop().expect("the provider was asked");
-    assert_eq!(seen.path, "/protected/a?x=1", "the check request's path");
-    assert_eq!(seen.header("x-ext-authz"), Some("allow"));
+    match checks.all().pop() {
+        Some(seen) => {
+            soft_eq!(w, seen.path, "/protected/a?x=1", "the check request's path");
+            soft_eq!(w, seen.header("x-ext-authz"), Some("allow"));
+        }
+        None => w.fail("the HTTP provider was never asked".into()),
+    }
 
     let denied = Expect::Custom {
         status: 403,
@@ -129,16 +142,19 @@ async fn http_provider(w: &World, checks: &super::ext_authz::Checks) {
     let r = w
         .check(&X, Req::get(EXT_HTTP, "/protected/a"), denied)
         .await;
-    assert_eq!(
-        r.body, HTTP_DENIED,
+    soft_eq!(
+        w,
+        r.body,
+        HTTP_DENIED,
         "the provider's body reaches the client"
     );
-    assert_eq!(
+    soft_eq!(
+        w,
         header(&r, "x-ext-authz-check-result"),
         Some("denied"),
         "headersToDownstreamOnDeny"
     );
-    assert_eq!(header(&r, "x-not-listed"), None);
+    soft_eq!(w, header(&r, "x-not-listed"), None);
 
     // CUSTOM allows, then DENY denies.
     let denied = Expect::Custom {
@@ -152,7 +168,7 @@ async fn http_provider(w: &World, checks: &super::ext_authz::Checks) {
             denied,
         )
         .await;
-    assert_eq!(r.body, RBAC_DENIED);
+    soft_eq!(w, r.body, RBAC_DENIED);
     // No CUSTOM or DENY rule matches; no ALLOW either.
     let before = checks.all().len();
     w.check(
@@ -161,7 +177,8 @@ async fn http_provider(w: &World, checks: &super::ext_authz::Checks) {
         rbac("allow-known", None, None),
     )
     .await;
-    assert_eq!(
+    soft_eq!(
+        w,
         checks.all().len(),
         before,
         "CUSTOM asked for a path its rules do not match"
@@ -181,20 +198,24 @@ async fn grpc_provider(w: &World, checks: &super::ext_authz::Checks) {
             ok,
         )
         .await;
-    assert_eq!(
+    soft_eq!(
+        w,
         r.echo()["headers"]["X-Ext-Authz-Check-Result"][0],
         "allowed",
         "ok_response headers"
     );
-    let seen = checks.all().pop().expect("the gRPC provider was asked");
-    assert_eq!(seen.path, "/g");
+    match checks.all().pop() {
+        Some(seen) => soft_eq!(w, seen.path, "/g"),
+        None => w.fail("the gRPC provider was never asked".into()),
+    }
     let denied = Expect::Custom {
         status: 403,
         provider: "grpc-authz",
     };
     let r = w.check(&X, Req::get(EXT_GRPC, "/g"), denied).await;
-    assert_eq!(r.body, GRPC_DENIED, "denied_response body");
-    assert_eq!(
+    soft_eq!(w, r.body, GRPC_DENIED, "denied_response body");
+    soft_eq!(
+        w,
         header(&r, "x-ext-authz-check-result"),
         Some("denied"),
         "denied_response headers"
@@ -213,7 +234,7 @@ async fn dead_provider(w: &World) {
             },
         )
         .await;
-    assert_eq!(r.body, "", "Envoy's ext_authz error reply has no body");
+    soft_eq!(w, r.body, "", "Envoy's ext_authz error reply has no body");
     w.check(
         &X,
         Req::get(EXT_503, "/"),
@@ -233,7 +254,7 @@ async fn dead_provider(w: &World) {
             },
         )
         .await;
-    assert_eq!(r.pod(), "web-0", "failOpen forwards to the backend");
+    soft_eq!(w, r.pod(), "web-0", "failOpen forwards to the backend");
 }
 
 /// The whole scenario on one waypoint.
@@ -255,4 +276,5 @@ pub async fn run() {
     http_provider(&w, &http_checks).await;
     grpc_provider(&w, &grpc_checks).await;
     dead_provider(&w).await;
+    w.finish();
 }

@@ -81,6 +81,9 @@ pub struct World {
     pub config: tempfile::TempDir,
     _certs: tempfile::TempDir,
     _echo: conformance::echo::EchoServer,
+    /// Requests whose answer or explanation was wrong: collected so that one run reports
+    /// every difference, not only the first; [`World::finish`] fails the test on them.
+    failures: std::sync::Mutex<Vec<String>>,
 }
 
 impl World {
@@ -117,7 +120,25 @@ impl World {
             config,
             _certs: certs,
             _echo: backend,
+            failures: std::sync::Mutex::default(),
         }
+    }
+
+    /// Records a wrong answer (printed at once, failed at [`World::finish`]).
+    pub fn fail(&self, problem: String) {
+        eprintln!("SECURITY TEST FAILURE: {problem}");
+        self.failures.lock().expect("lock").push(problem);
+    }
+
+    /// Fails the test if any request was answered or explained wrongly.
+    pub fn finish(self) {
+        let failures = std::mem::take(&mut *self.failures.lock().expect("lock"));
+        assert!(
+            failures.is_empty(),
+            "{} wrong answers:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 
     /// The config folder.

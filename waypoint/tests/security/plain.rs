@@ -91,9 +91,13 @@ pub async fn run() {
         t.send(&Req::get(OPEN, "/")).await
     };
     match tokio::time::timeout(Duration::from_secs(10), refused).await {
-        Ok(Ok(r)) => panic!("STRICT answered plaintext with {} {:?}", r.status, r.body),
+        Ok(Ok(r)) => w.fail(format!(
+            "STRICT answered plaintext with {} {:?} instead of closing the connection",
+            r.status, r.body
+        )),
         Ok(Err(_)) => {}
-        Err(_) => panic!("STRICT left a plaintext request hanging instead of closing it"),
+        Err(_) => w.fail("STRICT left a plaintext request hanging instead of closing it".into()),
     }
     w.check(&X, Req::get(OPEN, "/"), Expect::Allowed).await;
+    w.finish();
 }

@@ -242,11 +242,20 @@ impl World {
     /// Sends `req` from `peer` on a fresh connection, checks the answer against `expect` and
     /// explain's verdict against both; returns the answer for further checks.
     pub async fn check(&self, peer: &Peer, req: Req, expect: Expect) -> Reply {
-        let mut tunnel = self
-            .tunnel(peer, req.to)
-            .await
-            .unwrap_or_else(|e| panic!("connect {peer:?} to {}: {e:#}", req.to.name));
-        self.check_on(&mut tunnel, peer, req, expect).await
+        match self.tunnel(peer, req.to).await {
+            Ok(mut tunnel) => self.check_on(&mut tunnel, peer, req, expect).await,
+            Err(e) => self.no_reply(format!("connect {peer:?} to {}: {e:#}", req.to.name)),
+        }
+    }
+
+    /// Records that a request got no answer; the reply the scenario then reads says why.
+    fn no_reply(&self, problem: String) -> Reply {
+        self.fail(problem.clone());
+        Reply {
+            status: 0,
+            headers: http::HeaderMap::new(),
+            body: problem,
+        }
     }
 
     /// [`World::check`] on an existing connection.
@@ -265,48 +274,42 @@ impl World {
             peer.spiffe(),
             peer.ip
         );
-        let reply = tunnel
-            .send(&req)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: no answer: {e:#}"));
-        assert_reply(&what, &reply, &expect);
+        let reply = match tunnel.send(&req).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                return self.no_reply(format!("{what}: no answer: {e:#}"));
+            }
+        };
+        let mut problems = reply_problems(&reply, &expect);
         let explained = explain(self.dir(), peer, &req);
-        assert_explained(&what, &explained, &reply, &expect);
+        let explain_wrong = explain_problems(&explained, &reply, &expect);
+        if !explain_wrong.is_empty() {
+            problems.extend(explain_wrong);
+            problems.push(format!("explain printed:\n{}", explained.text));
+        }
+        if !problems.is_empty() {
+            self.fail(format!("{what}: {}", problems.join("; ")));
+        }
         reply
     }
 }
 
-/// The proxy's answer is what Istio's waypoint gives.
-fn assert_reply(what: &str, reply: &Reply, expect: &Expect) {
-    match expect {
-        Expect::Allowed => {
-            assert_eq!(
-                reply.status, 200,
-                "{what}: want the backend's 200, got {} {:?}",
-                reply.status, reply.body
-            );
-            assert_eq!(
-                reply.pod(),
-                "web-0",
-                "{what}: not the echo backend's answer: {:?}",
-                reply.body
-            );
+/// How the proxy's answer differs from what Istio's waypoint gives.
+fn reply_problems(reply: &Reply, expect: &Expect) -> Vec<String> {
+    let got = (reply.status, reply.body.as_str());
+    let problem = match expect {
+        Expect::Allowed if reply.status != 200 || reply.pod() != "web-0" => {
+            format!("want the echo backend's 200, got {got:?}")
         }
-        Expect::Denied { status, body, .. } => {
-            assert_eq!(
-                (reply.status, reply.body.as_str()),
-                (*status, body.as_str()),
-                "{what}: status and body"
-            );
+        Expect::Denied { status, body, .. } if got != (*status, body.as_str()) => {
+            format!("want {status} {body:?}, got {got:?}")
         }
-        Expect::Custom { status, .. } | Expect::Refused { status } => {
-            assert_eq!(
-                reply.status, *status,
-                "{what}: status (body {:?})",
-                reply.body
-            );
+        Expect::Custom { status, .. } | Expect::Refused { status } if reply.status != *status => {
+            format!("want status {status}, got {got:?}")
         }
-    }
+        _ => return Vec::new(),
+    };
+    vec![problem]
 }
 
 /// What `waypoint explain` printed: its whole output and the final verdict line.
@@ -372,52 +375,53 @@ pub fn explain_to(dir: &std::path::Path, peer: &Peer, to: &str, more: &[String])
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with("verdict:"))
-        .unwrap_or_else(|| panic!("waypoint explain printed no verdict line:\n{text}"))
+        .unwrap_or("(no verdict line)")
         .trim()
         .to_string();
     Explained { text, verdict }
 }
 
-/// Explain's verdict equals the proxy's answer and, for a denial, names what decided.
-fn assert_explained(what: &str, explained: &Explained, reply: &Reply, expect: &Expect) {
-    let text = &explained.text;
+/// The body of a local reply; empty for the backend's answer (explain names the backend
+/// instead).
+fn local_body(reply: &Reply) -> String {
+    if reply.pod() == "web-0" {
+        String::new()
+    } else {
+        reply.body.clone()
+    }
+}
+
+/// How explain's verdict differs from the proxy's answer, or fails to name what decided.
+fn explain_problems(explained: &Explained, reply: &Reply, expect: &Expect) -> Vec<String> {
+    let (text, verdict) = (&explained.text, &explained.verdict);
+    let mut problems = Vec::new();
+    let mut want_text = |needle: String, what: &str| {
+        if !text.contains(&needle) {
+            problems.push(format!("explain does not name {what} {needle:?}"));
+        }
+    };
     match expect {
         Expect::Custom { provider, .. } => {
-            assert!(
-                text.contains(provider),
-                "{what}: explain does not name provider {provider}:\n{text}"
-            );
-            return;
+            want_text(provider.to_string(), "the ext_authz provider");
+            return problems;
         }
-        Expect::Denied { body, by, .. } => {
-            assert!(
-                explained.verdict.contains(body.as_str()),
-                "{what}: explain's verdict {:?} lacks the body {body:?}:\n{text}",
-                explained.verdict
-            );
+        Expect::Denied { by, .. } => {
             for b in by {
-                let ok = match b {
-                    By::Text(t) => text.contains(t),
-                    By::Rule(n) => {
-                        text.contains(&format!("rules[{n}]")) || text.contains(&format!("rule {n}"))
-                    }
-                };
-                assert!(ok, "{what}: explain does not name {b:?}:\n{text}");
+                match b {
+                    By::Text(t) => want_text(t.to_string(), "the deciding policy/field"),
+                    By::Rule(n) if text.contains(&format!("rule {n}")) => {}
+                    By::Rule(n) => want_text(format!("rules[{n}]"), "the deciding rule"),
+                }
             }
         }
-        Expect::Refused { .. } => assert!(
-            explained.verdict.contains(reply.body.as_str()),
-            "{what}: explain's verdict {:?} lacks the proxy's body {:?}:\n{text}",
-            explained.verdict,
-            reply.body
-        ),
-        Expect::Allowed => {}
+        Expect::Allowed | Expect::Refused { .. } => {}
     }
-    assert_eq!(
-        explained.status(),
-        Some(reply.status),
-        "{what}: explain's verdict {:?} differs from the proxy's {}:\n{text}",
-        explained.verdict,
-        reply.status
-    );
+    if explained.status() != Some(reply.status) || !verdict.contains(&local_body(reply)) {
+        problems.push(format!(
+            "explain's {verdict:?} differs from the proxy's {} {:?}",
+            reply.status,
+            local_body(reply)
+        ));
+    }
+    problems
 }
