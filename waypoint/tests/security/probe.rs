@@ -350,7 +350,9 @@ pub fn explain(dir: &std::path::Path, peer: &Peer, req: &Req) -> Explained {
         args.push("--jwt".to_string());
         args.push(f.path().to_string_lossy().into_owned());
     }
-    explain_to(dir, peer, &format!("{}:80", req.to.host()), &args)
+    // `--to` is also the request's Host: the service's host as the client sent it (port 80
+    // is the default), so that `hosts` in a policy sees the same value in both.
+    explain_to(dir, peer, &req.to.host(), &args)
 }
 
 /// Runs `waypoint explain --to <to>` from `peer` with more arguments.
