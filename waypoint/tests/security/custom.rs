@@ -4,7 +4,7 @@
 
 use super::ext_authz::{grpc_server, http_server, GRPC_DENIED, HTTP_DENIED};
 use super::mesh::{policy, service_yaml, services_yaml, Svc, World};
-use super::probe::{rbac, Expect, Peer, Req, RBAC_DENIED};
+use super::probe::{by_provider, rbac, Expect, Peer, Req, RBAC_DENIED};
 use super::tokens::dead_addr;
 use std::net::SocketAddr;
 
@@ -98,10 +98,7 @@ async fn http_provider(w: &World, checks: &super::ext_authz::Checks) {
         "a request no CUSTOM rule matches asked the provider"
     );
 
-    let ok = Expect::Custom {
-        status: 200,
-        provider: "http-authz",
-    };
+    let ok = by_provider("http-authz", 200);
     let r = w
         .check(
             &X,
@@ -135,10 +132,7 @@ async fn http_provider(w: &World, checks: &super::ext_authz::Checks) {
         None => w.fail("the HTTP provider was never asked".into()),
     }
 
-    let denied = Expect::Custom {
-        status: 403,
-        provider: "http-authz",
-    };
+    let denied = by_provider("http-authz", 403);
     let r = w
         .check(&X, Req::get(EXT_HTTP, "/protected/a"), denied)
         .await;
@@ -157,10 +151,7 @@ async fn http_provider(w: &World, checks: &super::ext_authz::Checks) {
     soft_eq!(w, header(&r, "x-not-listed"), None);
 
     // CUSTOM allows, then DENY denies.
-    let denied = Expect::Custom {
-        status: 403,
-        provider: "http-authz",
-    };
+    let denied = by_provider("http-authz", 403);
     let r = w
         .check(
             &X,
@@ -187,10 +178,7 @@ async fn http_provider(w: &World, checks: &super::ext_authz::Checks) {
 
 /// The gRPC provider.
 async fn grpc_provider(w: &World, checks: &super::ext_authz::Checks) {
-    let ok = Expect::Custom {
-        status: 200,
-        provider: "grpc-authz",
-    };
+    let ok = by_provider("grpc-authz", 200);
     let r = w
         .check(
             &X,
@@ -208,10 +196,7 @@ async fn grpc_provider(w: &World, checks: &super::ext_authz::Checks) {
         Some(seen) => soft_eq!(w, seen.path, "/g"),
         None => w.fail("the gRPC provider was never asked".into()),
     }
-    let denied = Expect::Custom {
-        status: 403,
-        provider: "grpc-authz",
-    };
+    let denied = by_provider("grpc-authz", 403);
     let r = w.check(&X, Req::get(EXT_GRPC, "/g"), denied).await;
     soft_eq!(w, r.body, GRPC_DENIED, "denied_response body");
     soft_eq!(
@@ -225,34 +210,13 @@ async fn grpc_provider(w: &World, checks: &super::ext_authz::Checks) {
 /// A provider that does not answer: statusOnError (default 403, empty body) or failOpen.
 async fn dead_provider(w: &World) {
     let r = w
-        .check(
-            &X,
-            Req::get(EXT_DOWN, "/"),
-            Expect::Custom {
-                status: 403,
-                provider: "down-authz",
-            },
-        )
+        .check(&X, Req::get(EXT_DOWN, "/"), by_provider("down-authz", 403))
         .await;
     soft_eq!(w, r.body, "", "Envoy's ext_authz error reply has no body");
-    w.check(
-        &X,
-        Req::get(EXT_503, "/"),
-        Expect::Custom {
-            status: 503,
-            provider: "down-503",
-        },
-    )
-    .await;
+    w.check(&X, Req::get(EXT_503, "/"), by_provider("down-503", 503))
+        .await;
     let r = w
-        .check(
-            &X,
-            Req::get(EXT_OPEN, "/"),
-            Expect::Custom {
-                status: 200,
-                provider: "down-open",
-            },
-        )
+        .check(&X, Req::get(EXT_OPEN, "/"), by_provider("down-open", 200))
         .await;
     soft_eq!(w, r.pod(), "web-0", "failOpen forwards to the backend");
 }

@@ -146,6 +146,11 @@ pub fn rbac(policy: &'static str, rule: Option<usize>, field: Option<&'static st
     }
 }
 
+/// Decided by ext_authz provider `provider`, answering `status`.
+pub fn by_provider(provider: &'static str, status: u16) -> Expect {
+    Expect::Custom { status, provider }
+}
+
 /// A local reply from JWT authentication (Envoy's jwt_authn body).
 pub fn jwt_denied(status: u16, body: &str) -> Expect {
     Expect::Denied {
