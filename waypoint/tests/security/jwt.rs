@@ -87,7 +87,9 @@ fn policies() -> String {
             "samples",
             "samples",
             "  rules:\n  - from:\n    - source: {requestPrincipals: [\"testing@secure.istio.io/testing@secure.istio.io\"]}\n\
-             \x20 - from:\n    - source: {requestPrincipals: [\"test-issuer-1@istio.io/*\"]}\n    when:\n    - key: request.auth.claims[nested][key1]\n      values: [\"valueA\"]\n",
+             \x20 - from:\n    - source: {requestPrincipals: [\"test-issuer-1@istio.io/*\"]}\n    when:\n    - key: request.auth.claims[nested][key1]\n      values: [\"valueA\"]\n\
+             \x20 - when:\n    - {key: request.auth.presenter, values: [web-client]}\n    - {key: request.auth.audiences, values: [other-aud]}\n\
+             \x20   - {key: \"request.auth.claims[org][team][name]\", values: [payments]}\n    - {key: request.auth.principal, values: [\"testing@secure.istio.io/alice\"]}\n",
         ),
     ]
     .concat()
@@ -266,7 +268,13 @@ async fn locations(w: &World, key: &Key) {
 /// Istio's own sample and test tokens against inline key sets (two RequestAuthentications
 /// merged on Service `samples`).
 async fn istio_samples(w: &World) {
-    for ok in ["demo.jwt", "groups-scope.jwt", "issuer1-nested-1.jwt"] {
+    // The last one through presenter (azp), audiences, a nested claim and the principal.
+    for ok in [
+        "demo.jwt",
+        "groups-scope.jwt",
+        "issuer1-nested-1.jwt",
+        "demo-aud-azp.jwt",
+    ] {
         w.check(&X, Req::get(SAMPLES, "/").jwt(&sample(ok)), Expect::Allowed)
             .await;
     }

@@ -112,7 +112,7 @@ fn policies() -> String {
         policy(
             "deny-paths",
             "paths",
-            "  action: DENY\n  rules:\n  - to:\n    - operation: {paths: [\"/admin/*\"]}\n  - to:\n    - operation: {paths: [\"/files/{*}/secret\"]}\n",
+            "  action: DENY\n  rules:\n  - to:\n    - operation: {paths: [\"/admin/*\"]}\n  - to:\n    - operation: {paths: [\"/files/{*}/secret\"]}\n  - to:\n    - operation: {paths: [\"/deep/{**}\"]}\n  - to:\n    - operation: {paths: [\"*.key\"]}\n",
         ),
         policy("allow-ip13", "ips", "  rules:\n  - from:\n    - source: {ipBlocks: [\"127.0.0.13\", \"10.0.0.0/8\"]}\n"),
         policy(
@@ -305,6 +305,13 @@ async fn attachment(w: &World) {
 async fn paths(w: &World) {
     let deny = |rule| rbac("deny-paths", Some(rule), Some("paths"));
     w.check(&X, Req::get(PATHS, "/admin/users"), deny(0)).await;
+    // `{**}` spans segments; a leading `*` is a suffix match.
+    w.check(&X, Req::get(PATHS, "/deep/a/b"), deny(2)).await;
+    w.check(&X, Req::get(PATHS, "/deeper/a"), Expect::Allowed)
+        .await;
+    w.check(&X, Req::get(PATHS, "/a/b/c.key"), deny(3)).await;
+    w.check(&X, Req::get(PATHS, "/a/b/c.key/d"), Expect::Allowed)
+        .await;
     w.check(&X, Req::get(PATHS, "/public/../admin/users"), deny(0))
         .await;
     w.check(&X, Req::get(PATHS, "/public/%2E%2E/admin/users"), deny(0))
