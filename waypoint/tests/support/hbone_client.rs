@@ -86,6 +86,7 @@ pub struct HboneConn {
 /// A finished TLS 1.3 handshake with the waypoint, and the certificate it presented.
 async fn tls_connect(
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     client: Option<&Leaf>,
     root_pem: &str,
 ) -> anyhow::Result<(
@@ -118,11 +119,28 @@ async fn tls_connect(
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     config.enable_sni = false;
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let tcp = dial(addr, source).await?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::IpAddress(addr.ip().into()), tcp)
         .await?;
     Ok((tls, seen))
+}
+
+/// A TCP connection to `addr`, from `source` when given (bound before connecting, so the
+/// waypoint sees that peer address: any 127.x.y.z is a distinct local source).
+pub async fn dial(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(ip) = source else {
+        return tokio::net::TcpStream::connect(addr).await;
+    };
+    let socket = match ip {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
 }
 
 /// Opens an HBONE connection to `addr` presenting `client` (or no certificate).
@@ -131,7 +149,17 @@ pub async fn connect(
     client: Option<&Leaf>,
     root_pem: &str,
 ) -> anyhow::Result<HboneConn> {
-    let (tls, seen) = tls_connect(addr, client, root_pem).await?;
+    connect_from(addr, None, client, root_pem).await
+}
+
+/// [`connect`] from a chosen source address (see [`dial`]).
+pub async fn connect_from(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    client: Option<&Leaf>,
+    root_pem: &str,
+) -> anyhow::Result<HboneConn> {
+    let (tls, seen) = tls_connect(addr, source, client, root_pem).await?;
     let (sender, conn) = h2::client::handshake(tls).await?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -158,7 +186,7 @@ pub async fn handshake_verdict(
     root_pem: &str,
 ) -> anyhow::Result<()> {
     use tokio::io::AsyncReadExt;
-    let (mut tls, _) = tls_connect(addr, client, root_pem).await?;
+    let (mut tls, _) = tls_connect(addr, None, client, root_pem).await?;
     let mut first = [0u8; 1];
     match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut first)).await {
         Err(_) => anyhow::bail!("the waypoint sent nothing within 10 s of the handshake"),

@@ -103,7 +103,7 @@ impl HttpClient {
     }
 }
 
-async fn read(resp: http::Response<hyper::body::Incoming>) -> anyhow::Result<Reply> {
+pub async fn read(resp: http::Response<hyper::body::Incoming>) -> anyhow::Result<Reply> {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await?.to_bytes();
