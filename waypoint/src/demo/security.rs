@@ -220,8 +220,8 @@ fn jwt_rule(documents: &[Document], namespace: &str, service: &str) -> Option<Jw
     })
 }
 
-/// A path the first DENY AuthorizationPolicy on the service refuses: its first rule's first
-/// path, with a trailing `*` (a prefix match) filled in. `None` when that rule has conditions
+/// A path the first DENY AuthorizationPolicy on the service refuses (dry-run ones refuse
+/// nothing): its first rule's first path, with a trailing `*` (a prefix match) filled in. `None` when that rule has conditions
 /// besides the path, which the demo could not tell would hold.
 fn denied_path(documents: &[Document], namespace: &str, service: &str) -> Option<String> {
     documents.iter().find_map(|d| {
@@ -229,7 +229,15 @@ fn denied_path(documents: &[Document], namespace: &str, service: &str) -> Option
             return None;
         };
         let spec = &ap.spec;
-        if d.object.namespace != namespace
+        // A dry-run policy only logs what it would do: nothing to refuse.
+        let dry_run = ap
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("istio.io/dry-run"))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if dry_run
+            || d.object.namespace != namespace
             || spec.get("action").and_then(Value::as_str) != Some("DENY")
             || !targets_service(spec, service)
         {
