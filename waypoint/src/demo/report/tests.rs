@@ -413,37 +413,35 @@ fn the_security_policies_refusals_pass_and_what_they_let_through_fails() {
         report.verdict_line()
     );
 
+    let passed = "1 2xx that the security policies should have refused";
+    let valid_refused = classify(
+        None,
+        StatusCode::UNAUTHORIZED,
+        None,
+        b"Jwt verification fails",
+    );
     let cases: Vec<(&str, Outcome, &str)> = vec![
         (
-            "a denied path that reached a pod",
+            "a denied path reached a pod",
             probe(forbidden, 200, "{}"),
-            "1 2xx that the security policies should have refused",
+            passed,
         ),
         (
-            "an expired token that passed",
+            "an expired token passed",
             probe(unauthenticated, 204, ""),
-            "1 2xx that the security policies should have refused",
+            passed,
         ),
         (
-            "a 403 that is not the policy's",
+            "another 403",
             probe(forbidden, 403, "Audiences in Jwt are not allowed"),
             "1 4xx",
         ),
         (
-            "a 404 instead of the policy's 401",
+            "a 404, not a 401",
             probe(unauthenticated, 404, "no route"),
             "1 4xx",
         ),
-        (
-            "a valid token refused",
-            classify(
-                None,
-                StatusCode::UNAUTHORIZED,
-                None,
-                b"Jwt verification fails",
-            ),
-            "1 4xx",
-        ),
+        ("a valid token refused", valid_refused, "1 4xx"),
     ];
     for (what, outcome, expected) in cases {
         let report = Report::new(
