@@ -34,9 +34,10 @@ use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior
 use super::report::{
     classify, flag_of, write_final, write_second, LabelReport, Outcome, Report, Sample,
 };
-use super::security::{Denial, FlowSecurity};
+use super::security::FlowSecurity;
 use super::served::{PodTally, Served};
 use super::waypoint_dialer::{DialError, WaypointDialer};
+use requests::{compile_requests, CompiledRequest};
 
 /// Longest a request may take before it counts as a transport error. Generous, because a demo
 /// may inject delays, but bounded so that a stuck connection cannot silence a worker for good.
@@ -240,58 +241,6 @@ struct CompiledFlow {
     /// Where that connection goes: the TCP address for plain traffic, the tunnel's CONNECT
     /// `:authority` over HBONE.
     destination: SocketAddr,
-}
-
-/// One request of a flow's cycle.
-#[derive(Debug)]
-struct CompiledRequest {
-    path: String,
-    /// `Bearer <token>`, if the request carries a token.
-    authorization: Option<HeaderValue>,
-    /// The answer the policies must give, for a request they must refuse.
-    denial: Option<Denial>,
-}
-
-impl CompiledRequest {
-    fn new(path: &str, bearer: Option<&str>, denial: Option<Denial>) -> anyhow::Result<Self> {
-        let authorization = bearer
-            .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
-            .transpose()
-            .context("a demo token is not a valid header value")?;
-        Ok(Self {
-            path: path.to_owned(),
-            authorization,
-            denial,
-        })
-    }
-}
-
-/// A flow's requests in the order it sends them: its paths, then one request its policies
-/// must refuse, then its paths again and the next such request, and so on; only its paths when
-/// there is nothing to refuse.
-fn compile_requests(flow: &Flow) -> anyhow::Result<Vec<CompiledRequest>> {
-    let root = ["/".to_owned()];
-    let paths = if flow.paths.is_empty() {
-        &root[..]
-    } else {
-        &flow.paths[..]
-    };
-    let bearer = flow.security.bearer.as_deref();
-    let ordinary = || paths.iter().map(|p| CompiledRequest::new(p, bearer, None));
-    let refusals = &flow.security.refusals;
-    if refusals.is_empty() {
-        return ordinary().collect();
-    }
-    let mut requests = Vec::new();
-    for refusal in refusals {
-        requests.extend(ordinary());
-        requests.push(CompiledRequest::new(
-            &refusal.path,
-            refusal.bearer.as_deref(),
-            Some(refusal.denial),
-        ));
-    }
-    requests.into_iter().collect()
 }
 
 impl CompiledPlan {
@@ -589,5 +538,6 @@ async fn handshake(
     Ok(sender)
 }
 
+mod requests;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::demo::backends::{spawn_backends, DemoBackendSpec, DemoBackends};
+use crate::demo::security::Denial;
 use anyhow::Result;
 
 fn flow(label: &str, paths: &[&str], weight: u32) -> Flow {
