@@ -31,6 +31,8 @@ def main():
     ap.add_argument("--s3-security", action="store_true",
                     help="give the AFTER waypoint S3's JWT and 20-rule ALLOW policy")
     ap.add_argument("--only", choices=["s2", "s3"], help="run one scenario")
+    ap.add_argument("--envoy", action="store_true",
+                    help="also A/B Envoy in S3: without, then with the S3 options given (as istiod configures it)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=10)
     args = ap.parse_args()
@@ -48,28 +50,38 @@ def main():
             # Both carry S3's token, so that the requests are the same bytes with or without
             # the policies that read it.
             headers = [security.header()] if s3 and args.s3_security else []
-            waypoints = {}
+            proxies = {}
             for name, binary, after in (("before", args.before, False), ("after", args.after, s3)):
                 cfg = os.path.join(bench.RUN_DIR, f"cfg-{scenario}-{name}")
                 mesh.write_folder(cfg, origin.port, route_count=routes, resilience=after and args.s3_resilience,
                                   secure=after and args.s3_security)
-                waypoints[name] = bench.Waypoint({"waypoint": binary}, f"wp-{scenario}-{name}", cfg, certs)
-                procs.append(waypoints[name].proc)
-            for wp in waypoints.values():
-                bench.hbone_load(load, wp.hbone_port, certs, 1, headers=headers)  # warm-up
-            report = bench.Report()
-            cells = [(name, wp.proc, lambda wp=wp: bench.hbone_load(load, wp.hbone_port, certs, args.seconds,
-                                                                    headers=headers), 0)
-                     for name, wp in waypoints.items()]
-            bench.measure_interleaved(report, scenario, cells, origin, args.runs)
-            for wp in waypoints.values():
-                wp.proc.stop()
-            for row in report.rows:
-                print(f"{row['scenario']} {row['proxy']:>6}: {row['rps'] or 0:>9.0f} req/s  p99 {row['p99_ms'] or 0:.3f} ms"
-                      f"  CPU {row['cpu_ms_per_1k'] or 0:.1f} ms per 1 000 requests", flush=True)
+                proxies[name] = bench.Waypoint({"waypoint": binary}, f"wp-{scenario}-{name}", cfg, certs)
+            if s3 and args.envoy:
+                for name, after in (("envoy-before", False), ("envoy-after", True)):
+                    proxies[name] = bench.Envoy(name, bench.envoy_main(
+                        routes, origin.port, certs, resilience=after and args.s3_resilience,
+                        secure=after and args.s3_security))
+            procs += [p.proc for p in proxies.values()]
+            ab(proxies, scenario, headers, args, load, certs, origin)
     finally:
         for p in procs:
             p.stop()
+
+
+def ab(proxies, scenario, headers, args, load, certs, origin):
+    """Measures `proxies` (name: Waypoint or Envoy) interleaved and prints their medians."""
+    for p in proxies.values():
+        bench.hbone_load(load, p.hbone_port, certs, 1, headers=headers)  # warm-up
+    report = bench.Report()
+    cells = [(name, p.proc, lambda p=p: bench.hbone_load(load, p.hbone_port, certs, args.seconds,
+                                                         headers=headers), 0)
+             for name, p in proxies.items()]
+    bench.measure_interleaved(report, scenario, cells, origin, args.runs)
+    for p in proxies.values():
+        p.proc.stop()
+    for row in report.rows:
+        print(f"{row['scenario']} {row['proxy']:>12}: {row['rps'] or 0:>9.0f} req/s  p99 {row['p99_ms'] or 0:.3f} ms"
+              f"  CPU {row['cpu_ms_per_1k'] or 0:.1f} ms per 1 000 requests", flush=True)
 
 
 if __name__ == "__main__":
