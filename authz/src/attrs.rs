@@ -72,7 +72,8 @@ pub struct RequestAttrs<'a> {
 /// A verified JWT: what `request.auth.*` and `requestPrincipals` match.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RequestAuth {
-    /// `request.auth.principal`: `<iss>/<sub>`.
+    /// `request.auth.principal`: `<iss>/<sub>`. When several tokens verify, Istio takes the
+    /// one whose issuer sorts first.
     pub principal: String,
     /// The `iss` claim.
     pub issuer: String,
@@ -82,7 +83,10 @@ pub struct RequestAuth {
     pub audiences: Vec<String>,
     /// `request.auth.presenter`: the `azp` claim.
     pub presenter: Option<String>,
-    /// Every claim, for `request.auth.claims[...]`.
+    /// Every claim, for `request.auth.claims[...]`. The claims Istio names space-delimited
+    /// (`scope`, `permission`, plus the rule's `spaceDelimitedClaims`) are split on spaces into
+    /// lists when the token has them as strings (`"scope": "read write"` becomes
+    /// `["read", "write"]`), so that `request.auth.claims[scope]` matches one scope.
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
