@@ -2,13 +2,30 @@
 //! ALLOW; AUDIT only logged; `istio.io/dry-run` only shadowed), failing closed. Also Istio's
 //! path normalization and `remote.ip`.
 //!
-//! CONTRACT (issue 12): the rbac helper replaces the placeholder bodies below; the signatures
-//! are what the waypoint's pipeline, `explain` and the snapshot builder call.
+//! The semantics are istiod's translation to Envoy's RBAC filter for a waypoint, and Envoy's
+//! evaluation of it:
+//! - a policy matches when any rule does; a rule when any `from`, any `to` and every `when`
+//!   match; a field when any of its values and none of its `not` values match;
+//! - no rules: the policy matches nothing (so an ALLOW `{}` denies everything); `rules: [{}]`
+//!   matches everything;
+//! - what cannot be evaluated fails closed: such an ALLOW rule never matches, a DENY (AUDIT,
+//!   CUSTOM) rule always does; on TCP, HTTP-only fields are dropped from DENY rules and make
+//!   ALLOW rules never match.
+
+mod compile;
+mod conditions;
+mod eval;
+mod matchers;
+mod normalize;
+mod rule;
+mod set;
+
+pub use normalize::{normalize_path, remote_ip, BadPath};
 
 use crate::attrs::{RequestAttrs, TrustDomains};
 use crate::spec::{PolicyIssue, PolicyRef};
-use std::net::IpAddr;
-use std::sync::Arc;
+use eval::{Leaning, Recorder};
+use rule::Rules;
 
 /// `spec.action`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +43,17 @@ pub enum PolicyAction {
     },
 }
 
+impl PolicyAction {
+    fn name(&self) -> &'static str {
+        match self {
+            PolicyAction::Allow => "ALLOW",
+            PolicyAction::Deny => "DENY",
+            PolicyAction::Audit => "AUDIT",
+            PolicyAction::Custom { .. } => "CUSTOM",
+        }
+    }
+}
+
 /// One compiled AuthorizationPolicy.
 #[derive(Debug)]
 pub struct AuthorizationPolicy {
@@ -37,6 +65,19 @@ pub struct AuthorizationPolicy {
     pub dry_run: bool,
     /// What is wrong with it; errors mean parts of it are in force fail closed.
     pub issues: Vec<PolicyIssue>,
+    rules: Rules,
+    /// A CUSTOM policy that cannot call its provider (none named, unreadable spec): istiod
+    /// then denies what its rules match.
+    custom_as_deny: bool,
+}
+
+/// Which part of a policy matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hit {
+    /// That rule.
+    Rule(usize),
+    /// The whole policy, failing closed because its spec cannot be read.
+    Unreadable,
 }
 
 impl AuthorizationPolicy {
@@ -48,12 +89,87 @@ impl AuthorizationPolicy {
         dry_run: bool,
         trust: &TrustDomains,
     ) -> AuthorizationPolicy {
-        let _ = (spec, trust);
+        let compiled = compile::compile(spec, &source.namespace, trust);
+        let custom_as_deny = matches!(&compiled.action, PolicyAction::Custom { provider } if provider.is_empty())
+            || (matches!(compiled.action, PolicyAction::Custom { .. })
+                && compiled.rules == Rules::Unreadable);
         AuthorizationPolicy {
             source,
-            action: PolicyAction::Allow,
+            action: compiled.action,
             dry_run,
-            issues: Vec::new(),
+            issues: compiled.issues,
+            rules: compiled.rules,
+            custom_as_deny,
+        }
+    }
+
+    /// How many rules it has (0 for an unreadable spec).
+    pub fn rule_count(&self) -> usize {
+        match &self.rules {
+            Rules::List(rules) => rules.len(),
+            Rules::Unreadable => 0,
+        }
+    }
+
+    fn leaning(&self) -> Leaning {
+        match self.action {
+            PolicyAction::Allow => Leaning::Narrow,
+            _ => Leaning::Wide,
+        }
+    }
+
+    /// The first part that matches `a`; with a recording `rec`, one note per rule tried.
+    fn first_hit<R: Recorder>(&self, a: &RequestAttrs<'_>, rec: &mut R) -> Option<Hit> {
+        let lean = self.leaning();
+        let rules = match &self.rules {
+            Rules::Unreadable => {
+                if R::ON {
+                    rec.note("the spec cannot be read: in force fail closed".to_string());
+                }
+                return (lean == Leaning::Wide).then_some(Hit::Unreadable);
+            }
+            Rules::List(rules) => rules,
+        };
+        if R::ON && rules.is_empty() {
+            rec.note("no rules: matches nothing".to_string());
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            if R::ON {
+                let mut notes = Vec::new();
+                let hit = rule.matches(a, lean, &mut notes);
+                let verb = if hit { "matched" } else { "did not match" };
+                let why = match (hit, notes.is_empty()) {
+                    (true, true) => "it has no conditions".to_string(),
+                    (true, false) => notes.join(" and "),
+                    (false, _) => notes.pop().unwrap_or_default(),
+                };
+                rec.note(format!("rule {i} {verb}: {why}"));
+                if hit {
+                    return Some(Hit::Rule(i));
+                }
+            } else if rule.matches(a, lean, &mut eval::Silent) {
+                return Some(Hit::Rule(i));
+            }
+        }
+        None
+    }
+
+    /// What decided, for a part that matched: the fields and values compared.
+    fn detail(&self, hit: Hit, a: &RequestAttrs<'_>) -> String {
+        match (hit, &self.rules) {
+            (Hit::Rule(i), Rules::List(rules)) => {
+                let mut notes = Vec::new();
+                if let Some(rule) = rules.get(i) {
+                    rule.matches(a, self.leaning(), &mut notes);
+                }
+                if notes.is_empty() {
+                    format!("rules[{i}] has no conditions: it matches every request")
+                } else {
+                    notes.join(" and ")
+                }
+            }
+            _ => "the spec cannot be read: the policy is in force fail closed (see its issues)"
+                .to_string(),
         }
     }
 }
@@ -63,7 +179,7 @@ impl AuthorizationPolicy {
 #[derive(Debug, Default)]
 pub struct PolicySet {
     /// Every policy, in a stable order (namespace, name).
-    pub policies: Vec<Arc<AuthorizationPolicy>>,
+    pub policies: Vec<std::sync::Arc<AuthorizationPolicy>>,
 }
 
 /// A CUSTOM policy whose rules matched: the request must be checked by `provider`.
@@ -84,7 +200,7 @@ pub struct Verdict {
     /// policy exists.
     pub decided_by: Option<Decision>,
     /// Every policy evaluated, in order, one line each, for `waypoint explain` and the debug
-    /// log.
+    /// log (filled by [`PolicySet::explain`] only: the hot path builds no strings).
     pub trace: Vec<String>,
     /// What AUDIT and dry-run policies would have done, for the log.
     pub shadow: Vec<String>,
@@ -98,56 +214,29 @@ pub struct Decision {
     /// Its action.
     pub action: PolicyAction,
     /// The rule index that matched (DENY/ALLOW), or `None` when the verdict comes from no ALLOW
-    /// rule matching.
+    /// rule matching (or from a policy whose spec cannot be read).
     pub rule: Option<usize>,
     /// The deciding field path and what it compared, e.g.
-    /// `rules[0].to[0].operation.paths: "/admin/*" matched "/admin/x"`.
+    /// `rules[0].to[0].operation.paths "/admin/*" matched "/admin/x"`.
     pub detail: String,
 }
 
-impl PolicySet {
-    /// The set of `policies` (their order does not matter: evaluation orders them).
-    pub fn new(policies: Vec<Arc<AuthorizationPolicy>>) -> PolicySet {
-        PolicySet { policies }
-    }
-
-    /// True when no policy is in force: everything is allowed without evaluation.
-    pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
-    }
-
-    /// The first enforced CUSTOM policy whose rules match `attrs`, if any.
-    pub fn custom(&self, attrs: &RequestAttrs<'_>) -> Option<CustomMatch> {
-        let _ = attrs;
-        None
-    }
-
-    /// DENY, then ALLOW (AUDIT and dry-run policies shadowed) for `attrs`.
-    pub fn evaluate(&self, attrs: &RequestAttrs<'_>) -> Verdict {
-        let _ = attrs;
-        Verdict {
-            allowed: true,
-            decided_by: None,
-            trace: Vec::new(),
-            shadow: Vec::new(),
-        }
+/// Reads the `istio.io/dry-run` annotation as istiod does (Go's `strconv.ParseBool`); a value
+/// that is not a boolean is an issue and the policy is enforced, as istiod enforces it.
+pub fn dry_run_annotation(value: Option<&str>) -> (bool, Option<PolicyIssue>) {
+    match value {
+        None => (false, None),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => (true, None),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => (false, None),
+        Some(other) => (
+            false,
+            Some(PolicyIssue::warning(
+                "metadata.annotations[istio.io/dry-run]",
+                format!("\"{other}\" is not a boolean; the policy is enforced (use \"true\" or \"false\")"),
+            )),
+        ),
     }
 }
 
-/// Why a request path cannot be normalized (Envoy answers 400).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadPath(pub String);
-
-/// Istio's default path normalization (BASE): `\` to `/`, percent-decoded unreserved
-/// characters, dot segments removed, `//` kept, `%2F` kept encoded. Takes a path with its
-/// query and returns it normalized (query untouched); the backend receives the result.
-pub fn normalize_path(path_and_query: &str) -> Result<String, BadPath> {
-    Ok(path_and_query.to_string())
-}
-
-/// `remote.ip` as Envoy computes it with `use_remote_address: false` and no trusted hops: the
-/// rightmost X-Forwarded-For address, else the connection's source.
-pub fn remote_ip(x_forwarded_for: Option<&str>, source_ip: Option<IpAddr>) -> Option<IpAddr> {
-    let _ = x_forwarded_for;
-    source_ip
-}
+#[cfg(test)]
+mod tests;
