@@ -63,6 +63,9 @@ fn config_dump(state: &AdminState) -> Response<Full<Bytes>> {
         "config_dir": state.live.dir(),
         "gateway": snapshot.gateway,
         "services": snapshot.services,
+        // Issue 12: policies per target with their issues, trust domains, ext_authz providers.
+        // The JWKS cache's state goes beside it as "jwks" once the wiring holds the cache.
+        "security": snapshot.security.summary(&report),
         "resources": report.statuses,
         "reloads": *state.live.reload_record(),
     });

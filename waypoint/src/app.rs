@@ -55,6 +55,9 @@ pub struct Options {
     pub hbone_upstream_port: u16,
     /// `--ca-address` and related flags: get the identity from the Istio CA, kept renewed.
     pub ca: Option<crate::identity::ca::CaClientConfig>,
+    /// `--trust-domain` (default cluster.local): the mesh's trust domain unless the MeshConfig
+    /// sets one; HBONE peers must be in it or in an alias.
+    pub trust_domain: String,
 }
 
 impl Options {
@@ -75,6 +78,7 @@ impl Options {
             hbone_listen: any,
             hbone_upstream_port: 15008,
             ca: None,
+            trust_domain: crate::snapshot::CLUSTER_DOMAIN.to_string(),
         }
     }
 }
@@ -224,7 +228,10 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                     hbone: hbone_client.clone(),
                     idle_timeout: DEFAULT_IDLE_TIMEOUT,
                 }),
-                tls: crate::hbone::tls::server_config(certs.clone())?,
+                tls: crate::hbone::tls::mesh_server_config(certs.clone(), {
+                    let live = live.clone();
+                    Arc::new(move |td: &str| live.snapshot().security.accepts_trust_domain(td))
+                })?,
             });
             Some(serving.hbone(&opts, server, certs, &mut watchers).await?)
         }
@@ -255,14 +262,16 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
 async fn load_config(opts: &Options) -> Result<Arc<LiveConfig>, StartError> {
     let dir = opts.config_dir.clone();
     let gateway = opts.gateway.clone();
-    let live = tokio::task::spawn_blocking(move || LiveConfig::load(&dir, gateway))
-        .await
-        .map_err(|e| {
-            StartError::Config(ConfigError::Invalid {
-                dir: opts.config_dir.clone(),
-                lines: vec![format!("config load task failed: {e}")],
-            })
-        })??;
+    let trust_domain = opts.trust_domain.clone();
+    let live =
+        tokio::task::spawn_blocking(move || LiveConfig::load_in(&dir, gateway, &trust_domain))
+            .await
+            .map_err(|e| {
+                StartError::Config(ConfigError::Invalid {
+                    dir: opts.config_dir.clone(),
+                    lines: vec![format!("config load task failed: {e}")],
+                })
+            })??;
     Ok(live)
 }
 

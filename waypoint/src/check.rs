@@ -1,20 +1,92 @@
 //! `waypoint check DIR`: validates a folder exactly as `run` would load it and prints one row
 //! per resource, then every problem with its file, document, object and field.
 
-use crate::live::{build_from_dir, build_from_dir_for_class, ConfigError};
-use crate::snapshot::{GatewayRef, Report, Snapshot, State};
+use crate::live::{build_from_dir_for_class, ConfigError};
+use crate::snapshot::{
+    GatewayRef, PolicySummary, Report, Snapshot, State, CLUSTER_DOMAIN, GATEWAY_CLASS,
+};
 use routing::Severity;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Checks `dir`; returns the printed report and whether it found no error.
-pub fn check(dir: &Path, gateway: Option<&GatewayRef>) -> Result<(String, bool), ConfigError> {
-    let (snapshot, report) = build_from_dir(dir, gateway, 0)?;
+/// Checks `dir` in `trust_domain` (`--trust-domain`, when the MeshConfig sets none); returns
+/// the printed report and whether it found no error. A security policy loaded fail closed
+/// does not stop `run`, but fails the check: it is an error to fix.
+pub fn check(
+    dir: &Path,
+    gateway: Option<&GatewayRef>,
+    trust_domain: &str,
+) -> Result<(String, bool), ConfigError> {
+    let (snapshot, report) =
+        build_from_dir_for_class(dir, gateway, 0, GATEWAY_CLASS, trust_domain)?;
     let mut out = render(&report);
     if let Some(snapshot) = &snapshot {
         out.push_str(&policies_in_force(snapshot));
+        out.push_str(&security_in_force(snapshot, &report));
     }
-    Ok((out, report.error_count() == 0))
+    let ok = report.error_count() == 0 && report.fail_closed_lines().is_empty();
+    Ok((out, ok))
+}
+
+/// Per served service, the security policies in force (the waypoint's own first), the
+/// PeerAuthentications of the plain listener and the ext_authz providers. Empty when the
+/// folder has no security resource.
+pub fn security_in_force(snapshot: &Snapshot, report: &Report) -> String {
+    let sum = snapshot.security.summary(report);
+    let mut out = String::new();
+    if sum.waypoint.is_empty()
+        && sum.services.values().all(Vec::is_empty)
+        && sum.peer_authentications.is_empty()
+        && sum.ext_authz_providers.is_empty()
+    {
+        return out;
+    }
+    let aliases = match sum.trust_domain_aliases.as_slice() {
+        [] => String::new(),
+        a => format!(", aliases {}", a.join(", ")),
+    };
+    let _ = writeln!(
+        out,
+        "\nSecurity policies per service (trust domain {}{aliases}):",
+        sum.trust_domain
+    );
+    let _ = writeln!(out, "  waypoint {} (every request):", snapshot.gateway);
+    write_policies(&mut out, &sum.waypoint);
+    for (service, policies) in &sum.services {
+        if policies.len() == sum.waypoint.len() {
+            let _ = writeln!(out, "  {service}: the waypoint's only");
+        } else {
+            let _ = writeln!(out, "  {service}:");
+            write_policies(&mut out, policies);
+        }
+    }
+    if !sum.peer_authentications.is_empty() {
+        let _ = writeln!(out, "  plain listener, most specific first:");
+        write_policies(&mut out, &sum.peer_authentications);
+    }
+    for p in &sum.ext_authz_providers {
+        let _ = writeln!(out, "  ext_authz provider {p}");
+    }
+    out
+}
+
+fn write_policies(out: &mut String, policies: &[PolicySummary]) {
+    if policies.is_empty() {
+        let _ = writeln!(out, "    none");
+    }
+    for p in policies {
+        let effect = if p.effect.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", p.effect)
+        };
+        let failed = if p.state == Some(State::FailClosed) {
+            " FAIL CLOSED (see the errors above)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "    {}{effect}{failed}", p.policy);
+    }
 }
 
 /// Per service, the VirtualServices and DestinationRules naming it: the one of each kind in
@@ -51,7 +123,7 @@ pub fn policies_in_force(snapshot: &Snapshot) -> String {
 /// The Gateway API status of the Gateways of `gateway_class` in `dir` and of the routes naming
 /// them, as a JSON list of Kubernetes objects (what a controller would write to the API).
 pub fn status_json(dir: &Path, gateway_class: &str) -> Result<String, ConfigError> {
-    let (_, report) = build_from_dir_for_class(dir, None, 0, gateway_class)?;
+    let (_, report) = build_from_dir_for_class(dir, None, 0, gateway_class, CLUSTER_DOMAIN)?;
     let json = report.gateway_status.to_k8s_json();
     Ok(serde_json::to_string_pretty(&json).unwrap_or_default())
 }
@@ -66,13 +138,10 @@ pub fn render(report: &Report) -> String {
             let state = match &s.state {
                 State::Accepted => "Accepted".to_string(),
                 State::Ignored(why) => format!("Ignored: {why}"),
-                State::Error => format!(
-                    "Error ({})",
-                    s.issues
-                        .iter()
-                        .filter(|i| i.severity == Severity::Error)
-                        .count()
-                ),
+                State::Error => format!("Error ({})", error_count(&s.issues)),
+                State::FailClosed => {
+                    format!("FailClosed ({} error(s))", error_count(&s.issues))
+                }
             };
             [
                 format!("{}#{}", s.origin.file.display(), s.origin.document),
@@ -100,8 +169,24 @@ pub fn render(report: &Report) -> String {
         "\nread and parsed in {:.0} ms, built (validated, attached, routes compiled) in {:.0} ms",
         report.load_ms, report.compile_ms
     );
-    if errors.is_empty() {
+    let fail_closed = report.fail_closed_lines();
+    if !fail_closed.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nsecurity policies in force fail closed (the rest of the folder loads; fix these):"
+        );
+        for e in &fail_closed {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
+    if errors.is_empty() && fail_closed.is_empty() {
         let _ = writeln!(out, "\nOK: {} resources, no errors", rows.len());
+    } else if errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{} security policy error(s), loaded fail closed",
+            fail_closed.len()
+        );
     } else {
         let _ = writeln!(out, "\nerrors:");
         for e in &errors {
@@ -110,4 +195,11 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "\n{} error(s)", errors.len());
     }
     out
+}
+
+fn error_count(issues: &[crate::snapshot::StatusIssue]) -> usize {
+    issues
+        .iter()
+        .filter(|i| i.severity == Severity::Error)
+        .count()
 }

@@ -38,26 +38,42 @@ pub fn build_from_dir(
     gateway: Option<&GatewayRef>,
     version: u64,
 ) -> Result<(Option<Snapshot>, Report), ConfigError> {
-    build_from_dir_for_class(dir, gateway, version, crate::snapshot::GATEWAY_CLASS)
+    build_from_dir_for_class(
+        dir,
+        gateway,
+        version,
+        crate::snapshot::GATEWAY_CLASS,
+        crate::snapshot::CLUSTER_DOMAIN,
+    )
 }
 
-/// [`build_from_dir`], reporting the status of the Gateways of `gateway_class`.
+/// [`build_from_dir`], reporting the status of the Gateways of `gateway_class`, in
+/// `trust_domain` unless the folder's MeshConfig sets one.
 pub fn build_from_dir_for_class(
     dir: &Path,
     gateway: Option<&GatewayRef>,
     version: u64,
     gateway_class: &str,
+    trust_domain: &str,
 ) -> Result<(Option<Snapshot>, Report), ConfigError> {
     let mut generations = Generations::default();
-    build_counting_generations(dir, gateway, version, gateway_class, &mut generations)
+    build_counting_generations(
+        dir,
+        gateway,
+        version,
+        (gateway_class, trust_domain),
+        &mut generations,
+    )
 }
 
 /// Reads `dir` and builds, giving objects the generations `generations` counts across loads.
+/// `class_and_trust`: the GatewayClass reported on, and the trust domain unless the MeshConfig
+/// sets one.
 fn build_counting_generations(
     dir: &Path,
     gateway: Option<&GatewayRef>,
     version: u64,
-    gateway_class: &str,
+    (gateway_class, trust_domain): (&str, &str),
     generations: &mut Generations,
 ) -> Result<(Option<Snapshot>, Report), ConfigError> {
     let started = std::time::Instant::now();
@@ -71,6 +87,7 @@ fn build_counting_generations(
         gateway_class: gateway_class.to_string(),
         version,
         gateway: gateway.cloned(),
+        trust_domain: trust_domain.to_string(),
     };
     let (snapshot, mut report) = Snapshot::build(&loaded.documents, loaded.errors, &opts);
     report.load_ms = (parsed - started).as_secs_f64() * 1000.0;
@@ -93,6 +110,8 @@ pub struct ReloadRecord {
 pub struct LiveConfig {
     dir: PathBuf,
     gateway: Option<GatewayRef>,
+    /// `--trust-domain`, used when the MeshConfig sets none.
+    trust_domain: String,
     snapshot: ArcSwap<Snapshot>,
     /// The report of the snapshot in force.
     report: ArcSwap<Report>,
@@ -123,12 +142,22 @@ impl LiveConfig {
     /// Loads the folder for the first time; any error is fatal here, since there is no earlier
     /// configuration to fall back on.
     pub fn load(dir: &Path, gateway: Option<GatewayRef>) -> Result<Arc<Self>, ConfigError> {
+        Self::load_in(dir, gateway, crate::snapshot::CLUSTER_DOMAIN)
+    }
+
+    /// [`LiveConfig::load`] with `trust_domain` (`--trust-domain`) for when the folder's
+    /// MeshConfig sets none.
+    pub fn load_in(
+        dir: &Path,
+        gateway: Option<GatewayRef>,
+        trust_domain: &str,
+    ) -> Result<Arc<Self>, ConfigError> {
         let mut generations = Generations::default();
         let (snapshot, report) = build_counting_generations(
             dir,
             gateway.as_ref(),
             1,
-            crate::snapshot::GATEWAY_CLASS,
+            (crate::snapshot::GATEWAY_CLASS, trust_domain),
             &mut generations,
         )?;
         let snapshot = match snapshot {
@@ -144,6 +173,7 @@ impl LiveConfig {
         Ok(Arc::new(LiveConfig {
             dir: dir.to_path_buf(),
             gateway,
+            trust_domain: trust_domain.to_string(),
             snapshot: ArcSwap::from_pointee(snapshot),
             report: ArcSwap::from_pointee(report),
             record: ArcSwap::from_pointee(ReloadRecord::default()),
@@ -191,7 +221,7 @@ impl LiveConfig {
                 &self.dir,
                 self.gateway.as_ref(),
                 version,
-                crate::snapshot::GATEWAY_CLASS,
+                (crate::snapshot::GATEWAY_CLASS, &self.trust_domain),
                 &mut generations,
             )
         };
@@ -253,6 +283,10 @@ fn log_report(report: &Report) {
     // Route errors Gateway API gives a runtime meaning are applied, not refused: say so.
     for e in report.error_lines() {
         tracing::warn!("applied with an error (its traffic gets 500 or no route): {e}");
+    }
+    // Security policies in error are in force fail closed (issue 12): as loud as an error.
+    for e in report.fail_closed_lines() {
+        tracing::error!("security policy in force fail closed: {e}");
     }
 }
 

@@ -35,6 +35,9 @@ enum Command {
         /// The GatewayClass served in the Gateway role.
         #[arg(long, value_name = "NAME", default_value = waypoint::snapshot::GATEWAY_CLASS)]
         gateway_class: String,
+        /// The mesh's trust domain unless the MeshConfig (istio-system/istio) sets one.
+        #[arg(long, default_value = "cluster.local", env = "TRUST_DOMAIN")]
+        trust_domain: String,
     },
     /// Run the Kiali Travel Demo on loopback: backends, the waypoint and a traffic generator.
     #[cfg(feature = "demo")]
@@ -148,8 +151,13 @@ fn main() -> anyhow::Result<()> {
             println!("{}", waypoint::check::status_json(&dir, &gateway_class)?);
             Ok(())
         }
-        Command::Check { dir, gateway, .. } => {
-            let (text, ok) = waypoint::check::check(&dir, gateway.as_ref())?;
+        Command::Check {
+            dir,
+            gateway,
+            trust_domain,
+            ..
+        } => {
+            let (text, ok) = waypoint::check::check(&dir, gateway.as_ref(), &trust_domain)?;
             print!("{text}");
             if !ok {
                 std::process::exit(1);
@@ -211,6 +219,7 @@ fn serve(args: RunArgs) -> anyhow::Result<()> {
         hbone_listen: args.hbone_listen,
         hbone_upstream_port: args.hbone_upstream_port,
         ca,
+        trust_domain: args.trust_domain,
     };
     runtime()?.block_on(async move {
         let running = waypoint::app::start(opts).await?;

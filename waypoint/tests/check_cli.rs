@@ -73,7 +73,7 @@ fn syntax_and_type_errors_name_file_document_and_field() {
         "bad.yaml",
         "apiVersion: v1\nkind: Service\nmetadata: {name: ok, namespace: shop}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: typo, namespace: shop}\nspec:\n  ports:\n  - port: eighty\n",
     );
-    write(dir.path(), "unknown.yaml", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: shop}\n");
+    write(dir.path(), "unknown.yaml", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: deny, namespace: shop}\n");
     let (code, text) = check(dir.path());
     assert_ne!(code, 0, "{text}");
     assert!(
@@ -83,7 +83,7 @@ fn syntax_and_type_errors_name_file_document_and_field() {
         "{text}"
     );
     assert!(
-        text.contains("AuthorizationPolicy shop/deny") && text.contains("not yet supported"),
+        text.contains("Telemetry shop/deny") && text.contains("not yet supported"),
         "{text}"
     );
 }

@@ -315,6 +315,7 @@ fn plan(documents: &[Document]) -> Option<Snapshot> {
         gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
         version: 0,
         gateway: None,
+        trust_domain: crate::snapshot::CLUSTER_DOMAIN.to_string(),
     };
     Snapshot::build(documents, Vec::new(), &options).0
 }

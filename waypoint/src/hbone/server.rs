@@ -470,6 +470,7 @@ mod tests {
                 gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
                 version: 1,
                 gateway: None,
+                trust_domain: crate::snapshot::CLUSTER_DOMAIN.to_string(),
             },
         );
         let snapshot = snapshot.expect("snapshot");

@@ -117,10 +117,24 @@ macro_rules! tls13_signatures {
     };
 }
 
-/// Accepts client certificates chained to the mesh root and in our trust domain.
-#[derive(Debug)]
+/// Whether a peer's trust domain is one of the mesh's, asked per handshake so that a
+/// MeshConfig change (trust domain, `trustDomainAliases`) applies to the next connection.
+pub type TrustedDomains = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Accepts client certificates chained to the mesh root and in a trusted trust domain.
 struct MeshClientVerifier {
     store: Arc<CertStore>,
+    /// Trust domains accepted besides our own certificate's.
+    trusted: Option<TrustedDomains>,
+}
+
+impl std::fmt::Debug for MeshClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshClientVerifier")
+            .field("store", &self.store)
+            .field("trusted", &self.trusted.as_ref().map(|_| "mesh config"))
+            .finish()
+    }
 }
 
 impl ClientCertVerifier for MeshClientVerifier {
@@ -135,10 +149,14 @@ impl ClientCertVerifier for MeshClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
         let peer = verify_chain(&self.store, end_entity, intermediates, now)?;
-        let ours = &self.store.current().identity.trust_domain;
-        if &peer.trust_domain != ours {
+        // Our own certificate's trust domain is always the mesh's (istiod signs both); the
+        // MeshConfig adds its trust domain and aliases when it names them.
+        let own = peer.trust_domain == self.store.current().identity.trust_domain;
+        let trusted = own || self.trusted.as_ref().is_some_and(|t| t(&peer.trust_domain));
+        if !trusted {
             return Err(identity_mismatch(format!(
-                "peer {peer} is in trust domain {}, not ours ({ours})",
+                "peer {peer} is in trust domain {}, neither the mesh's nor one of its \
+                 trustDomainAliases (MeshConfig)",
                 peer.trust_domain
             )));
         }
@@ -206,12 +224,30 @@ impl rustls::client::ResolvesClientCert for CurrentCert {
 }
 
 /// The HBONE listener's TLS config: requires a client certificate chained to the mesh root
-/// and in our trust domain, and presents the store's current certificate.
+/// and in our own certificate's trust domain, and presents the store's current certificate.
 pub fn server_config(store: Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, Error> {
+    server_config_with(store, None)
+}
+
+/// [`server_config`] for the waypoint's HBONE listener: a client's trust domain must be our
+/// certificate's or one `trusted` accepts (the MeshConfig's trust domain or an alias, as
+/// istiod's SAN prefixes for Envoy's inbound validation during a trust-domain migration).
+pub fn mesh_server_config(
+    store: Arc<CertStore>,
+    trusted: TrustedDomains,
+) -> Result<Arc<rustls::ServerConfig>, Error> {
+    server_config_with(store, Some(trusted))
+}
+
+fn server_config_with(
+    store: Arc<CertStore>,
+    trusted: Option<TrustedDomains>,
+) -> Result<Arc<rustls::ServerConfig>, Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(MeshClientVerifier {
             store: store.clone(),
+            trusted,
         }))
         .with_cert_resolver(Arc::new(CurrentCert(store)));
     config.alpn_protocols = vec![ALPN_H2.to_vec()];

@@ -28,7 +28,7 @@ pub use model::{
 };
 pub use protocol::Protocol;
 pub use report::{Report, ResourceStatus, State, StatusIssue};
-pub use security::{Security, SecurityPolicies};
+pub use security::{PolicySummary, Security, SecurityPolicies, SecuritySummary};
 
 /// The gateway class of Istio waypoints.
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";
@@ -90,6 +90,9 @@ pub struct BuildOptions {
     pub gateway_class: String,
     /// `--gateway NS/NAME`; `None` picks the only `istio-waypoint` Gateway.
     pub gateway: Option<GatewayRef>,
+    /// `--trust-domain`: the mesh's trust domain unless the MeshConfig sets `trustDomain`
+    /// ([`CLUSTER_DOMAIN`] by default, as Istio's).
+    pub trust_domain: String,
 }
 
 impl Snapshot {
@@ -242,5 +245,7 @@ pub fn split_authority(authority: &str) -> Option<(&str, u16)> {
         .map(|a| (a.host, a.port_or(80)))
 }
 
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,11 @@ pub enum State {
     Ignored(String),
     /// At least one issue is an error.
     Error,
+    /// A security policy (or the MeshConfig's ext_authz providers) with errors: in force fail
+    /// closed where it attaches (an ALLOW rule in error never matches, a DENY rule always
+    /// does), reported loudly, and — unlike [`State::Error`] — it does not keep the folder from
+    /// loading (issue 12, Istio's behaviour for security policies).
+    FailClosed,
 }
 
 /// One problem with one field of an object.
@@ -118,35 +123,50 @@ impl Report {
                 .count()
     }
 
-    /// One line per error, each naming file, document, object, field and reason.
+    /// One line per error, each naming file, document, object, field and reason. Errors of
+    /// objects loaded fail closed are in [`Report::fail_closed_lines`] instead.
     pub fn error_lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = self.global_errors.clone();
         lines.extend(self.file_errors.iter().map(|e| e.to_string()));
-        lines.extend(self.issue_lines(Severity::Error));
+        lines.extend(self.issue_lines(Severity::Error, |s| s.state != State::FailClosed));
         lines
+    }
+
+    /// One line per error of an object in state [`State::FailClosed`]: in force fail closed,
+    /// not blocking the load, and still to be shown as loudly as an error.
+    pub fn fail_closed_lines(&self) -> Vec<String> {
+        self.issue_lines(Severity::Error, |s| s.state == State::FailClosed)
+            .collect()
     }
 
     /// One line per warning, formed as [`Report::error_lines`] forms them.
     pub fn warning_lines(&self) -> Vec<String> {
-        self.issue_lines(Severity::Warning).collect()
+        self.issue_lines(Severity::Warning, |_| true).collect()
     }
 
-    fn issue_lines(&self, severity: Severity) -> impl Iterator<Item = String> + '_ {
-        self.statuses.iter().flat_map(move |s| {
-            s.issues
-                .iter()
-                .filter(move |i| i.severity == severity)
-                .map(move |i| {
-                    format!(
-                        "{} document {}: {}: field {}: {}",
-                        s.origin.file.display(),
-                        s.origin.document,
-                        s.object,
-                        i.field,
-                        one_line(&i.message)
-                    )
-                })
-        })
+    fn issue_lines(
+        &self,
+        severity: Severity,
+        of: fn(&ResourceStatus) -> bool,
+    ) -> impl Iterator<Item = String> + '_ {
+        self.statuses
+            .iter()
+            .filter(move |s| of(s))
+            .flat_map(move |s| {
+                s.issues
+                    .iter()
+                    .filter(move |i| i.severity == severity)
+                    .map(move |i| {
+                        format!(
+                            "{} document {}: {}: field {}: {}",
+                            s.origin.file.display(),
+                            s.origin.document,
+                            s.object,
+                            i.field,
+                            one_line(&i.message)
+                        )
+                    })
+            })
     }
 
     /// Kinds read but not acted on yet, for the startup log.

@@ -15,6 +15,7 @@ pub(super) fn build_with(yaml: &str, gateway: Option<GatewayRef>) -> (Option<Sna
             gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
             version: 7,
             gateway,
+            trust_domain: CLUSTER_DOMAIN.to_string(),
         },
     )
 }

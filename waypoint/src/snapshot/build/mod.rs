@@ -15,6 +15,7 @@ mod gateway_listeners;
 mod gateway_selection;
 mod http_routes;
 mod parents;
+mod security;
 mod services;
 mod tcp_routes;
 mod virtual_services;
@@ -46,13 +47,15 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Records how `doc` fared; any error issue makes its state `Error`.
+    /// Records how `doc` fared; any error issue makes its state `Error`, except for an
+    /// object loaded fail closed (security policies), whose errors do not block the load.
     fn status(&mut self, doc: &Document, state: State, issues: Vec<StatusIssue>) {
-        let state = if issues.iter().any(|i| i.severity == Severity::Error) {
-            State::Error
-        } else {
-            state
-        };
+        let state =
+            if state != State::FailClosed && issues.iter().any(|i| i.severity == Severity::Error) {
+                State::Error
+            } else {
+                state
+            };
         let mut issues = issues;
         issues.extend(doc.unknown_fields.iter().map(|f| StatusIssue {
             severity: Severity::Warning,
@@ -81,6 +84,7 @@ impl<'a> Builder<'a> {
         self.attach_tcp_routes(&unique, &mut services, &by_key);
         self.destination_rules(&unique, &mut services, &served.gateway.namespace);
         self.attach_virtual_services(&unique, &mut services, &served.gateway.namespace);
+        let security = self.security(&unique, &services, &served, &opts.trust_domain);
         served.role?;
         let workloads = self.workloads(&unique, &served);
         mark_hbone_endpoints(&mut services, &workloads);
@@ -94,7 +98,7 @@ impl<'a> Builder<'a> {
             by_host,
             by_vip,
             workloads,
-            security: super::Security::default(),
+            security,
         })
     }
 
