@@ -10,6 +10,7 @@ use crate::identity::{CertError, CertStore, WorkloadCert};
 use crate::listener::{self, Proxy};
 use crate::live::{ConfigError, LiveConfig};
 use crate::proxy::WaypointProxy;
+use crate::security::Clients;
 use crate::snapshot::GatewayRef;
 use arc_swap::ArcSwap;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions};
@@ -187,12 +188,15 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     // Filled once the Gateway role's listeners are bound: which listener port a connection's
     // local address serves.
     let gateway_ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>> = Arc::default();
+    // One JWKS cache and one set of ext_authz connections for every listener and tunnel.
+    let security = Clients::new();
     let make_proxy = |h2c: bool| {
         let inner = WaypointProxy::new(
             live.clone(),
             tunnels.clone(),
             hbone_client.clone(),
             gateway_ports.clone(),
+            security.clone(),
         );
         http_proxy(inner, h2c)
     };
@@ -232,6 +236,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                     let live = live.clone();
                     Arc::new(move |td: &str| live.snapshot().security.accepts_trust_domain(td))
                 })?,
+                security: security.clone(),
             });
             Some(serving.hbone(&opts, server, certs, &mut watchers).await?)
         }
@@ -383,6 +388,7 @@ impl Serving<'_> {
             proxy.clone(),
             self.shutdown.clone(),
             self.tracker.clone(),
+            Some(self.live.clone()),
         ));
         Ok(Some(bound))
     }

@@ -19,6 +19,8 @@ pub mod config;
 pub mod demo;
 /// Choosing the endpoint of a service port, for the HTTP and TCP paths alike.
 pub mod endpoint;
+/// `waypoint explain`: what the waypoint would do with one request, and why.
+pub mod explain;
 /// HBONE, the mesh's mTLS HTTP/2 CONNECT transport, inbound and outbound.
 pub mod hbone;
 /// The waypoint's workload certificate and the mesh roots, from files or the Istio CA.

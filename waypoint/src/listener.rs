@@ -16,19 +16,24 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::coalesce::Coalesced;
+use crate::live::LiveConfig;
 use crate::proxy::WaypointProxy;
 
 /// The pingora HTTP proxy every listener and tunnel hands its streams to.
 pub type Proxy = HttpProxy<WaypointProxy>;
 
 /// Serves HTTP/1.1 and h2c (prior knowledge) connections from `listener` until `shutdown`
-/// turns true. Connections are spawned on `tracker` so the drain can wait for them.
+/// turns true. Connections are spawned on `tracker` so the drain can wait for them. With
+/// `peer_auth` (the plain listener), the PeerAuthentication in force decides whether plaintext
+/// is accepted at all: a STRICT port closes the connection unanswered.
 pub async fn serve_http(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     mut shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
+    peer_auth: Option<Arc<LiveConfig>>,
 ) {
+    let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -44,6 +49,12 @@ pub async fn serve_http(
                 continue;
             }
         };
+        if let Some(live) = &peer_auth {
+            if crate::security::plaintext_refused(&live.snapshot(), port) {
+                tracing::debug!(%peer, "plaintext connection closed: PeerAuthentication STRICT");
+                continue;
+            }
+        }
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, "set_nodelay: {e}");
         }

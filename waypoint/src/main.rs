@@ -1,4 +1,4 @@
-//! The `waypoint` command line: `run`, `check` and `demo`.
+//! The `waypoint` command line: `run`, `check`, `explain` and `demo`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -39,6 +39,10 @@ enum Command {
         #[arg(long, default_value = "cluster.local", env = "TRUST_DOMAIN")]
         trust_domain: String,
     },
+    /// Explain what the waypoint would do with one request: the route, each security policy
+    /// evaluated and the verdict (last line `verdict: ...`). Exit 0 allowed, 1 refused,
+    /// 2 bad input, 3 an ext_authz provider decides.
+    Explain(Box<ExplainArgs>),
     /// Run the Kiali Travel Demo on loopback: backends, the waypoint and a traffic generator.
     #[cfg(feature = "demo")]
     Demo(waypoint::demo::DemoArgs),
@@ -56,6 +60,36 @@ enum Command {
 /// How to get a waypoint with the demo (the README's first command).
 #[cfg(not(feature = "demo"))]
 const DEMO_COMMAND: &str = "cargo run --release -p waypoint --features demo -- demo";
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The config folder, read as `run` reads it.
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// The Gateway served, as for `run`.
+    #[arg(long, value_name = "NS/NAME")]
+    gateway: Option<GatewayRef>,
+    /// The destination as a mesh client dials it: a service name or address (port 80 by
+    /// default); in the Gateway role, the Host and listener port.
+    #[arg(long, value_name = "SERVICE[:PORT]")]
+    to: String,
+    /// The HBONE peer's SPIFFE ID; without it, plaintext on the plain listener.
+    #[arg(long, value_name = "SPIFFE-ID")]
+    from: Option<String>,
+    /// `source.ip` (default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    source_ip: Option<std::net::IpAddr>,
+    #[arg(long, default_value = "GET")]
+    method: String,
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// A request header, NAME=VALUE; repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    /// A file holding a JWT, sent as `authorization: Bearer <token>`.
+    #[arg(long, value_name = "FILE")]
+    jwt: Option<PathBuf>,
+}
 
 #[derive(clap::Args)]
 struct RunArgs {
@@ -165,6 +199,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => serve(*args),
+        Command::Explain(args) => {
+            let explanation = match explain_request(*args) {
+                Ok(request) => runtime()?.block_on(async {
+                    waypoint::explain::explain(&request)
+                        .await
+                        .unwrap_or_else(|e| e.into_explanation())
+                }),
+                Err(e) => e.into_explanation(),
+            };
+            print!("{}", explanation.text);
+            std::process::exit(explanation.exit);
+        }
         #[cfg(feature = "demo")]
         Command::Demo(args) => runtime()?.block_on(waypoint::demo::run(args)),
         #[cfg(not(feature = "demo"))]
@@ -176,6 +222,40 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     }
+}
+
+/// The request `explain` describes, from its flags.
+fn explain_request(
+    args: ExplainArgs,
+) -> Result<waypoint::explain::Request, waypoint::explain::ExplainError> {
+    use waypoint::explain::ExplainError::Input;
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| {
+            h.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| Input(format!("--header {h}: want NAME=VALUE")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let jwt = match &args.jwt {
+        None => None,
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| Input(format!("--jwt {}: {e}", file.display())))?,
+        ),
+    };
+    Ok(waypoint::explain::Request {
+        config: args.config,
+        gateway: args.gateway,
+        to: args.to,
+        from: args.from,
+        source_ip: args.source_ip,
+        method: args.method,
+        path: args.path,
+        headers,
+        jwt,
+    })
 }
 
 /// `waypoint run`: serves until SIGTERM or Ctrl-C, then drains.

@@ -46,6 +46,7 @@ impl GatewayListeners {
             self.proxy.clone(),
             stopped,
             self.tracker.clone(),
+            None,
         ));
         Ok(BoundListener { addr, stop })
     }

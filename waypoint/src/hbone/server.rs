@@ -53,6 +53,8 @@ pub struct HboneServer {
     pub tcp: Arc<TcpForwarder>,
     /// The listener's mTLS config ([`super::tls::server_config`]).
     pub tls: Arc<rustls::ServerConfig>,
+    /// What TCP tunnels are authorized with (ext_authz connections for CUSTOM).
+    pub security: crate::security::Clients,
 }
 
 /// Accepts HBONE connections until `shutdown` turns true.
@@ -202,6 +204,11 @@ impl HboneServer {
             }
         };
         if protocol == Protocol::Tcp {
+            // STEP authorize (security), L4: a denied tunnel is closed after its CONNECT 200,
+            // as Envoy's RBAC network filter closes the connection.
+            if !crate::security::check_tunnel(&snapshot, &context, &self.security).await {
+                return;
+            }
             return self.tcp.forward(tunnel, context, &snapshot).await;
         }
         let client = context.client_addr.unwrap_or(peer);

@@ -2,8 +2,8 @@
 //!
 //! Each part is written by one step and read by the later ones: `downstream` by
 //! `early_request_filter`, `snapshot` and `routed` by `request_filter` (the decision), `attempt`
-//! by the upstream phases, `record` by whichever step ends the request. The security issue adds
-//! an `auth` part (verified claims, the authorization verdict) beside `routed`.
+//! by the upstream phases, `auth` by STEP authorize, `record` by whichever step ends the
+//! request.
 
 use super::decide::{Action, Routed, RuleFilters, Upstream};
 use crate::hbone::context::TunnelContext;
@@ -24,6 +24,8 @@ pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
     /// What the routing decision made of the request.
     pub routed: Option<Routed>,
+    /// What STEP authorize made of it: the verified JWT, or why it was refused.
+    pub auth: Auth,
     /// The upstream attempts so far.
     pub attempt: Attempt,
     /// The current attempt's circuit-breaker places and endpoint (STEP admit).
@@ -57,6 +59,19 @@ impl Default for Downstream {
             client_ip: None,
         }
     }
+}
+
+/// The security outcome of a request, for telemetry.
+#[derive(Debug, Default)]
+pub struct Auth {
+    /// The verified JWT (`request.auth.principal` and claims), when the request carried one.
+    pub request: Option<authz::RequestAuth>,
+    /// Why a security step refused the request: Envoy's response code details
+    /// (`rbac_access_denied_matched_policy[...]`, `jwt_authn_access_denied{...}`,
+    /// `ext_authz_denied`).
+    pub denied: Option<String>,
+    /// Headers an allowing ext_authz server adds to the response.
+    pub response_headers: Vec<(String, String)>,
 }
 
 /// The state of the upstream attempts: which ones failed, and whether the next is a retry.
@@ -127,6 +142,7 @@ impl RequestCtx {
             downstream: Downstream::default(),
             snapshot: None,
             routed: None,
+            auth: Auth::default(),
             attempt: Attempt::default(),
             admit: Default::default(),
             record: Record::default(),

@@ -195,6 +195,9 @@ fn target<'s>(
         }
     };
     routed.destination = Some(service.key.clone());
+    // Mesh traffic arrives on the service port; redirects that keep the port use it, and
+    // STEP authorize matches it as `destination.port`.
+    routed.listener_port = port.port;
     // GAMMA: a client's own namespace's routes for the service (consumer routes) replace the
     // service owner's (producer routes) for that client.
     let consumer = downstream
@@ -216,8 +219,6 @@ fn target<'s>(
                 req.uri.path()
             ))
         })?;
-    // Mesh traffic arrives on the service port; redirects that keep the port use it.
-    routed.listener_port = port.port;
     Ok(Target::Rule(m))
 }
 

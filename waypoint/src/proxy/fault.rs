@@ -39,7 +39,7 @@ pub fn abort_refusal(answer: AbortAnswer, grpc_request: bool) -> Refusal {
 }
 
 /// A gRPC request, by its content type (`application/grpc`, `application/grpc+proto`, ...).
-fn is_grpc(req: &RequestHeader) -> bool {
+pub fn is_grpc(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -4,12 +4,14 @@
 //! Every listener (the plain HTTP one, HBONE CONNECT streams, Gateway listeners) feeds the same
 //! `HttpProxy<WaypointProxy>`, so a request is handled identically whichever way it came in.
 //! Each phase is a short list of named steps; the files beside this one hold them:
-//! `context` (per-request state), `decide` (route decision), `fault` (fault injection),
+//! `context` (per-request state), `decide` (route decision), `authorize` (path normalization
+//! and security), `fault` (fault injection),
 //! `upstream` (peer and header edits), `retry` (retries and the route's deadline), `reply`
 //! (every local answer), `mirror`, `headers`, `record` (access log). The places where
 //! authorization, fault injection, breaker admission and metrics plug in are marked `STEP`.
 
 pub mod admit;
+mod authorize;
 mod context;
 mod decide;
 mod fault;
@@ -20,13 +22,15 @@ mod reply;
 mod retry;
 mod upstream;
 
-pub use context::{Attempt, Downstream, Record, RequestCtx};
-pub use decide::{decide, Action, Routed, RuleFilters, Upstream};
+pub use authorize::{apply_edits, authorize, connection_attrs, normalize_path};
+pub use context::{Attempt, Auth, Downstream, Record, RequestCtx};
+pub use decide::{decide, request_authority, Action, Routed, RuleFilters, Upstream};
 pub use reply::{classify_failure, Failure, PreflightAnswer, Refusal};
 
 use crate::hbone::client::HboneClient;
 use crate::hbone::context::TunnelRegistry;
 use crate::live::LiveConfig;
+use crate::security::Clients;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -46,22 +50,27 @@ pub struct WaypointProxy {
     hbone: Option<Arc<HboneClient>>,
     /// Gateway role: the listener port each bound local address serves.
     gateway_ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>>,
+    /// The JWKS cache and ext_authz connections STEP authorize uses.
+    security: Clients,
 }
 
 impl WaypointProxy {
     /// A proxy reading config from `live`, tunnel facts from `tunnels`, dialling ambient
-    /// endpoints with `hbone`, and mapping Gateway listener addresses with `gateway_ports`.
+    /// endpoints with `hbone`, mapping Gateway listener addresses with `gateway_ports`, and
+    /// checking security with `security`'s JWKS cache and ext_authz client.
     pub fn new(
         live: Arc<LiveConfig>,
         tunnels: Arc<TunnelRegistry>,
         hbone: Option<Arc<HboneClient>>,
         gateway_ports: Arc<ArcSwap<HashMap<SocketAddr, u16>>>,
+        security: Clients,
     ) -> Self {
         WaypointProxy {
             live,
             tunnels,
             hbone,
             gateway_ports,
+            security,
         }
     }
 
@@ -104,22 +113,42 @@ impl ProxyHttp for WaypointProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.live.snapshot();
-        let mut routed = decide(
-            &snapshot,
-            session.req_header(),
-            &ctx.downstream,
-            rand::random(),
-        );
+        // STEP normalize (security): Istio's path normalization, before routing as Envoy's
+        // connection manager does; the backend receives the normalized path.
+        let mut routed = match authorize::normalize_path(session.req_header_mut()) {
+            Ok(()) => {
+                let mut routed = decide(
+                    &snapshot,
+                    session.req_header(),
+                    &ctx.downstream,
+                    rand::random(),
+                );
+                // STEP authorize (security): RequestAuthentication, then AuthorizationPolicy
+                // (CUSTOM, DENY, ALLOW) for `routed.destination`; a denial is a `Refusal`
+                // answered below, before any redirect, direct response or upstream work (a
+                // route's CORS preflight answer comes first, as Envoy's CORS filter does).
+                let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+                let (downstream, port) = (&ctx.downstream, routed.listener_port);
+                authorize::authorize(
+                    session.req_header_mut(),
+                    &snapshot,
+                    || authorize::connection_attrs(downstream, local, port),
+                    &mut routed,
+                    &mut ctx.auth,
+                    &self.security,
+                )
+                .await;
+                routed
+            }
+            Err(bad) => authorize::refused(bad),
+        };
         ctx.snapshot = Some(snapshot);
-        // STEP authorize (security): RequestAuthentication, then AuthorizationPolicy
-        // (CUSTOM, DENY, ALLOW) for `routed.destination`; a denial is a `Refusal` answered
-        // below, before any redirect, preflight or upstream work.
         // STEP fault (resilience): the rule's delay, then its abort as a `Refusal`.
         fault::inject(session.req_header(), &mut routed, &mut ctx.record).await;
         // The route's request timeout starts once the request is routed and delayed.
         ctx.attempt.timer_start = Some(std::time::Instant::now());
         if let Action::Refuse(refusal) = &routed.action {
-            ctx.record.flag = Some(refusal.flag);
+            ctx.record.flag = refusal.flag;
         }
         if let Action::Forward(up) = &routed.action {
             mirror::send(
@@ -230,6 +259,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         admit::affinity_cookie(session.req_header(), response, ctx)?;
+        authorize::edit_response(response, &ctx.auth);
         match ctx.filters() {
             Some(filters) => upstream::edit_response(session.req_header(), response, filters),
             None => Ok(()),
@@ -260,4 +290,4 @@ impl ProxyHttp for WaypointProxy {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -24,6 +24,9 @@ pub fn access_log(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
         source = ctx.downstream.tunnel.as_ref().map(|t| t.source.to_string()),
         upstream = ?ctx.upstream().map(|u| u.addr),
         flag = ctx.record.flags(),
+        // Envoy's response code details of a security refusal (RBAC and JWT have no flag).
+        reason = ctx.auth.denied.as_deref(),
+        request_principal = ctx.auth.request.as_ref().map(|a| a.principal.as_str()),
         retries = ctx.attempt.retry.retries_done(),
         not_retried = ctx.attempt.not_retried,
         config_version = ctx.snapshot.as_ref().map(|s| s.version),

@@ -3,6 +3,7 @@
 //! waypoint) gives the same situation.
 
 use super::decide::Action;
+use authz::LocalReply;
 use bytes::Bytes;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
@@ -15,14 +16,20 @@ use telemetry::{ResponseFlag, REASON_HEADER};
 pub struct Refusal {
     /// The HTTP status sent.
     pub status: u16,
-    /// The response flag, also sent in the reason header.
-    pub flag: ResponseFlag,
+    /// The response flag, also sent in the reason header; none for the security denials
+    /// Envoy reports without one (RBAC, JWT).
+    pub flag: Option<ResponseFlag>,
     /// What an operator reads in the body: the service, route or rule and what is missing.
     /// Borrowed when it is fixed text, so a refusal that names nothing allocates nothing.
     pub detail: Cow<'static, str>,
     /// Set for a gRPC answer: the `grpc-status` sent (with the detail as `grpc-message`) in a
     /// bodiless `application/grpc` response.
     pub grpc_status: Option<u32>,
+    /// Extra response headers (a security denial's `www-authenticate`, ext_authz's headers).
+    pub headers: Vec<(String, String)>,
+    /// The detail is sent byte for byte (a security denial's body, as Envoy writes it), not
+    /// as a line of text.
+    pub verbatim: bool,
 }
 
 impl Refusal {
@@ -56,13 +63,52 @@ impl Refusal {
         }
     }
 
+    /// 400: a path Istio's normalization rejects (Envoy 1.40 answers `Bad Request`, no
+    /// flag).
+    pub fn bad_path() -> Self {
+        Refusal {
+            flag: None,
+            verbatim: true,
+            ..Refusal::new(400, ResponseFlag::DownstreamProtocolError, "Bad Request")
+        }
+    }
+
+    /// A security step's answer (`reply`), with its flag. A gRPC client gets it as Envoy's
+    /// local replies to gRPC: a 200 whose `grpc-status` maps the HTTP status (401 → 16
+    /// UNAUTHENTICATED, 403 → 7 PERMISSION_DENIED) and whose `grpc-message` is the body.
+    pub fn security(reply: &LocalReply, flag: Option<ResponseFlag>, grpc_request: bool) -> Self {
+        Refusal {
+            status: if grpc_request { 200 } else { reply.status },
+            flag,
+            detail: Cow::Owned(reply.body.clone()),
+            grpc_status: grpc_request.then(|| grpc_status_of(reply.status)),
+            headers: reply.headers.clone(),
+            verbatim: true,
+        }
+    }
+
     fn new(status: u16, flag: ResponseFlag, detail: impl Into<Cow<'static, str>>) -> Self {
         Refusal {
             status,
-            flag,
+            flag: Some(flag),
             detail: detail.into(),
             grpc_status: None,
+            headers: Vec::new(),
+            verbatim: false,
         }
+    }
+}
+
+/// Envoy's mapping of an HTTP status to the gRPC status of a local reply
+/// (`Grpc::Utility::httpToGrpcStatus`).
+pub fn grpc_status_of(http_status: u16) -> u32 {
+    match http_status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502..=504 => 14,
+        _ => 2,
     }
 }
 
@@ -76,12 +122,12 @@ pub struct PreflightAnswer {
 }
 
 /// A response the waypoint writes itself.
-struct LocalResponse {
-    status: u16,
-    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+pub(super) struct LocalResponse {
+    pub(super) status: u16,
+    pub(super) headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The body, sent as is; none for redirects and preflights.
-    body: Option<Bytes>,
-    flag: Option<ResponseFlag>,
+    pub(super) body: Option<Bytes>,
+    pub(super) flag: Option<ResponseFlag>,
 }
 
 /// Writes the answer a decision calls for; false when the request is to be forwarded.
@@ -125,17 +171,40 @@ pub async fn answer(session: &mut Session, action: &Action) -> Result<bool> {
     Ok(true)
 }
 
-fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
+pub(super) fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
+    let mut headers = Vec::with_capacity(refusal.headers.len() + 3);
+    for (name, value) in &refusal.headers {
+        let name = http::HeaderName::try_from(name.as_str()).map_err(|e| {
+            Error::because(ErrorType::InternalError, "invalid local reply header", e)
+        })?;
+        headers.push((name, header_value(value)?));
+    }
     let Some(code) = refusal.grpc_status else {
+        // Envoy's local replies are `text/plain` (without a charset) unless the security step
+        // (an ext_authz server) gave its own type.
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name == http::header::CONTENT_TYPE);
+        if refusal.verbatim && !typed {
+            headers.push((
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            ));
+        }
+        let body = match refusal.verbatim {
+            true => (!refusal.detail.is_empty())
+                .then(|| Bytes::copy_from_slice(refusal.detail.as_bytes())),
+            false => Some(text_body(&refusal.detail)),
+        };
         return Ok(LocalResponse {
             status: refusal.status,
-            headers: Vec::new(),
-            body: Some(text_body(&refusal.detail)),
-            flag: Some(refusal.flag),
+            headers,
+            body,
+            flag: refusal.flag,
         });
     };
     // A gRPC Trailers-Only answer: the status travels in headers and there is no body.
-    let headers = vec![
+    headers.extend([
         (
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/grpc"),
@@ -148,12 +217,12 @@ fn refusal_response(refusal: &Refusal) -> Result<LocalResponse> {
             http::HeaderName::from_static("grpc-message"),
             header_value(&refusal.detail)?,
         ),
-    ];
+    ]);
     Ok(LocalResponse {
         status: refusal.status,
         headers,
         body: None,
-        flag: Some(refusal.flag),
+        flag: refusal.flag,
     })
 }
 
@@ -209,7 +278,8 @@ async fn write(session: &mut Session, response: LocalResponse) -> Result<()> {
     let body = response.body;
     let mut resp = ResponseHeader::build(response.status, Some(response.headers.len() + 3))?;
     for (name, value) in response.headers {
-        resp.insert_header(name, value)?;
+        // Appended: an ext_authz denial may carry a header more than once (set-cookie).
+        resp.append_header(name, value)?;
     }
     if body.is_some() && !resp.headers.contains_key(http::header::CONTENT_TYPE) {
         resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;

@@ -53,7 +53,7 @@ spec:
   ports: [{name: http, port: 80}]
 "#;
 
-fn snapshot(extra: &str) -> Snapshot {
+pub(crate) fn snapshot(extra: &str) -> Snapshot {
     let mut loaded = Loaded::default();
     let text = if extra.is_empty() {
         BASE.to_string()
@@ -71,7 +71,7 @@ fn snapshot(extra: &str) -> Snapshot {
     s.expect("snapshot")
 }
 
-fn request(host: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+pub(crate) fn request(host: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
     let mut req = RequestHeader::build("GET", path.as_bytes(), None).expect("request");
     req.insert_header("host", host).expect("host");
     for (k, v) in headers {
@@ -94,7 +94,11 @@ fn forwarded(r: &Routed) -> &Upstream {
 
 fn refused(r: &Routed) -> (u16, &'static str, &str) {
     match &r.action {
-        Action::Refuse(x) => (x.status, x.flag.as_str(), x.detail.as_ref()),
+        Action::Refuse(x) => (
+            x.status,
+            x.flag.map_or("-", |f| f.as_str()),
+            x.detail.as_ref(),
+        ),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
