@@ -270,7 +270,7 @@ async fn custom(
         return Ok(());
     };
     match client.check(input.snapshot, provider, req, attrs).await {
-        CustomOutcome::Allow { edits } => {
+        CustomOutcome::Allow { edits, .. } => {
             checked.trace.push(format!(
                 "CUSTOM {}: provider {name} allowed",
                 matched.policy

@@ -37,6 +37,7 @@ fn snapshot(extra: &str) -> Snapshot {
         gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
         version: 1,
         gateway: None,
+        trust_domain: crate::snapshot::CLUSTER_DOMAIN.to_string(),
     };
     let (s, _report) = Snapshot::build(&loaded.documents, loaded.errors, &opts);
     s.expect("snapshot")
