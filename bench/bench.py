@@ -27,9 +27,11 @@ sys.path.insert(0, os.path.join(BENCH, "envoy"))
 sys.path.insert(0, BENCH)
 import configs as envoy_configs  # noqa: E402
 import mesh  # noqa: E402
+import security  # noqa: E402
 
 TOOLS = os.path.join(ROOT, ".tools")
-RUN_DIR = os.path.join(TOOLS, "bench-run")
+# Logs and generated configs; BENCH_RUN_DIR moves them (.tools may be shared between worktrees).
+RUN_DIR = os.environ.get("BENCH_RUN_DIR") or os.path.join(TOOLS, "bench-run")
 RESULTS = os.path.join(BENCH, "results")
 PROXY_CORE = "1"
 LOAD_CORE = "0"
@@ -286,15 +288,16 @@ class Envoy:
             return r.read().strip() == b"LIVE"
 
 
-def envoy_main(route_count, backend_port, certs, scale_services=0, routes_per_service=10, resilience=False):
+def envoy_main(route_count, backend_port, certs, scale_services=0, routes_per_service=10, resilience=False,
+               secure=False):
     """Envoy with both the plain HTTP listener (scenario 1) and Istio's HBONE waypoint layout;
-    `resilience` is S3's retry policy and outlier detector."""
+    `resilience` is S3's retry policy and outlier detector, `secure` its JWT and ALLOW policy."""
     def build(e):
         services = [(mesh.VIP, 80, envoy_configs.routes(route_count, resilience))]
         for i in range(scale_services):
             services.append((mesh.scale_vip(i), 80, envoy_configs.routes(routes_per_service)))
         cfg = envoy_configs.hbone_waypoint(e.hbone_port, e.admin_port, backend_port,
-                                           os.path.join(certs, "waypoint"), services, resilience)
+                                           os.path.join(certs, "waypoint"), services, resilience, secure)
         plain = envoy_configs.plain_http(e.http_port, e.admin_port, backend_port, route_count)
         cfg["static_resources"]["listeners"] += plain["static_resources"]["listeners"]
         return cfg
@@ -335,12 +338,14 @@ def wrk(port, seconds, connections=64, host=mesh.HOST):
 
 
 def hbone_load(bins, port, certs, seconds, mode="tunnel", connections=4, streams=8, warmup=0.0,
-               authority=f"{mesh.VIP}:80"):
+               authority=f"{mesh.VIP}:80", headers=()):
+    """`headers`: extra `Name: value` lines of every request (S3's JWT)."""
+    extra = [arg for h in headers for arg in ("--header", h)]
     out = subprocess.run(
         ["taskset", "-c", LOAD_CORE, bins["hbone-load"], "load", "--target", f"127.0.0.1:{port}",
          "--authority", authority, "--certs", os.path.join(certs, "client"),
          "--connections", str(connections), "--streams", str(streams), "--mode", mode,
-         "--duration", str(seconds), "--warmup", str(warmup)],
+         "--duration", str(seconds), "--warmup", str(warmup)] + extra,
         capture_output=True, text=True, check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -509,18 +514,20 @@ def scenarios(args, bins, report):
         for p in (wp, ev):
             p.proc.stop()
 
-        log("\n== S3 HBONE tunnels, 20 HTTPRoutes on the service (the match last), retry + outlier detection")
+        log("\n== S3 HBONE tunnels, 20 HTTPRoutes on the service (the match last), retry + outlier detection,"
+            " JWT + a 20-rule ALLOW policy (the match last)")
         cfg20 = os.path.join(RUN_DIR, "config-20routes")
-        mesh.write_folder(cfg20, origin.port, route_count=20, resilience=True)
+        mesh.write_folder(cfg20, origin.port, route_count=20, resilience=True, secure=True)
         wp = Waypoint(bins, "waypoint-20", cfg20, certs)
-        ev = Envoy("envoy-20", envoy_main(20, origin.port, certs, resilience=True))
+        ev = Envoy("envoy-20", envoy_main(20, origin.port, certs, resilience=True, secure=True))
         procs += [wp.proc, ev.proc]
         report.extra["start_20"] = {"waypoint": wp.start_seconds, "envoy": ev.start_seconds}
         proxies = (("waypoint", wp), ("envoy", ev))
+        jwt = [security.header()]
         for name, p in proxies:
-            hbone_load(bins, p.hbone_port, certs, 1)
+            hbone_load(bins, p.hbone_port, certs, 1, headers=jwt)
         measure_interleaved(report, "S3 hbone 20 routes",
-                            [(name, p.proc, lambda p=p: hbone_load(bins, p.hbone_port, certs, secs), 0)
+                            [(name, p.proc, lambda p=p: hbone_load(bins, p.hbone_port, certs, secs, headers=jwt), 0)
                              for name, p in proxies], origin, runs)
         for p in (wp, ev):
             p.proc.stop()

@@ -8,6 +8,8 @@ origin for the propagation scenario.
 
 import os
 
+import security
+
 NAMESPACE = "shop"
 VIP = "10.0.0.10"
 HOST = "web.shop.svc.cluster.local"
@@ -110,10 +112,11 @@ def web_routes(count, backend="web-backend", resilience=False):
 
 
 def write_folder(path, backend_port, route_count=1, b_port=None, scale_services=0, routes_per_service=10,
-                 resilience=False):
+                 resilience=False, secure=False):
     """Writes mesh.yaml and routes.yaml into `path`. `scale_services` more services (each with
     `routes_per_service` routes) make the route-scale configuration; `resilience` is S3's retry
-    policy and outlier detector."""
+    policy and outlier detector; `secure` writes security.yaml, S3's RequestAuthentication and
+    20-rule ALLOW policy on `web` (bench/security.py)."""
     os.makedirs(path, exist_ok=True)
     backends = _BACKEND.format(name="web-backend", vip="10.0.0.11", port=backend_port)
     if b_port is not None:
@@ -122,6 +125,9 @@ def write_folder(path, backend_port, route_count=1, b_port=None, scale_services=
         f.write(_MESH.format(backends=backends))
     with open(os.path.join(path, "routes.yaml"), "w") as f:
         f.write(web_routes(route_count, resilience=resilience))
+    if secure:
+        with open(os.path.join(path, "security.yaml"), "w") as f:
+            f.write(security.waypoint_yaml())
     if scale_services:
         parts = []
         for i in range(scale_services):

@@ -18,6 +18,8 @@ selected by Host as the waypoint's plain listener does.
 Every function returns a dict; the benchmark writes it as JSON (Envoy reads JSON as YAML).
 """
 
+import security as security_policies
+
 # ztunnel's HTTP/2 windows: both proxies see the peer they see in a mesh.
 STREAM_WINDOW = 4 * 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
@@ -143,8 +145,9 @@ def plain_http(listen_port, admin_port, backend_port, route_count=1):
     }
 
 
-def _service_chain(vip, port, route_list, name):
-    """One filter chain of main_internal: the HCM Istio builds for a service VIP:port."""
+def _service_chain(vip, port, route_list, name, filters=()):
+    """One filter chain of main_internal: the HCM Istio builds for a service VIP:port, with
+    `filters` (S3's jwt_authn and RBAC) before the router."""
     return {
         "name": name,
         "filter_chain_match": {"prefix_ranges": [{"address_prefix": vip, "prefix_len": 32}], "destination_port": port},
@@ -157,15 +160,18 @@ def _service_chain(vip, port, route_list, name):
                 "route_config": {"name": name, "virtual_hosts": [{
                     "name": name, "domains": ["*"], "routes": route_list,
                 }]},
-                "http_filters": [ROUTER],
+                "http_filters": [*filters, ROUTER],
             },
         }],
     }
 
 
-def hbone_waypoint(listen_port, admin_port, backend_port, cert_dir, services, resilience=False):
+def hbone_waypoint(listen_port, admin_port, backend_port, cert_dir, services, resilience=False,
+                   security=False):
     """Scenarios 2-5: Istio's waypoint layout. `services` is a list of (vip, port, routes);
-    `resilience` gives the backend cluster S3's outlier detector."""
+    `resilience` gives the backend cluster S3's outlier detector; `security` gives every service
+    S3's JWT and 20-rule ALLOW policy (bench/security.py) and connect_terminate the peer
+    identity's filter state they need."""
     tls_params = {"tls_minimum_protocol_version": "TLSv1_3", "tls_maximum_protocol_version": "TLSv1_3"}
     common_tls = {
         "tls_params": tls_params,
@@ -192,7 +198,7 @@ def hbone_waypoint(listen_port, admin_port, backend_port, cert_dir, services, re
                  "format_string": text("%REQ(:AUTHORITY)%"), "shared_with_upstream": "ONCE"},
                 {"object_key": "envoy.filters.listener.original_dst.remote_ip",
                  "format_string": text("%DOWNSTREAM_REMOTE_ADDRESS%"), "shared_with_upstream": "ONCE"},
-            ],
+            ] + ([security_policies.peer_principal_state()] if security else []),
         },
     }
     connect_terminate = {
@@ -246,7 +252,8 @@ def hbone_waypoint(listen_port, admin_port, backend_port, cert_dir, services, re
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"},
         }],
         "filter_chains": [
-            _service_chain(vip, port, route_list, f"inbound-vip|{port}|http|{vip}")
+            _service_chain(vip, port, route_list, f"inbound-vip|{port}|http|{vip}",
+                           security_policies.envoy_filters() if security else ())
             for vip, port, route_list in services
         ],
     }

@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use support::{examples_travel, local_options, HttpClient};
 
+/// The example's pod addresses are fixed: one test at a time binds them.
+static EXAMPLE_PODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts an echo backend on every travel-agency pod address of the example.
 async fn agency_backends() -> Vec<conformance::EchoServer> {
     let pods = [
@@ -39,6 +42,7 @@ async fn agency_backends() -> Vec<conformance::EchoServer> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn travel_example_routes_splits_and_reports_misses() {
+    let _pods = EXAMPLE_PODS.lock().await;
     let _backends = agency_backends().await;
     let wp = waypoint::app::start(local_options(&examples_travel()))
         .await
@@ -168,5 +172,63 @@ async fn travel_example_routes_splits_and_reports_misses() {
     assert_eq!(r.status, 404);
     assert!(r.body.contains("has no port 8080"), "{}", r.body);
 
+    wp.shutdown().await;
+}
+
+/// 70-security.yaml: JWT on travels (tokens minted with the example's key, as the demo does)
+/// and the DENY on its admin paths, through the waypoint as the portals call it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn travel_example_checks_tokens_and_denies_the_admin_path() {
+    use waypoint::demo::security::{for_service, Denial};
+
+    let _pods = EXAMPLE_PODS.lock().await;
+    let _backends = agency_backends().await;
+    let dir = examples_travel();
+    let loaded = waypoint::config::load_dir(&dir).expect("the example loads");
+    let security = for_service(&dir, &loaded.documents, "travel-agency", "travels")
+        .expect("the example's key is usable");
+    let valid = format!("Bearer {}", security.bearer.expect("a token for travels"));
+    let wp = waypoint::app::start(local_options(&dir))
+        .await
+        .expect("waypoint starts");
+    let addr = wp.http_addr.expect("http listener");
+    let client = HttpClient::new();
+    let get = |path: &'static str, token: Option<String>| {
+        let client = &client;
+        async move {
+            let headers: Vec<(&str, &str)> = token
+                .as_deref()
+                .map(|t| vec![("authorization", t)])
+                .unwrap_or_default();
+            client
+                .get(addr, "travels.travel-agency", path, &headers)
+                .await
+                .expect("request")
+        }
+    };
+
+    // A valid token, and no token at all (Istio's RequestAuthentication alone requires none).
+    for token in [Some(valid.clone()), None] {
+        let r = get("/travels/paris", token).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.pod().starts_with("travels-v"), "{}", r.body);
+    }
+    // Bad tokens: 401 with jwt_authn's body.
+    let [expired, tampered] = [0, 1].map(|i| {
+        let refusal = &security.refusals[i];
+        assert_eq!(refusal.denial, Denial::Unauthenticated);
+        format!("Bearer {}", refusal.bearer.clone().expect("a token"))
+    });
+    let r = get("/travels", Some(expired)).await;
+    assert_eq!((r.status, r.body.as_str()), (401, "Jwt is expired"));
+    let r = get("/travels", Some(tampered)).await;
+    assert_eq!((r.status, r.body.as_str()), (401, "Jwt verification fails"));
+    // The admin paths: 403 whatever the token.
+    for token in [Some(valid), None] {
+        for path in ["/travels/admin", "/travels/admin/reports"] {
+            let r = get(path, token.clone()).await;
+            assert_eq!((r.status, r.body.as_str()), (403, "RBAC: access denied"));
+        }
+    }
     wp.shutdown().await;
 }

@@ -84,6 +84,9 @@ struct LoadArgs {
     /// The inner request's path.
     #[arg(long, default_value = "/")]
     path: String,
+    /// An extra header of the inner request, `Name: value` (repeatable): S3's JWT.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
     #[arg(long, default_value_t = 4)]
     connections: usize,
     /// Concurrent streams (workers) per connection.
@@ -171,8 +174,15 @@ impl Tally {
 
 async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let tls = tunnel::client_config(&args.target.certs, &args.target.peer_id)?;
+    for header in &args.headers {
+        anyhow::ensure!(
+            header.contains(':') && !header.contains(['\r', '\n']),
+            "--header {header:?}: want one `Name: value` line"
+        );
+    }
+    let extra: String = args.headers.iter().map(|h| format!("{h}\r\n")).collect();
     let request = Bytes::from(format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hbone-load\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hbone-load\r\n{extra}\r\n",
         args.path, args.host
     ));
     let mut senders = Vec::with_capacity(args.connections);

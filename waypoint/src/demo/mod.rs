@@ -11,6 +11,7 @@ pub mod ca;
 pub mod hbone_endpoint;
 pub mod misbehaviour;
 pub mod report;
+pub mod security;
 pub mod served;
 pub mod traffic;
 pub mod waypoint_dialer;
@@ -228,7 +229,8 @@ impl Demo {
             .http_addr
             .context("the demo waypoint has no HTTP listener")?;
         let snapshot = waypoint.live.snapshot();
-        let flows = travel_flows(&snapshot);
+        let mut flows = travel_flows(&snapshot);
+        arm_flows(&mut flows, config, &loaded.documents)?;
         anyhow::ensure!(
             !flows.is_empty(),
             "no travel-agency service is served by waypoint {} in {}",
@@ -382,9 +384,23 @@ fn travel_flows(snapshot: &Snapshot) -> Vec<Flow> {
                 paths: paths.iter().map(|p| p.to_string()).collect(),
                 weight: *weight,
                 service: Some(format!("{}/{service}", snapshot.gateway.namespace)),
+                security: Default::default(),
             })
         })
         .collect()
+}
+
+/// Gives each flow the tokens and the requests to refuse that its service's security policies
+/// in `documents` call for ([`security::for_service`]).
+fn arm_flows(flows: &mut [Flow], config: &Path, documents: &[Document]) -> anyhow::Result<()> {
+    for flow in flows {
+        let Some((namespace, service)) = flow.service.as_deref().and_then(|s| s.split_once('/'))
+        else {
+            continue;
+        };
+        flow.security = security::for_service(config, documents, namespace, service)?;
+    }
+    Ok(())
 }
 
 /// A demo backend for every Pod with a loopback IP: it plays the service named by the pod's

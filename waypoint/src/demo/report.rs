@@ -3,9 +3,11 @@
 //! the tables printed every second and at the end; and the run's verdict.
 //!
 //! The verdict tells the answers the configured policy intends from failures: a fault-injection
-//! abort (flag FI) or a circuit-breaker overflow (UO) is what the resilience YAML asks for, so
-//! it does not fail the run; any other answer but a 2xx does, including a 503 from a flaky pod
-//! that retries and outlier detection should have hidden.
+//! abort (flag FI) or a circuit-breaker overflow (UO) is what the resilience YAML asks for, and
+//! a 401 or 403 to a request the security YAML must refuse (an expired token, a denied path) is
+//! what that asks for, so they do not fail the run; any other answer but a 2xx does, including
+//! a 503 from a flaky pod that retries and outlier detection should have hidden, a 401 to a
+//! valid token, and a 2xx to a request the policies should have refused.
 
 mod tables;
 
@@ -14,6 +16,8 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use telemetry::{LatencyHistogram, ResponseFlag, REASON_HEADER};
+
+use super::security::Denial;
 
 pub(super) use tables::{write_final, write_second};
 
@@ -31,8 +35,12 @@ pub struct StatusCounts {
     pub server_error: u64,
     /// Connect failures, broken connections and timeouts.
     pub transport_error: u64,
-    /// Non-2xx answers the configured policy intends: fault-injection aborts (FI) and
-    /// circuit-breaker overflows (UO).
+    /// 2xx answers to requests the security policies should have refused: a policy not in
+    /// force.
+    pub unenforced: u64,
+    /// Non-2xx answers the configured policy intends: fault-injection aborts (FI),
+    /// circuit-breaker overflows (UO), and the 401/403 a security policy gives a request it
+    /// must refuse.
     pub intended: u64,
 }
 
@@ -44,10 +52,12 @@ impl StatusCounts {
             + self.client_error
             + self.server_error
             + self.transport_error
+            + self.unenforced
             + self.intended
     }
 
-    /// Requests that got no 2xx: a 3xx, a 4xx, a 5xx or no answer at all, intended or not.
+    /// Requests that got no 2xx (a 3xx, a 4xx, a 5xx or no answer at all, intended or not), or
+    /// a 2xx the security policies should have refused.
     pub fn failures(&self) -> u64 {
         self.total() - self.success
     }
@@ -67,6 +77,10 @@ impl StatusCounts {
             (self.client_error, "4xx"),
             (self.server_error, "5xx"),
             (self.transport_error, "transport errors"),
+            (
+                self.unenforced,
+                "2xx that the security policies should have refused",
+            ),
         ]
         .iter()
         .filter(|(n, _)| *n > 0)
@@ -83,6 +97,8 @@ impl StatusCounts {
             Outcome::Status(status, _) if status.is_client_error() => &mut self.client_error,
             Outcome::Status(..) => &mut self.server_error,
             Outcome::Transport(_) => &mut self.transport_error,
+            Outcome::Refused(_) => &mut self.intended,
+            Outcome::NotRefused => &mut self.unenforced,
         };
         *counter += 1;
     }
@@ -93,6 +109,7 @@ impl StatusCounts {
         self.client_error += other.client_error;
         self.server_error += other.server_error;
         self.transport_error += other.transport_error;
+        self.unenforced += other.unenforced;
         self.intended += other.intended;
     }
 }
@@ -104,6 +121,49 @@ pub fn intended(flag: ResponseFlag) -> bool {
         flag,
         ResponseFlag::FaultInjected | ResponseFlag::UpstreamOverflow
     )
+}
+
+/// The outcome of a request that got `status` with `flag` and `body`: for a request the
+/// policies must refuse with `denial`, whether they did.
+pub(super) fn classify(
+    denial: Option<Denial>,
+    status: StatusCode,
+    flag: Option<ResponseFlag>,
+    body: &[u8],
+) -> Outcome {
+    match denial {
+        Some(denial) if denial.is(status, body) => Outcome::Refused(denial),
+        Some(_) if status.is_success() => Outcome::NotRefused,
+        _ => Outcome::Status(status, flag),
+    }
+}
+
+/// The refusals the security policies intended, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DenialCounts {
+    /// 401s from request authentication to bad tokens.
+    pub unauthenticated: u64,
+    /// 403s from an AuthorizationPolicy.
+    pub forbidden: u64,
+}
+
+impl DenialCounts {
+    fn record(&mut self, denial: Denial) {
+        match denial {
+            Denial::Unauthenticated => self.unauthenticated += 1,
+            Denial::Forbidden => self.forbidden += 1,
+        }
+    }
+
+    fn add(&mut self, other: &DenialCounts) {
+        self.unauthenticated += other.unauthenticated;
+        self.forbidden += other.forbidden;
+    }
+
+    /// Requests that never reached a pod because a policy refused them.
+    fn total(&self) -> u64 {
+        self.unauthenticated + self.forbidden
+    }
 }
 
 /// Answers by the response flag the waypoint gave them.
@@ -172,6 +232,10 @@ pub(super) enum Outcome {
     Status(StatusCode, Option<ResponseFlag>),
     /// No response: why, for the summary's "last error" line.
     Transport(String),
+    /// The refusal a security policy intends, to a request it must refuse.
+    Refused(Denial),
+    /// A 2xx to a request the security policies must refuse.
+    NotRefused,
 }
 
 /// Everything observed for one summary label.
@@ -183,6 +247,8 @@ pub struct LabelReport {
     pub statuses: StatusCounts,
     /// Responses by response flag.
     pub flags: FlagCounts,
+    /// The refusals the security policies intended.
+    pub denials: DenialCounts,
     /// Responses per `x-demo-version` value; responses without the header are not counted.
     pub versions: BTreeMap<String, u64>,
     /// Time from sending the request to the end of the response body.
@@ -209,6 +275,7 @@ impl LabelReport {
             label,
             statuses: StatusCounts::default(),
             flags: FlagCounts::default(),
+            denials: DenialCounts::default(),
             versions: BTreeMap::new(),
             latency: LatencyHistogram::new(),
             last_error: None,
@@ -258,7 +325,8 @@ impl LabelReport {
     }
 
     /// Upstream attempts beyond one per request that reached a pod: the waypoint's retries.
-    /// Fault aborts and overflows never reach a pod, so they are left out of the requests;
+    /// Fault aborts, overflows and the security policies' refusals never reach a pod, so they
+    /// are left out of the requests;
     /// requests still in flight are in (see [`LabelReport::sent`]), so a live figure may miss
     /// a retry in flight but never shows one that did not happen. `None` when the pods are
     /// not known.
@@ -266,7 +334,7 @@ impl LabelReport {
         let reached = self
             .sent
             .max(self.total())
-            .saturating_sub(self.flags.fault + self.flags.overflow);
+            .saturating_sub(self.flags.fault + self.flags.overflow + self.denials.total());
         self.attempts().map(|a| a.saturating_sub(reached))
     }
 
@@ -295,7 +363,8 @@ impl LabelReport {
         }
         match &sample.outcome {
             Outcome::Status(_, Some(flag)) => self.flags.record(*flag),
-            Outcome::Status(_, None) => {}
+            Outcome::Refused(denial) => self.denials.record(*denial),
+            Outcome::Status(_, None) | Outcome::NotRefused => {}
             Outcome::Transport(error) => self.last_error = Some(error.clone()),
         }
     }
@@ -327,6 +396,7 @@ impl LabelReport {
     pub(super) fn reset(&mut self) {
         self.statuses = StatusCounts::default();
         self.flags = FlagCounts::default();
+        self.denials = DenialCounts::default();
         self.versions.clear();
         self.latency.reset();
         self.last_error = None;
@@ -347,14 +417,17 @@ pub enum Failure {
     /// Nothing was sent (stopped at once, or a zero duration).
     #[error("the demo sent no request")]
     NoTraffic,
-    /// Some requests got no 2xx, and no policy explains why.
+    /// Some requests got no 2xx, and no policy explains why; or a policy did not refuse what
+    /// it should have.
     #[error(
-        "{failed} of {total} requests got no 2xx answer ({kinds}; to {destinations}); only \
-         fault-injection aborts (FI) and circuit-breaker overflows (UO) may, as the configured \
-         policy intends them"
+        "{failed} of {total} requests did not get the answer the configuration intends \
+         ({kinds}; to {destinations}); only fault-injection aborts (FI), circuit-breaker \
+         overflows (UO) and the security policies' 401/403 to the requests they must refuse \
+         may lack a 2xx"
     )]
     NotAll2xx {
-        /// Requests without a 2xx and without a flag that explains it.
+        /// Requests without a 2xx and without a policy that explains it, and 2xx answers to
+        /// requests a policy must refuse.
         failed: u64,
         /// Requests sent.
         total: u64,
@@ -391,7 +464,8 @@ impl Report {
     }
 
     /// The demo's verdict: it passes only if it sent requests and every one got a 2xx, or an
-    /// answer the configured policy intends (FI, UO).
+    /// answer the configured policy intends (FI, UO, a security policy's 401/403 to a request
+    /// it must refuse), and no request it must refuse got a 2xx.
     pub fn verdict(&self) -> Result<(), Failure> {
         let all = self.statuses();
         if all.total() == 0 {
@@ -417,11 +491,13 @@ impl Report {
     /// The verdict in one line, with what the policies did: the summary's last line.
     pub fn verdict_line(&self) -> String {
         let mut flags = FlagCounts::default();
+        let mut denials = DenialCounts::default();
         let mut retries = 0;
         let mut ejections = 0;
         for label in &self.labels {
             flags.fault += label.flags.fault;
             flags.overflow += label.flags.overflow;
+            denials.add(&label.denials);
             retries += label.retries().unwrap_or(0);
             ejections += label.ejections;
         }
@@ -433,10 +509,11 @@ impl Report {
                 format!("verdict: PASS: every request got a 2xx; {policy}, keeping upstream failures from the client")
             }
             Ok(()) => format!(
-                "verdict: PASS: every request got a 2xx but {} fault-injection aborts (FI) and \
-                 {} circuit-breaker overflows (UO), which the configured policy intends; \
-                 {policy}, keeping upstream failures from the client",
-                flags.fault, flags.overflow
+                "verdict: PASS: every request got a 2xx but {} fault-injection aborts (FI), \
+                 {} circuit-breaker overflows (UO), {} 401s to bad tokens and {} 403s on denied \
+                 requests, which the configured policy intends; {policy}, keeping upstream \
+                 failures from the client",
+                flags.fault, flags.overflow, denials.unauthenticated, denials.forbidden
             ),
         }
     }

@@ -87,7 +87,15 @@ async fn run_config(
 ) -> Result<(Demo, report::Report, String)> {
     let config = tempfile::tempdir()?;
     std::fs::write(config.path().join("travel.yaml"), yaml)?;
-    let demo = Demo::start(config.path(), mode, POD_HBONE_PORT).await?;
+    run_dir(config.path(), mode, duration).await
+}
+
+async fn run_dir(
+    config: &Path,
+    mode: Mode,
+    duration: Duration,
+) -> Result<(Demo, report::Report, String)> {
+    let demo = Demo::start(config, mode, POD_HBONE_PORT).await?;
     let plan = TrafficPlan {
         transport: demo.transport(),
         flows: demo.flows.clone(),
@@ -391,5 +399,61 @@ spec:
         text.contains("verdict: PASS: every request got a 2xx"),
         "{text}"
     );
+    Ok(())
+}
+
+/// [`topology`] with the shipped example's security policies on `travels` (its
+/// 70-security.yaml, edited by `edit`) and the demo's signing key beside them.
+fn secured_config(net: u8, edit: impl Fn(String) -> String) -> Result<tempfile::TempDir> {
+    let example = default_config();
+    let policies = std::fs::read_to_string(example.join("70-security.yaml"))?;
+    let config = tempfile::tempdir()?;
+    let yaml = format!("{}---\n{}", topology(net), edit(policies));
+    std::fs::write(config.path().join("travel.yaml"), yaml)?;
+    std::fs::create_dir(config.path().join("jwt"))?;
+    std::fs::copy(
+        example.join(security::SIGNING_KEY),
+        config.path().join(security::SIGNING_KEY),
+    )?;
+    Ok(config)
+}
+
+#[tokio::test]
+async fn jwt_and_a_deny_policy_refuse_bad_tokens_and_the_admin_path() -> Result<()> {
+    let config = secured_config(66, |policies| policies)?;
+    let (demo, report, text) =
+        run_dir(config.path(), Mode::Hbone, Duration::from_millis(1500)).await?;
+    demo.shutdown().await;
+
+    assert_eq!(report.verdict(), Ok(()), "{text}");
+    let [travels] = report.per_label() else {
+        panic!("one label expected\n{text}");
+    };
+    // Two of every three refusals are bad tokens, one the admin path.
+    assert!(travels.denials.unauthenticated >= 2, "{text}");
+    assert!(travels.denials.forbidden >= 1, "{text}");
+    assert_eq!(travels.statuses.client_error, 0, "{text}");
+    // Refused requests never reach a pod, so they are not taken for retries.
+    assert_eq!(travels.retries(), Some(0), "{text}");
+    assert!(text.contains("401s to bad tokens"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_jwks_that_does_not_match_the_portals_key_fails_the_run() -> Result<()> {
+    // Another modulus under the same kid: the portals' valid tokens fail verification.
+    let config = secured_config(67, |policies| {
+        let edited = policies.replacen("\"n\":\"tms26", "\"n\":\"tms27", 1);
+        assert_ne!(edited, policies, "the example's JWKS changed");
+        edited
+    })?;
+    let (demo, report, text) =
+        run_dir(config.path(), Mode::Plain, Duration::from_millis(1500)).await?;
+    demo.shutdown().await;
+
+    let Err(report::Failure::NotAll2xx { kinds, .. }) = report.verdict() else {
+        panic!("valid tokens refused must fail the run\n{text}");
+    };
+    assert!(kinds.contains(" 4xx"), "{kinds}\n{text}");
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use http::header::HOST;
+use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
@@ -31,16 +31,21 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 
-use super::report::{flag_of, write_final, write_second, LabelReport, Outcome, Report, Sample};
+use super::report::{
+    classify, flag_of, write_final, write_second, LabelReport, Outcome, Report, Sample,
+};
+use super::security::FlowSecurity;
 use super::served::{PodTally, Served};
 use super::waypoint_dialer::{DialError, WaypointDialer};
+use requests::{compile_requests, CompiledRequest};
 
 /// Longest a request may take before it counts as a transport error. Generous, because a demo
 /// may inject delays, but bounded so that a stuck connection cannot silence a worker for good.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One kind of client traffic: requests for `host`, cycling through `paths`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One kind of client traffic: requests for `host`, cycling through `paths`, with the
+/// requests its security policies must refuse mixed in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flow {
     /// Destination shown in the summary, e.g. `travels.travel-agency`. Flows may share a label;
     /// their traffic is then summed in one row.
@@ -57,6 +62,9 @@ pub struct Flow {
     /// `namespace/service` of the pods that answer the flow, as [`Served`] names them (the
     /// pods' `app` label): their request counts give the label's retries and ejections.
     pub service: Option<String>,
+    /// The token every request of `paths` carries, and the requests to mix in (one after each
+    /// round of `paths`) that the destination's policies must refuse.
+    pub security: FlowSecurity,
 }
 
 /// How requests reach the waypoint.
@@ -226,7 +234,8 @@ struct CompiledPlan {
 struct CompiledFlow {
     label: usize,
     host: HeaderValue,
-    paths: Vec<String>,
+    /// The requests to cycle through.
+    requests: Vec<CompiledRequest>,
     /// Which of a worker's connections the flow's requests go on.
     connection: usize,
     /// Where that connection goes: the TCP address for plain traffic, the tunnel's CONNECT
@@ -267,11 +276,8 @@ impl CompiledPlan {
                     flow.label, flow.host
                 )
             })?;
-            let paths = if flow.paths.is_empty() {
-                vec!["/".to_owned()]
-            } else {
-                flow.paths.clone()
-            };
+            let requests =
+                compile_requests(flow).with_context(|| format!("flow {:?}", flow.label))?;
             let (connection, destination) = match &plan.transport {
                 Transport::Plain(target) => (0, *target),
                 Transport::Hbone(_) => {
@@ -294,7 +300,7 @@ impl CompiledPlan {
             flows.push(CompiledFlow {
                 label,
                 host,
-                paths,
+                requests,
                 connection,
                 destination,
             });
@@ -318,8 +324,8 @@ impl CompiledPlan {
         }
     }
 
-    /// The next request to send: (flow index, path).
-    fn next_request(&self) -> (usize, &str) {
+    /// The next request to send: (flow index, request).
+    fn next_request(&self) -> (usize, &CompiledRequest) {
         // The lock only guards a few integer updates, never an await; a poisoned lock still
         // holds valid counters, so keep using it.
         let (flow, turn) = self
@@ -327,8 +333,8 @@ impl CompiledPlan {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .next();
-        let paths = &self.flows[flow].paths;
-        (flow, &paths[turn % paths.len()])
+        let requests = &self.flows[flow].requests;
+        (flow, &requests[turn % requests.len()])
     }
 }
 
@@ -408,22 +414,25 @@ async fn worker(
             _ = ticker.tick() => {}
             _ = finish.wait_for(|f| *f) => return,
         }
-        let (flow_index, path) = plan.next_request();
+        let (flow_index, request) = plan.next_request();
         let flow = &plan.flows[flow_index];
         plan.sent[flow.label].fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
         let connection = &mut connections[flow.connection];
         let result = timeout(
             REQUEST_TIMEOUT,
-            exchange(connection, &plan.transport, flow, path),
+            exchange(connection, &plan.transport, flow, request),
         )
         .await
         .unwrap_or(Err(ExchangeError::Timeout));
         let latency = began.elapsed();
         let (outcome, version) = match result {
-            Ok((status, flag, version)) => (Outcome::Status(status, flag), version),
+            Ok(answer) => (
+                classify(request.denial, answer.status, answer.flag, &answer.body),
+                answer.version,
+            ),
             Err(error) => {
-                tracing::debug!(%error, path, "demo traffic request failed");
+                tracing::debug!(%error, path = request.path, "demo traffic request failed");
                 // The connection may be mid-response; never reuse it.
                 *connection = None;
                 (Outcome::Transport(error.to_string()), None)
@@ -441,13 +450,23 @@ async fn worker(
     }
 }
 
-/// GETs `path` on the flow's connection, (re)connecting as needed, and reads the whole body.
+/// What came back for one request.
+struct Answer {
+    status: StatusCode,
+    flag: Option<ResponseFlag>,
+    /// The `x-demo-version` it carried.
+    version: Option<String>,
+    body: Bytes,
+}
+
+/// GETs the request's path on the flow's connection, (re)connecting as needed, and reads the
+/// whole body.
 async fn exchange(
     connection: &mut Option<SendRequest<Empty<Bytes>>>,
     transport: &Transport,
     flow: &CompiledFlow,
-    path: &str,
-) -> Result<(StatusCode, Option<ResponseFlag>, Option<String>), ExchangeError> {
+    request: &CompiledRequest,
+) -> Result<Answer, ExchangeError> {
     let reused = matches!(connection, Some(sender) if !sender.is_closed());
     let mut sender = match connection.take() {
         Some(sender) if reused => sender,
@@ -462,11 +481,14 @@ async fn exchange(
         sender = connect(transport, flow).await?;
         sender.ready().await?;
     }
-    let request = Request::get(path)
-        .header(HOST, &flow.host)
+    let mut builder = Request::get(&request.path).header(HOST, &flow.host);
+    if let Some(authorization) = &request.authorization {
+        builder = builder.header(AUTHORIZATION, authorization);
+    }
+    let http_request = builder
         .body(Empty::new())
-        .map_err(|_| ExchangeError::InvalidPath(path.to_owned()))?;
-    let (response, body) = sender.send_request(request).await?.into_parts();
+        .map_err(|_| ExchangeError::InvalidPath(request.path.clone()))?;
+    let (response, body) = sender.send_request(http_request).await?.into_parts();
     let version = response
         .headers
         .get("x-demo-version")
@@ -475,7 +497,12 @@ async fn exchange(
     let body = body.collect().await?.to_bytes();
     let flag = flag_of(response.status, &response.headers, &body);
     *connection = Some(sender);
-    Ok((response.status, flag, version))
+    Ok(Answer {
+        status: response.status,
+        flag,
+        version,
+        body,
+    })
 }
 
 async fn connect(
@@ -511,5 +538,6 @@ async fn handshake(
     Ok(sender)
 }
 
+mod requests;
 #[cfg(test)]
 mod tests;

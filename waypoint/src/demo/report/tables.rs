@@ -31,19 +31,19 @@ fn write_table<'a>(
     writeln!(out, "{heading}")?;
     writeln!(
         out,
-        "  {:<width$}  {:>7}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>4} {:>4} {:>4} {:>7}  {:>8} {:>8}  versions",
-        "destination", "req/s", "2xx", "3xx", "4xx", "5xx", "err", "UO", "UT", "FI", "retries",
-        "p50 ms", "p99 ms"
+        "  {:<width$}  {:>7}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>4} {:>4} {:>4} {:>4} {:>4} {:>7}  {:>8} {:>8}  versions",
+        "destination", "req/s", "2xx", "3xx", "4xx", "5xx", "err", "UO", "UT", "FI", "401", "403",
+        "retries", "p50 ms", "p99 ms"
     )?;
     for row in rows {
-        let (s, f) = (&row.counts.statuses, &row.counts.flags);
+        let (s, f, d) = (&row.counts.statuses, &row.counts.flags, &row.counts.denials);
         let retries = row
             .counts
             .retries()
             .map_or_else(|| "-".to_owned(), |n| n.to_string());
         writeln!(
             out,
-            "  {:<width$}  {:>7.1}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>4} {:>4} {:>4} {:>7}  {:>8.2} {:>8.2}  {}",
+            "  {:<width$}  {:>7.1}  {:>7} {:>5} {:>5} {:>5} {:>5}  {:>4} {:>4} {:>4} {:>4} {:>4} {:>7}  {:>8.2} {:>8.2}  {}",
             row.counts.label,
             row.rate,
             s.success,
@@ -54,6 +54,8 @@ fn write_table<'a>(
             f.overflow,
             f.timeout,
             f.fault,
+            d.unauthenticated,
+            d.forbidden,
             retries,
             millis(row.recent.p50()),
             millis(row.recent.p99()),
@@ -122,7 +124,7 @@ pub(in crate::demo) fn write_final(
     let seconds = report.elapsed.as_secs_f64().max(f64::EPSILON);
     let statuses = report.statuses();
     let heading = format!(
-        "total after {seconds:.1}s: {} requests, {} without a 2xx ({} intended by the policy: FI, UO)",
+        "total after {seconds:.1}s: {} requests, {} without a 2xx ({} intended by the policy: FI, UO, 401, 403)",
         report.total(),
         report.failures(),
         statuses.intended
@@ -155,6 +157,13 @@ pub(in crate::demo) fn write_final(
                 "  other flags for {}: {}",
                 label.label,
                 other.join(", ")
+            )?;
+        }
+        if label.statuses.unenforced > 0 {
+            writeln!(
+                out,
+                "  {} 2xx from {} to requests its security policies should have refused",
+                label.statuses.unenforced, label.label
             )?;
         }
         if let Some(error) = &label.last_error {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::demo::security::Denial;
 use http::HeaderValue;
 
 #[test]
@@ -349,7 +350,7 @@ fn tables_show_flags_retries_pods_and_the_verdict() {
     .expect("write");
     let text = String::from_utf8(out).expect("utf-8");
     let header = text.lines().nth(1).unwrap_or_default();
-    for column in ["UO", "UT", "FI", "retries"] {
+    for column in ["UO", "UT", "FI", "401", "403", "retries"] {
         assert!(header.contains(column), "{text}");
     }
     assert!(
@@ -368,8 +369,105 @@ fn tables_show_flags_retries_pods_and_the_verdict() {
     let last = text.lines().last().unwrap_or_default();
     assert_eq!(
         last,
-        "verdict: PASS: every request got a 2xx but 1 fault-injection aborts (FI) and 0 \
-         circuit-breaker overflows (UO), which the configured policy intends; the waypoint \
-         retried 31 times and ejected a pod 1 times, keeping upstream failures from the client"
+        "verdict: PASS: every request got a 2xx but 1 fault-injection aborts (FI), 0 \
+         circuit-breaker overflows (UO), 0 401s to bad tokens and 0 403s on denied requests, \
+         which the configured policy intends; the waypoint retried 31 times and ejected a pod \
+         1 times, keeping upstream failures from the client"
     );
+}
+
+/// What a request the security policies must refuse with `denial` came back as.
+fn probe(denial: Denial, code: u16, body: &str) -> Outcome {
+    let status = StatusCode::from_u16(code).expect("a valid status");
+    classify(Some(denial), status, None, body.as_bytes())
+}
+
+#[test]
+fn the_security_policies_refusals_pass_and_what_they_let_through_fails() {
+    let unauthenticated = Denial::Unauthenticated;
+    let forbidden = Denial::Forbidden;
+    let intended = label(
+        "travels",
+        vec![
+            status(200),
+            probe(unauthenticated, 401, "Jwt is expired"),
+            probe(unauthenticated, 401, "Jwt verification fails"),
+            probe(forbidden, 403, "RBAC: access denied"),
+        ],
+    );
+    assert_eq!(
+        intended.denials,
+        DenialCounts {
+            unauthenticated: 2,
+            forbidden: 1
+        }
+    );
+    assert_eq!(intended.statuses.intended, 3);
+    let report = Report::new(vec![intended], Duration::from_secs(1));
+    assert_eq!(report.verdict(), Ok(()));
+    assert!(
+        report
+            .verdict_line()
+            .contains("2 401s to bad tokens and 1 403s on denied requests"),
+        "{}",
+        report.verdict_line()
+    );
+
+    let passed = "1 2xx that the security policies should have refused";
+    let valid_refused = classify(
+        None,
+        StatusCode::UNAUTHORIZED,
+        None,
+        b"Jwt verification fails",
+    );
+    let cases: Vec<(&str, Outcome, &str)> = vec![
+        (
+            "a denied path reached a pod",
+            probe(forbidden, 200, "{}"),
+            passed,
+        ),
+        (
+            "an expired token passed",
+            probe(unauthenticated, 204, ""),
+            passed,
+        ),
+        (
+            "another 403",
+            probe(forbidden, 403, "Audiences in Jwt are not allowed"),
+            "1 4xx",
+        ),
+        (
+            "a 404, not a 401",
+            probe(unauthenticated, 404, "no route"),
+            "1 4xx",
+        ),
+        ("a valid token refused", valid_refused, "1 4xx"),
+    ];
+    for (what, outcome, expected) in cases {
+        let report = Report::new(
+            vec![label("travels", vec![status(200), outcome])],
+            Duration::from_secs(1),
+        );
+        let Err(Failure::NotAll2xx { kinds, failed, .. }) = report.verdict() else {
+            panic!("{what} must fail the run");
+        };
+        assert_eq!((kinds.as_str(), failed), (expected, 1), "{what}");
+    }
+}
+
+#[test]
+fn refused_requests_are_not_taken_for_retries() {
+    let mut travels = label(
+        "travels",
+        vec![
+            status(200),
+            status(200),
+            probe(Denial::Forbidden, 403, "RBAC: access denied"),
+        ],
+    );
+    travels.pods = pods(&[("travels-v1-0", 2)]);
+    travels.sent = 3;
+    assert_eq!(travels.retries(), Some(0));
+    travels.pods = pods(&[("travels-v1-0", 3)]);
+    assert_eq!(travels.retries(), Some(1));
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::demo::backends::{spawn_backends, DemoBackendSpec, DemoBackends};
+use crate::demo::security::Denial;
 use anyhow::Result;
 
 fn flow(label: &str, paths: &[&str], weight: u32) -> Flow {
@@ -10,6 +11,7 @@ fn flow(label: &str, paths: &[&str], weight: u32) -> Flow {
         paths: paths.iter().map(|p| (*p).to_owned()).collect(),
         weight,
         service: None,
+        security: Default::default(),
     }
 }
 
@@ -33,8 +35,8 @@ fn paths_cycle_per_flow() -> Result<()> {
     let compiled = CompiledPlan::new(&plan)?;
     let sent: Vec<(usize, String)> = (0..6)
         .map(|_| {
-            let (flow, path) = compiled.next_request();
-            (flow, path.to_owned())
+            let (flow, request) = compiled.next_request();
+            (flow, request.path.clone())
         })
         .collect();
     let expected = [
@@ -251,7 +253,8 @@ async fn stop_ends_early_and_transport_errors_are_counted() -> Result<()> {
 
 /// A stand-in for a waypoint's local replies on loopback: `/uo` answers like an overflowing
 /// circuit breaker (Envoy's header), `/fi` like a fault abort (the waypoint's reason header),
-/// `/503` like a flaky pod no retry hid, anything else 200.
+/// `/503` like a flaky pod no retry hid, `/admin` like an AuthorizationPolicy's denial, a
+/// request with a token other than `good` like jwt_authn's refusal, anything else 200.
 async fn local_replies() -> Result<SocketAddr> {
     use http_body_util::Full;
     use hyper::service::service_fn;
@@ -264,6 +267,15 @@ async fn local_replies() -> Result<SocketAddr> {
         while let Ok((stream, _)) = listener.accept().await {
             let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
                 let mut response = http::Response::builder();
+                let token = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+                let (status, body) = match (req.uri().path(), token) {
+                    (_, Some(token)) if token != b"Bearer good" => (401, "Jwt is expired"),
+                    ("/admin", _) => (403, "RBAC: access denied"),
+                    _ => (0, ""),
+                };
+                if status != 0 {
+                    return response.status(status).body(Full::new(Bytes::from(body)));
+                }
                 let status = match req.uri().path() {
                     "/uo" => {
                         response = response.header("x-envoy-overloaded", "true");
@@ -329,6 +341,104 @@ async fn flagged_answers_are_counted_and_only_unflagged_failures_fail() -> Resul
             report.verdict(),
             Err(crate::demo::report::Failure::NotAll2xx { .. })
         ),
+        "{text}"
+    );
+    assert!(text.contains("verdict: FAIL"), "{text}");
+    Ok(())
+}
+
+/// A flow with a token and, after each round of its paths, a request its policies must refuse.
+fn secured(label: &str, paths: &[&str], refusals: &[(&str, &str, Denial)]) -> Flow {
+    use crate::demo::security::Refusal;
+    Flow {
+        security: FlowSecurity {
+            bearer: Some("good".into()),
+            refusals: refusals
+                .iter()
+                .map(|(path, token, denial)| Refusal {
+                    path: (*path).into(),
+                    bearer: Some((*token).into()),
+                    denial: *denial,
+                })
+                .collect(),
+        },
+        ..flow(label, paths, 1)
+    }
+}
+
+#[test]
+fn refusals_follow_each_round_of_paths() -> Result<()> {
+    let flow = secured(
+        "a",
+        &["/1", "/2"],
+        &[
+            ("/1", "expired", Denial::Unauthenticated),
+            ("/admin", "good", Denial::Forbidden),
+        ],
+    );
+    let requests = compile_requests(&flow)?;
+    let sent: Vec<(&str, Option<&str>, Option<Denial>)> = requests
+        .iter()
+        .map(|r| {
+            let token = r.authorization.as_ref().and_then(|v| v.to_str().ok());
+            (r.path.as_str(), token, r.denial)
+        })
+        .collect();
+    let good = Some("Bearer good");
+    assert_eq!(
+        sent,
+        [
+            ("/1", good, None),
+            ("/2", good, None),
+            ("/1", Some("Bearer expired"), Some(Denial::Unauthenticated)),
+            ("/1", good, None),
+            ("/2", good, None),
+            ("/admin", good, Some(Denial::Forbidden)),
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn intended_refusals_pass_and_a_request_let_through_fails() -> Result<()> {
+    let addr = local_replies().await?;
+    let plan = |flow: Flow| TrafficPlan {
+        transport: Transport::Plain(addr),
+        flows: vec![flow],
+        rate_per_sec: 90,
+        connections: 2,
+        duration: Duration::from_millis(400),
+        served: None,
+    };
+    let refusals = [
+        ("/ok", "expired", Denial::Unauthenticated),
+        ("/admin", "good", Denial::Forbidden),
+    ];
+    let (_stop_tx, stop) = watch::channel(false);
+    let mut out = Vec::new();
+    let report = run(
+        plan(secured("travels", &["/ok"], &refusals)),
+        stop.clone(),
+        &mut out,
+    )
+    .await?;
+    let text = String::from_utf8(out)?;
+    let [travels] = report.per_label() else {
+        panic!("one label expected\n{text}");
+    };
+    assert!(travels.denials.unauthenticated > 0, "{text}");
+    assert!(travels.denials.forbidden > 0, "{text}");
+    // Every ordinary request carried the good token, or it would have had a 401.
+    assert_eq!(travels.statuses.client_error, 0, "{text}");
+    assert_eq!(report.verdict(), Ok(()), "{text}");
+
+    let leaky = [("/open", "good", Denial::Forbidden)];
+    let mut out = Vec::new();
+    let report = run(plan(secured("travels", &["/ok"], &leaky)), stop, &mut out).await?;
+    let text = String::from_utf8(out)?;
+    assert!(report.per_label()[0].statuses.unenforced > 0, "{text}");
+    assert!(
+        text.contains("to requests its security policies should have refused"),
         "{text}"
     );
     assert!(text.contains("verdict: FAIL"), "{text}");
