@@ -213,14 +213,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     let http_addr = serving.plain_http(&opts, &proxy).await?;
     let gateway_addrs = serving.gateway(&opts, &proxy, gateway_ports).await?;
     let admin = serving.admin_and_ready(&opts).await?;
-    let mut watchers = vec![
-        crate::watch::spawn_watcher(live.clone(), shutdown_rx.clone()).map_err(|source| {
-            StartError::Watch {
-                dir: opts.config_dir.clone(),
-                source,
-            }
-        })?,
-    ];
+    let mut watchers = vec![config_watcher(&opts, &live, &shutdown_rx)?];
     let hbone_addr = match &certs {
         Some(certs) => {
             let server = Arc::new(HboneServer {
@@ -233,10 +226,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
                     hbone: hbone_client.clone(),
                     idle_timeout: DEFAULT_IDLE_TIMEOUT,
                 }),
-                tls: crate::hbone::tls::mesh_server_config(certs.clone(), {
-                    let live = live.clone();
-                    Arc::new(move |td: &str| live.snapshot().security.accepts_trust_domain(td))
-                })?,
+                tls: mesh_tls(certs, &live)?,
                 security: security.clone(),
             });
             Some(serving.hbone(&opts, server, certs, &mut watchers).await?)
@@ -262,6 +252,35 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     };
     running.log_started();
     Ok(running)
+}
+
+/// The watch that reloads the config folder on change.
+fn config_watcher(
+    opts: &Options,
+    live: &Arc<LiveConfig>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<notify::RecommendedWatcher, StartError> {
+    crate::watch::spawn_watcher(live.clone(), shutdown.clone()).map_err(|source| {
+        StartError::Watch {
+            dir: opts.config_dir.clone(),
+            source,
+        }
+    })
+}
+
+/// The HBONE listener's TLS: the workload certificate, and client certificates of the mesh's
+/// trust domain or an alias as the snapshot in force says (read at each handshake, so a
+/// reload that changes the aliases applies to the next connection).
+fn mesh_tls(
+    certs: &Arc<CertStore>,
+    live: &Arc<LiveConfig>,
+) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    let live = live.clone();
+    let trusted = Arc::new(move |td: &str| live.snapshot().security.accepts_trust_domain(td));
+    Ok(crate::hbone::tls::mesh_server_config(
+        certs.clone(),
+        trusted,
+    )?)
 }
 
 /// Reads and compiles the config folder, off the async threads (it parses every file).
