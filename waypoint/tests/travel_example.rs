@@ -32,12 +32,31 @@ async fn agency_backends() -> Vec<conformance::EchoServer> {
             pod: pod.into(),
         };
         out.push(
-            conformance::spawn_echo(addr, id)
+            spawn_when_free(addr, id)
                 .await
                 .unwrap_or_else(|e| panic!("echo backend {pod} on {addr}: {e}")),
         );
     }
     out
+}
+
+/// The example's pods have fixed addresses, so the tests take turns (`EXAMPLE_PODS`); the
+/// previous test's backends are aborted when its runtime shuts down, which can be just after
+/// it released the turn, so a bind waits a little for the address to be free.
+async fn spawn_when_free(
+    addr: SocketAddr,
+    id: conformance::EchoIdentity,
+) -> std::io::Result<conformance::EchoServer> {
+    let mut tries = 0;
+    loop {
+        match conformance::spawn_echo(addr, id.clone()).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
