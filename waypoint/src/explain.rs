@@ -163,11 +163,19 @@ fn build_request(
     };
     let mut req = RequestHeader::build(method, request.path.as_bytes(), None)
         .map_err(|e| bad("--method/--path", &e))?;
-    req.insert_header(http::header::HOST, request.to.as_str())
+    // A client leaves the default port out of Host (curl, browsers, gRPC): `--to svc:80`
+    // sends `Host: svc`, so that policies' `hosts` see what the proxy would.
+    let host = request.to.strip_suffix(":80").unwrap_or(&request.to);
+    req.insert_header(http::header::HOST, host)
         .map_err(|e| bad("--to", &e))?;
     for (name, value) in &request.headers {
-        req.append_header(name.clone(), value.as_str())
-            .map_err(|e| bad(&format!("--header {name}"), &e))?;
+        // `--header host=…` is the Host the client sends, replacing the one from `--to`.
+        let edit = if name.eq_ignore_ascii_case("host") {
+            req.insert_header(name.clone(), value.as_str())
+        } else {
+            req.append_header(name.clone(), value.as_str()).map(|_| ())
+        };
+        edit.map_err(|e| bad(&format!("--header {name}"), &e))?;
     }
     if let Some(token) = &request.jwt {
         req.insert_header(

@@ -20,7 +20,7 @@ mod normalize;
 mod rule;
 mod set;
 
-pub use normalize::{normalize_path, remote_ip, BadPath};
+pub use normalize::{is_normalized, normalize_path, remote_ip, BadPath};
 
 use crate::attrs::{RequestAttrs, TrustDomains};
 use crate::spec::{PolicyIssue, PolicyRef};

@@ -57,6 +57,22 @@ pub fn normalize_path(path_and_query: &str) -> Result<String, BadPath> {
     Ok(out)
 }
 
+/// True when [`normalize_path`] would return `path_and_query` unchanged, checked without
+/// allocating: the common request (a plain `/a/b?q`) skips the normalization's copies.
+/// Conservative: a path with any `%`, `\`, `#`, byte Chromium escapes, or dot segment is
+/// left to `normalize_path`.
+pub fn is_normalized(path_and_query: &str) -> bool {
+    let path = path_and_query
+        .split_once('?')
+        .map_or(path_and_query, |(p, _)| p);
+    path.starts_with('/')
+        && !path_and_query.contains('#')
+        && !path
+            .bytes()
+            .any(|b| b == b'%' || b == b'\\' || b == 0 || needs_escape(b))
+        && !path[1..].split('/').any(|seg| seg == "." || seg == "..")
+}
+
 /// Chromium's per-character pass: `\` becomes `/`, escapes of unreserved characters are
 /// decoded, other escapes kept as written, and bytes that may not appear raw are escaped.
 fn canonical_chars(path: &str) -> Result<String, BadPath> {

@@ -20,6 +20,9 @@ pub fn normalize_path(req: &mut RequestHeader) -> Result<(), Refusal> {
     let Some(original) = req.uri.path_and_query() else {
         return Ok(());
     };
+    if authz::policy::is_normalized(original.as_str()) {
+        return Ok(());
+    }
     let normalized = authz::policy::normalize_path(original.as_str()).map_err(|bad| {
         tracing::debug!("path normalization failed: {}", bad.0);
         Refusal::bad_path()
