@@ -18,6 +18,9 @@ pub struct AdminState {
     pub live: Arc<LiveConfig>,
     /// False until the first snapshot is in force, and again once draining starts.
     pub ready: AtomicBool,
+    /// The `jwksUri` keys in use: `/config_dump` shows each URI's state (fetched, failing
+    /// since, last error), the "clear state when the URI fails" an operator looks for.
+    pub jwks: Arc<crate::security::jwks::JwksCache>,
 }
 
 /// What a listener of this module answers: the admin routes or the readiness route.
@@ -63,9 +66,10 @@ fn config_dump(state: &AdminState) -> Response<Full<Bytes>> {
         "config_dir": state.live.dir(),
         "gateway": snapshot.gateway,
         "services": snapshot.services,
-        // Issue 12: policies per target with their issues, trust domains, ext_authz providers.
-        // The JWKS cache's state goes beside it as "jwks" once the wiring holds the cache.
+        // Policies per target with their issues, trust domains, ext_authz providers; and the
+        // state of every jwksUri.
         "security": snapshot.security.summary(&report),
+        "jwks": state.jwks.status(),
         "resources": report.statuses,
         "reloads": *state.live.reload_record(),
     });

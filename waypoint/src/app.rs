@@ -212,7 +212,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
     };
     let http_addr = serving.plain_http(&opts, &proxy).await?;
     let gateway_addrs = serving.gateway(&opts, &proxy, gateway_ports).await?;
-    let admin = serving.admin_and_ready(&opts).await?;
+    let admin = serving.admin_and_ready(&opts, &security.jwks).await?;
     let mut watchers = vec![config_watcher(&opts, &live, &shutdown_rx)?];
     let hbone_addr = match &certs {
         Some(certs) => {
@@ -441,10 +441,15 @@ impl Serving<'_> {
     }
 
     /// The admin and readiness listeners; readiness stays false until [`start`] is done.
-    async fn admin_and_ready(&self, opts: &Options) -> Result<AdminListeners, StartError> {
+    async fn admin_and_ready(
+        &self,
+        opts: &Options,
+        jwks: &Arc<crate::security::jwks::JwksCache>,
+    ) -> Result<AdminListeners, StartError> {
         let state = Arc::new(AdminState {
             live: self.live.clone(),
             ready: false.into(),
+            jwks: jwks.clone(),
         });
         let admin_addr = self
             .admin_listener(

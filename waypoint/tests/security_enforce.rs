@@ -57,21 +57,13 @@ fn db_endpoints(addr: SocketAddr) -> String {
 
 /// A TCP backend that answers `pong` to anything.
 async fn pong_backend() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 64];
-                if s.read(&mut buf).await.is_ok() {
-                    let _ = s.write_all(b"pong").await;
-                }
-            });
+    support::tcp_server(|mut s| async move {
+        let mut buf = [0u8; 64];
+        if s.read(&mut buf).await.is_ok() {
+            let _ = s.write_all(b"pong").await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// One HTTP/1.1 request in a fresh tunnel to `web`, with `headers`; the status and body.

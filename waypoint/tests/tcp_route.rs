@@ -15,23 +15,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// and closes: it only answers correctly if the half-close reached it and its reply can still
 /// travel back.
 async fn tcp_backend(name: &'static str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                if s.read_to_end(&mut got).await.is_ok() {
-                    let _ = s.write_all(format!("{name}:").as_bytes()).await;
-                    let _ = s.write_all(&got).await;
-                    let _ = s.shutdown().await;
-                }
-            });
+    support::tcp_server(move |mut s| async move {
+        let mut got = Vec::new();
+        if s.read_to_end(&mut got).await.is_ok() {
+            let _ = s.write_all(format!("{name}:").as_bytes()).await;
+            let _ = s.write_all(&got).await;
+            let _ = s.shutdown().await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn config(a: SocketAddr, b: SocketAddr) -> String {

@@ -206,7 +206,15 @@ impl HboneServer {
         if protocol == Protocol::Tcp {
             // STEP authorize (security), L4: a denied tunnel is closed after its CONNECT 200,
             // as Envoy's RBAC network filter closes the connection.
-            if !crate::security::check_tunnel(&snapshot, &context, &self.security).await {
+            // Boxed: the check's future (JWT, ext_authz calls) is several KiB, and inline it
+            // would be part of every stream's task for the stream's whole life.
+            let allowed = Box::pin(crate::security::check_tunnel(
+                &snapshot,
+                &context,
+                &self.security,
+            ))
+            .await;
+            if !allowed {
                 return;
             }
             return self.tcp.forward(tunnel, context, &snapshot).await;

@@ -98,7 +98,9 @@ pub async fn authorize(
         traffic: Traffic::Http(req),
         trace: trace || tracing::enabled!(target: "authz", tracing::Level::DEBUG),
     };
-    let checked = security::check_request(&input, clients, SystemTime::now()).await;
+    // Boxed, and only for a destination with policies: the check's future (JWT, ext_authz
+    // calls) is several KiB, which would otherwise enlarge every request's phase future.
+    let checked = Box::pin(security::check_request(&input, clients, SystemTime::now())).await;
     tracing::debug!(target: "authz", trace = ?checked.trace, "security checked");
     match &checked.outcome {
         Outcome::Allow(granted) => {

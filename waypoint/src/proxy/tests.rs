@@ -54,13 +54,18 @@ spec:
 "#;
 
 pub(crate) fn snapshot(extra: &str) -> Snapshot {
-    let mut loaded = Loaded::default();
-    let text = if extra.is_empty() {
-        BASE.to_string()
+    if extra.is_empty() {
+        snapshot_of(BASE)
     } else {
-        format!("{BASE}---\n{extra}")
-    };
-    crate::config::files_for_tests::parse(std::path::Path::new("t.yaml"), &text, &mut loaded);
+        snapshot_of(&format!("{BASE}---\n{extra}"))
+    }
+}
+
+/// The snapshot of a folder holding only `text`, built as `run` builds it (the lib tests of
+/// other modules use it with their own base objects).
+pub(crate) fn snapshot_of(text: &str) -> Snapshot {
+    let mut loaded = Loaded::default();
+    crate::config::files_for_tests::parse(std::path::Path::new("t.yaml"), text, &mut loaded);
     let opts = BuildOptions {
         gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
         version: 1,

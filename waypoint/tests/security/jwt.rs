@@ -325,6 +325,24 @@ async fn jwks_down(w: &World, key: &Key, down: std::net::SocketAddr) {
             .await,
         "no log line names the JWKS URI that cannot be fetched"
     );
+    // The admin's /config_dump shows the URI's state to an operator.
+    let dump = crate::support::HttpClient::new()
+        .get(w.wp.addr("admin"), "admin", "/config_dump", &[])
+        .await
+        .expect("config_dump");
+    let dump: serde_json::Value = serde_json::from_str(&dump.body).expect("JSON");
+    let failing = dump["jwks"].as_array().into_iter().flatten().any(|s| {
+        s["uri"]
+            .as_str()
+            .is_some_and(|u| u.contains(&down.to_string()))
+            && !s["last_error"].is_null()
+    });
+    soft!(
+        w,
+        failing,
+        "/config_dump's jwks does not show {down} failing: {}",
+        dump["jwks"]
+    );
     w.check(&X, Req::get(OPEN, "/d"), Expect::Allowed).await;
 }
 

@@ -15,20 +15,12 @@ const DB_HOST: &str = "db.shop.svc.cluster.local:5432";
 
 /// A TCP echo backend: copies what it reads back until the client half-closes.
 async fn tcp_echo() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
+    crate::support::tcp_server(|mut s| async move {
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+        let _ = w.shutdown().await;
+    })
+    .await
 }
 
 fn files(backend: SocketAddr, echo: SocketAddr) -> Vec<(&'static str, String)> {

@@ -3,8 +3,6 @@
 //! `fail`.
 
 use super::*;
-use crate::config::Loaded;
-use crate::snapshot::BuildOptions;
 use authz::ConnectionAttrs;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -30,17 +28,7 @@ spec:
 "#;
 
 fn snapshot(extra: &str) -> Snapshot {
-    let mut loaded = Loaded::default();
-    let text = format!("{BASE}---\n{extra}");
-    crate::config::files_for_tests::parse(std::path::Path::new("t.yaml"), &text, &mut loaded);
-    let opts = BuildOptions {
-        gateway_class: crate::snapshot::GATEWAY_CLASS.to_string(),
-        version: 1,
-        gateway: None,
-        trust_domain: crate::snapshot::CLUSTER_DOMAIN.to_string(),
-    };
-    let (s, _report) = Snapshot::build(&loaded.documents, loaded.errors, &opts);
-    s.expect("snapshot")
+    crate::proxy::tests::snapshot_of(&format!("{BASE}---\n{extra}"))
 }
 
 /// A Service `authz` in `ns` (port 8000) whose EndpointSlice points at `addr`.
