@@ -43,6 +43,8 @@ pub struct Authenticator {
     /// The policies merged into it, in the order they were given.
     pub sources: Vec<PolicyRef>,
     providers: Vec<Provider>,
+    /// [`Authenticator::sanitize_edits`], decided once at compile rather than per request.
+    sanitize: Vec<HeaderEdit>,
 }
 
 /// What authentication made of a request.
@@ -123,6 +125,7 @@ impl Authenticator {
             issues.extend(found.into_iter().map(|i| (policy.clone(), i)));
             authn.sources.push(policy.clone());
         }
+        authn.sanitize = output_header_removals(&authn.providers);
         (authn, issues)
     }
 
@@ -159,19 +162,7 @@ impl Authenticator {
     /// `outputClaimToHeaders` headers. Apply them to anonymous requests too
     /// ([`AuthnOutcome::Authenticated`] already carries them).
     pub fn sanitize_edits(&self) -> Vec<HeaderEdit> {
-        let mut names: Vec<&str> = Vec::new();
-        for p in &self.providers {
-            let claims = p.claim_headers.iter().map(|(h, _)| h.as_str());
-            for name in p.payload_header.as_deref().into_iter().chain(claims) {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-        }
-        names
-            .into_iter()
-            .map(|n| HeaderEdit::Remove(n.to_string()))
-            .collect()
+        self.sanitize.clone()
     }
 
     /// Authenticates one request at `now` with keys from `jwks`, as Envoy's `jwt_authn` with
@@ -327,4 +318,22 @@ impl Run<'_> {
             header: found.header.clone(),
         })
     }
+}
+
+/// Every rule's `outputPayloadToHeader` and `outputClaimToHeaders` header, once each, as
+/// removals.
+fn output_header_removals(providers: &[Provider]) -> Vec<HeaderEdit> {
+    let mut names: Vec<&str> = Vec::new();
+    for p in providers {
+        let claims = p.claim_headers.iter().map(|(h, _)| h.as_str());
+        for name in p.payload_header.as_deref().into_iter().chain(claims) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| HeaderEdit::Remove(n.to_string()))
+        .collect()
 }
